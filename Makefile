@@ -1,0 +1,41 @@
+# Two commands on a fresh machine: `make demo` and `make test` (both set up the environment as needed).
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.clickgs-installed
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+DEMO_DIR ?= demo
+DEMO_STEPS_RGB ?= 1500
+DEMO_STEPS_FEATURES ?= 600
+
+.PHONY: setup test demo bench clean
+
+$(STAMP): pyproject.toml
+	@dpkg -s libusb-1.0-0 >/dev/null 2>&1 || ($(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq libusb-1.0-0)
+	@test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.14.1 torchvision==0.29.1
+	$(PY) -m pip install -q -e ".[dev]"
+	@touch $(STAMP)
+
+setup: $(STAMP)
+
+test: setup
+	$(PY) -m pytest -q -p no:cacheprovider
+
+demo: setup
+	$(VENV)/bin/clickgs synth $(DEMO_DIR)/scene
+	$(VENV)/bin/ns-train click-gaussian --data $(DEMO_DIR)/scene --output-dir $(DEMO_DIR)/outputs \
+		--timestamp demo --machine.device-type cpu --vis tensorboard \
+		--pipeline.model.rgb-stage-steps $(DEMO_STEPS_RGB) --pipeline.model.feature-stage-steps $(DEMO_STEPS_FEATURES) \
+		--pipeline.model.num-downscales 0 --pipeline.model.losses.num-sampled-pixels 2048 \
+		--steps-per-eval-image 500 --steps-per-eval-all-images 100000 --steps-per-save 500
+	$(VENV)/bin/clickgs render-features --load-config $(DEMO_DIR)/outputs/scene/click-gaussian/demo/config.yml \
+		--output-dir $(DEMO_DIR)/feature_maps
+	@echo "Demo done: PCA-coloured feature maps in $(DEMO_DIR)/feature_maps; open the run with"
+	@echo "  $(VENV)/bin/ns-viewer --load-config $(DEMO_DIR)/outputs/scene/click-gaussian/demo/config.yml"
+
+bench: setup
+	$(PY) benchmarks/bench_renderer.py
+
+clean:
+	rm -rf $(DEMO_DIR)

@@ -1,0 +1,121 @@
+"""A full-image datamanager that attaches each training image's SAM id maps (coarse and fine).
+
+The maps are read from the dataset's ``clickgs_masks/`` folder (format: ``clickgs_ns.masks``), checked against
+the image's full resolution, resized with nearest neighbour to the training resolution, and stored compactly
+(the smallest integer type that holds the image's ids) next to the cached image as ``coarse_ids``/``fine_ids``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Literal, Tuple, Type
+
+import numpy as np
+import torch
+from PIL import Image
+
+from nerfstudio.data.datamanagers.full_images_datamanager import FullImageDatamanager, FullImageDatamanagerConfig
+from nerfstudio.data.dataparsers.base_dataparser import DataparserOutputs
+from nerfstudio.data.datasets.base_dataset import InputDataset
+
+from clickgs_ns.masks import MaskFileError, compact_ids, mask_path_for_image, read_id_maps, resize_ids_nearest
+
+
+def full_resolution_size(image_path: Path, data_root: Path) -> Tuple[int, int]:
+    """(H, W) of the full-resolution version of ``image_path`` (nerfstudio may train on ``images_N/``)."""
+    rel = Path(image_path).resolve().relative_to(Path(data_root).resolve())
+    full = Path(data_root) / "images" / Path(*rel.parts[1:]) if len(rel.parts) > 1 else Path(image_path)
+    source = full if full.exists() else Path(image_path)
+    with Image.open(source) as img:
+        width, height = img.size
+    return height, width
+
+
+class ClickGaussianDataset(InputDataset):
+    """An InputDataset whose items carry ``coarse_ids`` and ``fine_ids`` [H, W] (int16 or int32, -1 = none)."""
+
+    def __init__(self, dataparser_outputs: DataparserOutputs, scale_factor: float = 1.0,
+                 data_root: Path = Path("."), load_id_maps: bool = True):
+        super().__init__(dataparser_outputs, scale_factor)
+        self.data_root = Path(data_root)
+        self.load_id_maps = load_id_maps
+
+    def mask_path(self, image_idx: int) -> Path:
+        return mask_path_for_image(self._dataparser_outputs.image_filenames[image_idx], self.data_root)
+
+    def get_metadata(self, data: Dict) -> Dict:
+        if not self.load_id_maps:
+            return {}
+        image_idx = data["image_idx"]
+        image_path = self._dataparser_outputs.image_filenames[image_idx]
+        mask_path = self.mask_path(image_idx)
+        coarse, fine = read_id_maps(mask_path)
+        expected = full_resolution_size(image_path, self.data_root)
+        if coarse.shape != expected:
+            raise MaskFileError(
+                f"Mask file {mask_path} is {coarse.shape[1]}x{coarse.shape[0]} (WxH) but its image {image_path} is "
+                f"{expected[1]}x{expected[0]} at full resolution; masks must be made at the image's full resolution."
+            )
+        height, width = data["image"].shape[:2]
+        return {
+            "coarse_ids": torch.from_numpy(compact_ids(resize_ids_nearest(coarse, (height, width)))),
+            "fine_ids": torch.from_numpy(compact_ids(resize_ids_nearest(fine, (height, width)))),
+        }
+
+
+@dataclass
+class ClickGaussianDataManagerConfig(FullImageDatamanagerConfig):
+    """FullImageDatamanager plus the SAM id maps of every training image."""
+
+    _target: Type = field(default_factory=lambda: ClickGaussianDataManager)
+    cache_images_type: Literal["uint8", "float32"] = "uint8"
+
+
+class ClickGaussianDataManager(FullImageDatamanager[ClickGaussianDataset]):
+    """Training images come with ``coarse_ids`` and ``fine_ids``; eval images do not need masks."""
+
+    config: ClickGaussianDataManagerConfig
+
+    @property
+    def data_root(self) -> Path:
+        data = Path(self.config.dataparser.data)
+        return data.parent if data.is_file() else data
+
+    def create_train_dataset(self) -> ClickGaussianDataset:
+        return ClickGaussianDataset(
+            dataparser_outputs=self.train_dataparser_outputs,
+            scale_factor=self.config.camera_res_scale_factor,
+            data_root=self.data_root,
+            load_id_maps=self.test_mode != "inference",
+        )
+
+    def create_eval_dataset(self) -> ClickGaussianDataset:
+        return ClickGaussianDataset(
+            dataparser_outputs=self.dataparser.get_dataparser_outputs(split=self.test_split),
+            scale_factor=self.config.camera_res_scale_factor,
+            data_root=self.data_root,
+            load_id_maps=False,
+        )
+
+    def _load_images(self, split: Literal["train", "eval"],
+                     cache_images_device: Literal["cpu", "gpu"]) -> List[Dict[str, torch.Tensor]]:
+        # "cpu" caching pins memory, which needs a CUDA driver; on a CPU device the device *is* the CPU.
+        if torch.device(self.device).type == "cpu":
+            cache_images_device = "gpu"
+        cached = super()._load_images(split, cache_images_device)
+        if split == "train" and self.train_dataset.load_id_maps:
+            for idx, data in enumerate(cached):
+                if data["coarse_ids"].shape != data["image"].shape[:2]:
+                    raise MaskFileError(
+                        f"Image {self.train_dataset.image_filenames[idx]} was undistorted to "
+                        f"{tuple(data['image'].shape[:2])} but its id maps are {tuple(data['coarse_ids'].shape)}: "
+                        "click-gaussian needs an undistorted dataset (distortion parameters all zero)."
+                    )
+        return cached
+
+    def id_maps(self, image_idx: int) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Coarse and fine id maps [H, W] of training image ``image_idx`` (at the training resolution)."""
+        data = self.cached_train[image_idx]
+        return data["coarse_ids"], data["fine_ids"]
+

@@ -1,0 +1,388 @@
+"""ClickGaussianModel: splatfacto with a two-level feature per Gaussian, trained in two stages.
+
+Steps ``[0, feature_start_step)`` are splatfacto's RGB stage (densification included). From
+``feature_start_step`` on, geometry, opacity and colour are frozen and only ``gauss_params["features"]``
+([N, 24]: coarse = first 12 channels, fine = all 24) is optimised with the losses of ``clickgs_ns.losses``.
+Starting from an existing splat (``init_ply`` or ``init_checkpoint``) skips the RGB stage.
+
+Rendering goes through ``clickgs_ns.rendering.rasterize``: gsplat on CUDA, the project's torch rasterizer on CPU.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Literal, Optional, Tuple, Type, Union
+
+import torch
+from torch import Tensor
+from torch.nn import Parameter
+
+from nerfstudio.cameras.cameras import Cameras
+from nerfstudio.models.base_model import Model
+from nerfstudio.models.splatfacto import (
+    SplatfactoModel,
+    SplatfactoModelConfig,
+    RGB2SH,
+    num_sh_bases,
+    random_quat_tensor,
+)
+from nerfstudio.utils.colors import get_color
+from nerfstudio.utils.colormaps import apply_pca_colormap
+from nerfstudio.utils.rich_utils import CONSOLE
+
+from clickgs_ns.losses import FeatureLossConfig, build_knn_index, feature_stage_losses
+from clickgs_ns.rendering import eval_sh, get_viewmat, rasterize
+
+GEOMETRY_AND_COLOUR = ("means", "scales", "quats", "features_dc", "features_rest", "opacities")
+
+
+def init_features(num_gaussians: int, feature_dim: int, coarse_dim: int, std: float,
+                  generator: Optional[torch.Generator] = None) -> Tensor:
+    """Initial per-Gaussian features [N, feature_dim]: N(0, std^2), then each half normalised to unit length."""
+    features = torch.randn(num_gaussians, feature_dim, generator=generator) * std
+    coarse = torch.nn.functional.normalize(features[:, :coarse_dim], dim=-1)
+    fine_rest = torch.nn.functional.normalize(features[:, coarse_dim:], dim=-1)
+    return torch.cat([coarse, fine_rest], dim=-1)
+
+
+def make_lpips() -> Optional[torch.nn.Module]:
+    """LPIPS for eval metrics when its AlexNet weights are already in the torch hub cache, else None.
+
+    splatfacto builds LPIPS unconditionally, which downloads weights; this plugin must work offline.
+    """
+    from torchvision.models import AlexNet_Weights
+
+    weights_file = Path(torch.hub.get_dir()) / "checkpoints" / Path(AlexNet_Weights.DEFAULT.url).name
+    if not weights_file.exists():
+        return None
+    from torchmetrics.image.lpip import LearnedPerceptualImagePatchSimilarity
+
+    return LearnedPerceptualImagePatchSimilarity(normalize=True)
+
+
+@dataclass
+class ClickGaussianModelConfig(SplatfactoModelConfig):
+    """Splatfacto plus Click-Gaussian's two-level features (method.md, "Representation")."""
+
+    _target: Type = field(default_factory=lambda: ClickGaussianModel)
+    feature_dim: int = 24
+    """Channels of each Gaussian's feature; the fine feature is all of them."""
+    coarse_dim: int = 12
+    """Leading channels that form the coarse feature."""
+    feature_init_std: float = 0.1
+    """Std of the initial features, before each half is normalised."""
+    rgb_stage_steps: int = 30000
+    """Length of the RGB (splatfacto) stage when no existing splat is given."""
+    feature_stage_steps: int = 3000
+    """Length of the feature stage."""
+    init_ply: Optional[Path] = None
+    """A standard 3DGS .ply in the dataset's coordinate frame: skips the RGB stage."""
+    init_checkpoint: Optional[Path] = None
+    """A splatfacto (or click-gaussian) checkpoint .ckpt of this dataset: skips the RGB stage."""
+    render_backend: Literal["auto", "torch", "gsplat"] = "auto"
+    """auto: gsplat on CUDA, the project's torch rasterizer on CPU."""
+    losses: FeatureLossConfig = field(default_factory=FeatureLossConfig)
+    """Feature-stage losses (method.md, "Losses")."""
+
+    @property
+    def feature_start_step(self) -> int:
+        """First step of the feature stage."""
+        return 0 if (self.init_ply is not None or self.init_checkpoint is not None) else self.rgb_stage_steps
+
+    @property
+    def total_steps(self) -> int:
+        """Steps of the whole run, both stages."""
+        return self.feature_start_step + self.feature_stage_steps
+
+
+class ClickGaussianModel(SplatfactoModel):
+    """Splatfacto with per-Gaussian two-level features for click segmentation."""
+
+    config: ClickGaussianModelConfig
+
+    def populate_modules(self) -> None:
+        # splatfacto's populate_modules hard-codes .cuda() and downloads LPIPS weights: this one does neither.
+        Model.populate_modules(self)
+        cfg = self.config
+        if cfg.losses.coarse_dim != cfg.coarse_dim:
+            raise ValueError(f"losses.coarse_dim ({cfg.losses.coarse_dim}) must equal coarse_dim ({cfg.coarse_dim})")
+        if not 0 < cfg.coarse_dim < cfg.feature_dim:
+            raise ValueError(f"coarse_dim ({cfg.coarse_dim}) must lie strictly between 0 and feature_dim ({cfg.feature_dim})")
+        if self.seed_points is not None and not cfg.random_init:
+            means = self.seed_points[0].float()
+            seed_rgb = self.seed_points[1].float() / 255 if self.seed_points[1].shape[0] > 0 else None
+        else:
+            means = (torch.rand((cfg.num_random, 3)) - 0.5) * cfg.random_scale
+            seed_rgb = None
+        num_points = means.shape[0]
+        distances, _ = self.k_nearest_sklearn(means, 3)
+        avg_dist = torch.from_numpy(distances).mean(dim=-1, keepdim=True).clamp_min(1e-7)
+        dim_sh = num_sh_bases(cfg.sh_degree)
+        features_dc = torch.rand(num_points, 3)
+        if seed_rgb is not None:
+            features_dc = RGB2SH(seed_rgb) if cfg.sh_degree > 0 else torch.logit(seed_rgb, eps=1e-10)
+        self.gauss_params = torch.nn.ParameterDict(
+            {
+                "means": Parameter(means),
+                "scales": Parameter(torch.log(avg_dist.repeat(1, 3))),
+                "quats": Parameter(random_quat_tensor(num_points)),
+                "features_dc": Parameter(features_dc),
+                "features_rest": Parameter(torch.zeros(num_points, dim_sh - 1, 3)),
+                "opacities": Parameter(torch.logit(0.1 * torch.ones(num_points, 1))),
+                "features": Parameter(init_features(num_points, cfg.feature_dim, cfg.coarse_dim, cfg.feature_init_std)),
+            }
+        )
+        self.camera_optimizer = cfg.camera_optimizer.setup(num_cameras=self.num_train_data, device="cpu")
+
+        from pytorch_msssim import SSIM
+        from torchmetrics.image import PeakSignalNoiseRatio
+
+        self.psnr = PeakSignalNoiseRatio(data_range=1.0)
+        self.ssim = SSIM(data_range=1.0, size_average=True, channel=3)
+        self.lpips = make_lpips()
+        self.step = 0
+        self.crop_box = None
+        if cfg.background_color == "random":
+            self.background_color = torch.tensor([0.1490, 0.1647, 0.2157])  # viser's background, as splatfacto
+        else:
+            self.background_color = get_color(cfg.background_color)
+        if cfg.use_bilateral_grid:
+            from nerfstudio.model_components.lib_bilagrid import BilateralGrid
+
+            self.bil_grids = BilateralGrid(
+                num=self.num_train_data, grid_X=cfg.grid_shape[0], grid_Y=cfg.grid_shape[1], grid_W=cfg.grid_shape[2]
+            )
+        from gsplat.strategy import DefaultStrategy
+
+        self.strategy = DefaultStrategy(
+            prune_opa=cfg.cull_alpha_thresh,
+            grow_grad2d=cfg.densify_grad_thresh,
+            grow_scale3d=cfg.densify_size_thresh,
+            grow_scale2d=cfg.split_screen_size,
+            prune_scale3d=cfg.cull_scale_thresh,
+            prune_scale2d=cfg.cull_screen_size,
+            refine_scale2d_stop_iter=cfg.stop_screen_size_at,
+            refine_start_iter=cfg.warmup_length,
+            refine_stop_iter=min(cfg.stop_split_at, cfg.feature_start_step),
+            reset_every=cfg.reset_alpha_every * cfg.refine_every,
+            refine_every=cfg.refine_every,
+            pause_refine_after_reset=self.num_train_data + cfg.refine_every,
+            absgrad=cfg.use_absgrad,
+            revised_opacity=False,
+            verbose=True,
+        )
+        self.strategy_state = self.strategy.initialize_state(scene_scale=1.0)
+        self.spatial_knn: Optional[Tensor] = None  # [M, K + 1], built at the first feature step
+
+    # ----------------------------------------------------------------------------------------------- state
+    @property
+    def features(self) -> Tensor:
+        """Per-Gaussian features [N, feature_dim]."""
+        return self.gauss_params["features"]
+
+    @property
+    def in_feature_stage(self) -> bool:
+        return self.step >= self.config.feature_start_step
+
+    def load_gaussians(self, params: Dict[str, Tensor]) -> None:
+        """Replace the splat by ``params`` (the six splatfacto entries, optionally ``features``).
+
+        Only before the optimizers are built (the pipeline calls it while it is constructed).
+        Missing features are initialised as in ``init_features``.
+        """
+        missing = [k for k in GEOMETRY_AND_COLOUR if k not in params]
+        if missing:
+            raise ValueError(f"The splat to start from lacks {missing}")
+        num_points = params["means"].shape[0]
+        for name in GEOMETRY_AND_COLOUR:
+            self.gauss_params[name] = Parameter(params[name].detach().float().to(self.device))
+        features = params.get("features")
+        if features is None or features.shape != (num_points, self.config.feature_dim):
+            features = init_features(num_points, self.config.feature_dim, self.config.coarse_dim,
+                                     self.config.feature_init_std)
+        self.gauss_params["features"] = Parameter(features.detach().float().to(self.device))
+        self.spatial_knn = None
+
+    def load_state_dict(self, dict, **kwargs):  # type: ignore  # noqa: A002
+        """Resize the Gaussians in place to the checkpoint's count, then load.
+
+        splatfacto swaps in new Parameter objects here, which leaves the already built optimizers stepping
+        stale tensors when a run resumes (nerfstudio #3554); changing ``.data`` keeps every reference valid.
+        """
+        self.step = self.config.total_steps
+        num_points = dict["gauss_params.means"].shape[0]
+        for name, param in self.gauss_params.items():
+            param.data = torch.zeros((num_points,) + param.shape[1:], device=param.device, dtype=param.dtype)
+        if "gauss_params.features" not in dict:  # a plain splatfacto checkpoint
+            CONSOLE.log("Checkpoint has no click-gaussian features: initialising them.")
+            dict["gauss_params.features"] = init_features(
+                num_points, self.config.feature_dim, self.config.coarse_dim, self.config.feature_init_std
+            )
+        self.spatial_knn = None
+        return Model.load_state_dict(self, dict, **kwargs)
+
+    def get_gaussian_param_groups(self) -> Dict[str, List[Parameter]]:
+        groups = super().get_gaussian_param_groups()
+        groups["features"] = [self.gauss_params["features"]]
+        return groups
+
+    def _get_downscale_factor(self) -> int:
+        if self.training and self.in_feature_stage:
+            return 1  # the id maps are at the training resolution
+        return super()._get_downscale_factor()
+
+    def step_post_backward(self, step: int) -> None:
+        if self.in_feature_stage:
+            return  # geometry is frozen: no densification
+        super().step_post_backward(step)
+
+    # ---------------------------------------------------------------------------------------------- render
+    def _sh_degree_to_use(self) -> int:
+        if self.in_feature_stage:
+            return self.config.sh_degree
+        return min(self.step // self.config.sh_degree_interval, self.config.sh_degree)
+
+    def _colors_for_camera(self, features_dc: Tensor, features_rest: Tensor, means: Tensor,
+                           camera_to_world: Tensor) -> Tensor:
+        """View-dependent RGB [N, 3] of each Gaussian seen from the camera centre of ``camera_to_world`` [1, 3, 4]."""
+        if self.config.sh_degree == 0:
+            return torch.sigmoid(features_dc)
+        coeffs = torch.cat([features_dc[:, None, :], features_rest], dim=1)  # [N, K, 3]
+        degree = self._sh_degree_to_use()
+        dirs = torch.nn.functional.normalize(means - camera_to_world[0, :3, 3], dim=-1)  # [N, 3]
+        return torch.clamp_min(eval_sh(degree, dirs, coeffs[:, : (degree + 1) ** 2]) + 0.5, 0.0)
+
+    def get_outputs(self, camera: Cameras) -> Dict[str, Union[Tensor, List]]:
+        if not isinstance(camera, Cameras):
+            CONSOLE.log("ClickGaussianModel.get_outputs called without a camera")
+            return {}
+        feature_training = self.training and self.in_feature_stage
+        rgb_training = self.training and not feature_training
+        if self.training:
+            assert camera.shape[0] == 1, "Only one camera at a time"
+        camera_to_world = (
+            self.camera_optimizer.apply_to_camera(camera) if rgb_training else camera.camera_to_worlds
+        )  # [1, 3, 4]
+
+        params = {name: self.gauss_params[name] for name in GEOMETRY_AND_COLOUR + ("features",)}
+        if self.crop_box is not None and not self.training:
+            crop_ids = self.crop_box.within(params["means"]).squeeze()
+            if crop_ids.sum() == 0:
+                return self.get_empty_outputs(int(camera.width.item()), int(camera.height.item()),
+                                              self.background_color)
+            params = {name: value[crop_ids] for name, value in params.items()}
+        if feature_training:  # frozen splat: only the features receive gradients
+            params = {name: (value if name == "features" else value.detach()) for name, value in params.items()}
+
+        scale_factor = self._get_downscale_factor()
+        camera.rescale_output_resolution(1 / scale_factor)
+        viewmat = get_viewmat(camera_to_world)
+        K = camera.get_intrinsics_matrices().to(self.device)
+        W, H = int(camera.width.item()), int(camera.height.item())
+        self.last_size = (H, W)
+        camera.rescale_output_resolution(scale_factor)
+
+        if feature_training:
+            colors = params["features"]  # [N, 24]: every feature channel in one rasterizer call
+        else:
+            colors = self._colors_for_camera(params["features_dc"], params["features_rest"], params["means"],
+                                             camera_to_world.detach())
+            if not self.training:
+                colors = torch.cat([colors, params["features"]], dim=-1)  # [N, 3 + 24]
+        render_mode = "RGB+ED" if (not self.training or self.config.output_depth_during_training) else "RGB"
+        if feature_training:
+            render_mode = "RGB"
+
+        render, alpha, info = rasterize(
+            means=params["means"],
+            quats=params["quats"],
+            scales=torch.exp(params["scales"]),
+            opacities=torch.sigmoid(params["opacities"]).squeeze(-1),
+            colors=colors,
+            viewmats=viewmat,
+            Ks=K,
+            width=W,
+            height=H,
+            near_plane=0.01,
+            far_plane=1e10,
+            render_mode=render_mode,
+            absgrad=self.strategy.absgrad and rgb_training,
+            rasterize_mode=self.config.rasterize_mode,
+            backend=self.config.render_backend,
+        )
+        render, alpha = render[0], alpha[0]  # [H, W, X], [H, W, 1]
+        if rgb_training:
+            self.info = info
+            self.strategy.step_pre_backward(self.gauss_params, self.optimizers, self.strategy_state, self.step, info)
+        if feature_training:
+            return {"features": render, "accumulation": alpha}
+
+        background = self._get_background_color()
+        rgb = torch.clamp(render[..., :3] + (1 - alpha) * background, 0.0, 1.0)
+        if self.config.use_bilateral_grid and rgb_training:
+            if camera.metadata is not None and "cam_idx" in camera.metadata:
+                rgb = self._apply_bilateral_grid(rgb[None], camera.metadata["cam_idx"], H, W)[0]
+        outputs: Dict[str, Union[Tensor, List]] = {"rgb": rgb, "accumulation": alpha}
+        if render_mode == "RGB+ED":
+            depth = render[..., -1:]
+            outputs["depth"] = torch.where(alpha > 0, depth, depth.detach().max())
+        else:
+            outputs["depth"] = None  # type: ignore
+        if not self.training:
+            features = render[..., 3 : 3 + self.config.feature_dim]
+            outputs["coarse_features"] = features[..., : self.config.coarse_dim]
+            outputs["fine_features"] = features
+            background = background.expand(H, W, 3)
+        outputs["background"] = background
+        return outputs
+
+    # ---------------------------------------------------------------------------------------------- losses
+    def get_metrics_dict(self, outputs, batch) -> Dict[str, Tensor]:
+        if "features" not in outputs:
+            return super().get_metrics_dict(outputs, batch)
+        return {"gaussian_count": self.num_points}
+
+    def get_loss_dict(self, outputs, batch, metrics_dict=None) -> Dict[str, Tensor]:
+        if "features" not in outputs:
+            return super().get_loss_dict(outputs, batch, metrics_dict)
+        for key in ("coarse_ids", "fine_ids"):
+            if key not in batch:
+                raise KeyError(f"The batch has no '{key}': train click-gaussian with its datamanager, which attaches "
+                               "the SAM id maps (clickgs_ns.datamanager.ClickGaussianDataManagerConfig).")
+        rendered = outputs["features"]
+        if batch["coarse_ids"].shape != rendered.shape[:2]:
+            raise ValueError(f"Id maps {tuple(batch['coarse_ids'].shape)} do not match the rendered features "
+                             f"{tuple(rendered.shape[:2])}")
+        if self.spatial_knn is None:
+            self.spatial_knn = build_knn_index(
+                self.means.detach().cpu(), self.config.losses.spatial_num_neighbours,
+                max_points=self.config.losses.spatial_num_gaussians,
+            ).to(self.device)
+        loss_dict, terms = feature_stage_losses(
+            rendered, batch["coarse_ids"], batch["fine_ids"], self.features, self.spatial_knn, self.config.losses
+        )
+        if metrics_dict is not None:
+            metrics_dict.update({name: value.detach() for name, value in terms.items()})
+        return loss_dict
+
+    def get_image_metrics_and_images(
+        self, outputs: Dict[str, Tensor], batch: Dict[str, Tensor]
+    ) -> Tuple[Dict[str, float], Dict[str, Tensor]]:
+        gt_rgb = self.composite_with_background(self.get_gt_img(batch["image"]), outputs["background"])
+        predicted_rgb = outputs["rgb"]
+        gt_chw = torch.moveaxis(gt_rgb, -1, 0)[None, ...]
+        predicted_chw = torch.moveaxis(predicted_rgb, -1, 0)[None, ...]
+        metrics_dict = {
+            "psnr": float(self.psnr(gt_chw, predicted_chw).item()),
+            "ssim": float(self.ssim(gt_chw, predicted_chw)),
+        }
+        if self.lpips is not None:
+            metrics_dict["lpips"] = float(self.lpips(gt_chw, predicted_chw))
+        images_dict = {"img": torch.cat([gt_rgb, predicted_rgb], dim=1)}
+        if "coarse_features" in outputs:
+            images_dict["features_pca"] = torch.cat(
+                [apply_pca_colormap(outputs["coarse_features"]), apply_pca_colormap(outputs["fine_features"])], dim=1
+            )
+        return metrics_dict, images_dict
