@@ -28,8 +28,39 @@ class Synth:
         CONSOLE.print(f"[bold green]Wrote the synthetic scene to {self.out_dir}[/]: {scene}")
 
 
+@dataclass
+class RenderFeatures:
+    """Render every training view of a run as [RGB | coarse-feature PCA | fine-feature PCA] PNGs."""
+
+    load_config: Path
+    """config.yml of a click-gaussian run."""
+    output_dir: Path = Path("feature_maps")
+    """Folder for the PNGs (one per training view)."""
+
+    def main(self) -> None:
+        from clickgs_ns.feature_maps import fit_pca_basis, pca_colors, save_png, side_by_side
+        from clickgs_ns.scene import load
+        from nerfstudio.utils.rich_utils import CONSOLE
+
+        scene = load(self.load_config)
+        features = scene.model.features.detach()
+        coarse_basis = fit_pca_basis(features[:, : scene.model.config.coarse_dim])
+        fine_basis = fit_pca_basis(features)
+        for index, name in enumerate(scene.image_names):
+            outputs = scene.render(index)
+            alpha = outputs["accumulation"]
+            picture = side_by_side([
+                outputs["rgb"],
+                pca_colors(outputs["coarse_features"], coarse_basis, alpha),
+                pca_colors(outputs["fine_features"], fine_basis, alpha),
+            ])
+            save_png(picture, self.output_dir / (Path(name).stem + ".png"))
+        CONSOLE.print(f"[bold green]Wrote {len(scene.image_names)} feature maps to {self.output_dir}[/]")
+
+
 Commands = Union[
     Annotated[Synth, tyro.conf.subcommand(name="synth")],
+    Annotated[RenderFeatures, tyro.conf.subcommand(name="render-features")],
 ]
 
 
