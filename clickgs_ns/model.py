@@ -10,7 +10,6 @@ Rendering goes through ``clickgs_ns.rendering.rasterize``: gsplat on CUDA, the p
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Literal, Optional, Tuple, Type, Union
@@ -104,7 +103,7 @@ class ClickGaussianModel(SplatfactoModel):
 
     def populate_modules(self) -> None:
         # splatfacto's populate_modules hard-codes .cuda() and downloads LPIPS weights: this one does neither.
-        Model.populate_modules(self)
+        # (Like splatfacto's, it does not call Model.populate_modules: a ray collider has no use here.)
         cfg = self.config
         if cfg.losses.coarse_dim != cfg.coarse_dim:
             raise ValueError(f"losses.coarse_dim ({cfg.losses.coarse_dim}) must equal coarse_dim ({cfg.coarse_dim})")
@@ -196,6 +195,13 @@ class ClickGaussianModel(SplatfactoModel):
         if missing:
             raise ValueError(f"The splat to start from lacks {missing}")
         num_points = params["means"].shape[0]
+        params = dict(params)
+        num_rest = num_sh_bases(self.config.sh_degree) - 1
+        rest = params["features_rest"].reshape(num_points, -1, 3)
+        if rest.shape[1] > num_rest:
+            raise ValueError(f"The splat to start from has SH degree {round((rest.shape[1] + 1) ** 0.5) - 1}, above "
+                             f"the model's {self.config.sh_degree}: set --pipeline.model.sh-degree to match.")
+        params["features_rest"] = torch.cat([rest, rest.new_zeros(num_points, num_rest - rest.shape[1], 3)], dim=1)
         for name in GEOMETRY_AND_COLOUR:
             self.gauss_params[name] = Parameter(params[name].detach().float().to(self.device))
         features = params.get("features")

@@ -1,0 +1,695 @@
+"""SAM preprocessing: each training image's two-level id maps, computed once and cached on disk.
+
+segment-anything's automatic mask generator runs on every image of a dataset; its segments (no level labels)
+become two id maps by area priority (``segments_to_id_maps``): where segments overlap on a pixel, the coarse map
+keeps the larger segment and the fine map the smaller one. Each image's maps are written atomically to
+``DATA/clickgs_masks/NAME.npz`` in the format of ``clickgs_ns.masks``, with these extra arrays:
+
+- ``settings_sha1`` (str): fingerprint of everything that decides the output (``sam_settings``): the SAM model
+  (checkpoint file name and size), the generator settings and the id-map version;
+- ``settings_json`` (str): those settings in readable JSON, so that a mask folder says how it was made;
+- ``image_sha1`` (str): sha1 of the image file's bytes;
+- ``num_segments`` (int): how many segments SAM returned.
+
+A cached file is used only when ``read_id_maps`` reads it, its settings and image hashes match, and its size is
+the image's; anything else is recomputed, so a run that was killed (or sharded over several processes with
+``--shard K/N``) is completed by running the same command again.
+
+Heavy imports (torch, segment_anything) happen inside the functions that need them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Literal, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import tyro
+from typing_extensions import Annotated
+
+from clickgs_ns.masks import MASKS_DIRNAME, MaskFileError, mask_path_for_image, read_id_maps, write_id_maps
+
+ID_MAP_VERSION = "area-priority-v1"
+"""Names the conversion of segments to id maps; change it whenever ``segments_to_id_maps`` changes its output."""
+
+SAM_CHECKPOINT_FILES = {
+    "vit_h": "sam_vit_h_4b8939.pth",
+    "vit_l": "sam_vit_l_0b3195.pth",
+    "vit_b": "sam_vit_b_01ec64.pth",
+}
+"""The official segment-anything checkpoint file of each model type."""
+
+SAM_CHECKPOINTS_PAGE = "https://github.com/facebookresearch/segment-anything#model-checkpoints"
+SAM_CHECKPOINTS_URL = "https://dl.fbaipublicfiles.com/segment_anything/"
+
+GENERATOR_FIXED_SETTINGS = {
+    "stability_score_offset": 1.0,
+    "box_nms_thresh": 0.7,
+    "crop_n_layers": 0,
+    "output_mode": "binary_mask",
+}
+"""segment-anything generator settings this project does not expose; recorded in every file's settings."""
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+
+
+class SamCheckpointError(FileNotFoundError):
+    """The SAM checkpoint file is missing (this project never downloads weights)."""
+
+
+class MaskRunError(ValueError):
+    """A user-facing problem with a mask run's inputs (dataset folder, shard, checkpoint)."""
+
+
+class MaskCacheWarning(UserWarning):
+    """A cached mask file was unusable (and is recomputed), or an image had no SAM segment."""
+
+
+@dataclass
+class SamMaskConfig:
+    """How SAM masks are made. Defaults are the method's (docs: shared/design/method.md, "Two-level masks")."""
+
+    sam_checkpoint: Optional[Path] = None
+    """Official segment-anything checkpoint, e.g. sam_vit_h_4b8939.pth (download it yourself; see SAM_CHECKPOINT_FILES)."""
+    sam_model: Literal["vit_h", "vit_l", "vit_b"] = "vit_h"
+    """SAM model type; must match the checkpoint."""
+    points_per_side: int = 32
+    """The generator prompts SAM with a points_per_side x points_per_side grid of points."""
+    pred_iou_thresh: float = 0.88
+    """Drop segments whose predicted IoU is not above this."""
+    stability_score_thresh: float = 0.95
+    """Drop segments whose stability score is below this."""
+    min_mask_region_area: int = 100
+    """Remove holes and islands smaller than this many pixels from each segment (0 = off; needs OpenCV)."""
+    points_per_batch: int = 64
+    """Points SAM decodes at once; affects speed and GPU memory only, not the masks."""
+    device: str = "auto"
+    """Torch device for SAM: "auto" (cuda if available, else cpu), "cpu", "cuda", "cuda:1", ..."""
+
+
+@dataclass
+class MaskRunReport:
+    """What one ``compute_masks`` run did with the images of its shard."""
+
+    images: int
+    """Images in this shard."""
+    computed: int = 0
+    """Images SAM ran on (recomputed ones included)."""
+    skipped: int = 0
+    """Images whose cached masks were valid."""
+    recomputed_corrupt: int = 0
+    """Of ``computed``: images whose cached file was unreadable (truncated, not a mask file)."""
+    recomputed_stale: int = 0
+    """Of ``computed``: images whose cached file was made with other settings, for other image bytes, or another size."""
+    empty: int = 0
+    """Of ``computed``: images where SAM found no segment (all -1 maps)."""
+    warnings: List[str] = field(default_factory=list)
+    """Every warning the run gave, in order."""
+    seconds: float = 0.0
+    """Wall time of the run."""
+
+
+@dataclass(frozen=True)
+class CacheStatus:
+    """The state of one image's cached mask file."""
+
+    state: Literal["valid", "missing", "corrupt", "stale"]
+    """"valid": usable as is; "missing": no file; "corrupt": unreadable; "stale": readable but not for this image/settings."""
+    reason: str = ""
+    """Why the file is not valid, naming the file."""
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Segments -> id maps
+
+
+def segments_to_id_maps(
+    segments: Union[np.ndarray, Sequence[Any]], image_size: Optional[Tuple[int, int]] = None
+) -> Tuple[np.ndarray, np.ndarray]:
+    """Two-level id maps from overlapping segments, by area priority.
+
+    Args:
+        segments: bool [S, H, W], or a sequence of S segments, each a bool [H, W] array or a SAM record (a dict
+            with "segmentation" bool [H, W] and optionally "area", its pixel count, and "bbox", its XYWH box with
+            inclusive corners, as SamAutomaticMaskGenerator returns them with output_mode="binary_mask").
+        image_size: (H, W); needed only when there are no segments (S = 0) in a sequence.
+
+    Returns:
+        (coarse, fine), int32 [H, W] each. A pixel's id is the index s (0..S-1) in ``segments`` of the segment
+        that wins it: in ``coarse`` the largest-area segment covering the pixel, in ``fine`` the smallest; -1
+        where no segment covers it. Ties in area go to the lower index at both levels. So a segment keeps the
+        same id in both maps, and ids need not be contiguous (a segment can be hidden at one level, or both).
+
+    Cost: per level, one masked write per segment, over the segment's box when a record's "bbox" and "area"
+    agree with its mask, else over the image; no [S, H, W] temporary is made.
+    """
+    masks, areas, windows = _masks_areas_windows(segments)
+    if image_size is None and isinstance(segments, np.ndarray) and segments.ndim == 3:
+        image_size = segments.shape[1:]
+    if not masks:
+        if image_size is None:
+            raise ValueError("segments_to_id_maps: no segments and no image_size to size the (all -1) maps")
+        height, width = image_size
+        empty = np.full((height, width), -1, dtype=np.int32)
+        return empty, empty.copy()
+    height, width = masks[0].shape
+    if image_size is not None and tuple(image_size) != (height, width):
+        raise ValueError(f"segments are {height}x{width} (HxW) but image_size is {tuple(image_size)}")
+    index = np.arange(len(masks))
+    # Paint in order; the last writer wins. Coarse: area ascending, so larger segments overwrite smaller ones;
+    # fine: area descending. Equal areas: higher index first, so the lower index is painted last and wins.
+    coarse_order = np.lexsort((-index, areas))
+    fine_order = np.lexsort((-index, -areas))
+    paint_dtype = np.int8 if len(masks) <= 128 else np.int16 if len(masks) <= 2**15 else np.int32
+    levels = []
+    for order in (coarse_order, fine_order):
+        ids = np.full((height, width), -1, dtype=paint_dtype)
+        for s in order:
+            if areas[s] > 0:
+                window = windows[s]
+                np.copyto(ids[window], s, where=masks[s][window], casting="unsafe")
+        levels.append(ids.astype(np.int32))
+    return levels[0], levels[1]
+
+
+def _masks_areas_windows(
+    segments: Union[np.ndarray, Sequence[Any]]
+) -> Tuple[List[np.ndarray], np.ndarray, List[Tuple[slice, slice]]]:
+    """The segments as bool [H, W] arrays (views where possible), their areas int64 [S], and per segment the
+    (rows, cols) window holding all of it: the record's bbox when its pixel count there equals the record's
+    area, else the whole image."""
+    everywhere = (slice(None), slice(None))
+    if isinstance(segments, np.ndarray):
+        if segments.ndim != 3:
+            raise ValueError(f"segments must be a bool [S, H, W] array, got shape {segments.shape}")
+        masks = [m if m.dtype == bool else m.astype(bool) for m in segments]
+        areas = [np.count_nonzero(m) for m in masks]
+        return masks, np.array(areas, dtype=np.int64).reshape(-1), [everywhere] * len(masks)
+    masks, areas, windows = [], [], []
+    for k, seg in enumerate(segments):
+        area, bbox = None, None
+        if isinstance(seg, dict):
+            if "segmentation" not in seg:
+                raise ValueError(f"segment record {k} has no 'segmentation' (keys: {sorted(seg)})")
+            area, bbox, seg = seg.get("area"), seg.get("bbox"), seg["segmentation"]
+        if not isinstance(seg, np.ndarray):
+            raise TypeError(
+                f"segment {k} is a {type(seg).__name__}, not a bool [H, W] array; run SAM's generator with "
+                "output_mode='binary_mask'"
+            )
+        mask = seg if seg.dtype == bool else seg.astype(bool)
+        window = everywhere
+        if area is not None and bbox is not None and mask.ndim == 2:
+            x0, y0, w, h = (int(round(v)) for v in bbox)
+            box = (slice(max(y0, 0), max(y0 + h + 1, 0)), slice(max(x0, 0), max(x0 + w + 1, 0)))
+            if np.count_nonzero(mask[box]) == int(area):
+                window = box
+        masks.append(mask)
+        windows.append(window)
+        areas.append(np.count_nonzero(mask) if window is everywhere else int(area))
+    shapes = {m.shape for m in masks}
+    if len(shapes) > 1 or any(len(s) != 2 for s in shapes):
+        raise ValueError(f"segments must all be [H, W] masks of one size, got shapes {sorted(shapes)}")
+    return masks, np.array(areas, dtype=np.int64).reshape(-1), windows
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# SAM
+
+
+def resolve_device(device: str) -> str:
+    """``device`` with "auto" replaced by "cuda" when a GPU is usable, else "cpu"."""
+    if device != "auto":
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def checked_checkpoint(config: SamMaskConfig) -> Path:
+    """``config.sam_checkpoint`` if it is an existing file; otherwise SamCheckpointError saying where to get one."""
+    official = ", ".join(f"{model}: {name}" for model, name in SAM_CHECKPOINT_FILES.items())
+    how = (
+        f"This project does not download weights: download the official segment-anything checkpoint yourself "
+        f"from {SAM_CHECKPOINTS_PAGE} ({official}; e.g. "
+        f"{SAM_CHECKPOINTS_URL}{SAM_CHECKPOINT_FILES[config.sam_model]} for {config.sam_model}) and pass its path "
+        f"with --sam-checkpoint PATH (and --sam-model if it is not vit_h)."
+    )
+    if config.sam_checkpoint is None:
+        raise SamCheckpointError(f"No SAM checkpoint given. {how}")
+    path = Path(config.sam_checkpoint).expanduser()
+    if not path.is_file():
+        state = "is a folder, not a checkpoint file" if path.is_dir() else "does not exist"
+        raise SamCheckpointError(f"SAM checkpoint {path} {state}. {how}")
+    return path
+
+
+def build_sam_generator(config: SamMaskConfig, sam: Any = None) -> Any:
+    """segment-anything's SamAutomaticMaskGenerator with ``config``'s settings, on ``config.device``.
+
+    Args:
+        config: the settings; ``config.sam_checkpoint`` is loaded as ``config.sam_model`` unless ``sam`` is given.
+        sam: an already-built ``segment_anything.modeling.Sam`` to use instead of loading the checkpoint (it is
+            moved to ``config.device`` in place).
+    """
+    from segment_anything import SamAutomaticMaskGenerator, sam_model_registry
+    from segment_anything.modeling import Sam
+
+    if sam is None:
+        checkpoint = checked_checkpoint(config)
+        try:
+            sam = sam_model_registry[config.sam_model](checkpoint=str(checkpoint))
+        except RuntimeError as err:
+            raise MaskRunError(
+                f"SAM checkpoint {checkpoint} does not fit the model type {config.sam_model} (the official file for "
+                f"{config.sam_model} is {SAM_CHECKPOINT_FILES[config.sam_model]}); set --sam-model to the "
+                f"checkpoint's type. ({str(err).splitlines()[0]})"
+            ) from err
+    elif not isinstance(sam, Sam):
+        raise TypeError(f"sam must be a segment_anything.modeling.Sam, got {type(sam).__name__}")
+    sam = sam.to(resolve_device(config.device)).eval()
+    return SamAutomaticMaskGenerator(
+        sam,
+        points_per_side=config.points_per_side,
+        points_per_batch=config.points_per_batch,
+        pred_iou_thresh=config.pred_iou_thresh,
+        stability_score_thresh=config.stability_score_thresh,
+        min_mask_region_area=config.min_mask_region_area,
+        **GENERATOR_FIXED_SETTINGS,
+    )
+
+
+def sam_settings(config: SamMaskConfig, sam: Any = None) -> Dict[str, Any]:
+    """Everything that decides a mask file's content, as plain JSON-able values.
+
+    The model is named by its checkpoint's file name and size (not its folder, so moving the file keeps the
+    cache). When ``sam`` is given without a checkpoint it is named by the sha1 of its weights instead.
+    ``points_per_batch`` and ``device`` are left out: they change speed, not masks.
+    """
+    if config.sam_checkpoint is not None:
+        checkpoint = checked_checkpoint(config)
+        model: Dict[str, Any] = {
+            "sam_model": config.sam_model,
+            "checkpoint_name": checkpoint.name,
+            "checkpoint_bytes": checkpoint.stat().st_size,
+        }
+    elif sam is not None:
+        model = {"weights_sha1": _weights_sha1(sam)}
+    else:
+        checked_checkpoint(config)  # raises: no checkpoint given
+        raise AssertionError("unreachable")
+    return {
+        "id_maps": ID_MAP_VERSION,
+        "model": model,
+        "points_per_side": config.points_per_side,
+        "pred_iou_thresh": config.pred_iou_thresh,
+        "stability_score_thresh": config.stability_score_thresh,
+        "min_mask_region_area": config.min_mask_region_area,
+        "generator_fixed": GENERATOR_FIXED_SETTINGS,
+    }
+
+
+def settings_fingerprint(settings: Dict[str, Any]) -> str:
+    """sha1 (hex) of ``settings`` in canonical JSON."""
+    return hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()
+
+
+def _weights_sha1(sam: Any) -> str:
+    """sha1 of a torch module's parameters and buffers (names, dtypes, shapes and values)."""
+    digest = hashlib.sha1()
+    for name, tensor in sorted(sam.state_dict().items()):
+        array = tensor.detach().cpu().contiguous().numpy()
+        digest.update(f"{name}:{array.dtype}:{array.shape};".encode())
+        digest.update(array.tobytes())
+    return digest.hexdigest()
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Images and cache files
+
+
+def file_sha1(path: Path) -> str:
+    """sha1 (hex) of a file's bytes."""
+    digest = hashlib.sha1()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def image_size(path: Path) -> Tuple[int, int]:
+    """(H, W) of an image file, from its header; as nerfstudio loads it (no EXIF rotation)."""
+    from PIL import Image
+
+    with Image.open(path) as img:
+        width, height = img.size
+    return height, width
+
+
+def decode_rgb(data: bytes) -> np.ndarray:
+    """An image file's bytes as RGB uint8 [H, W, 3] (alpha dropped, grey expanded; no EXIF rotation)."""
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data)) as img:
+        return np.asarray(img.convert("RGB"), dtype=np.uint8)
+
+
+def select_shard(image_paths: Sequence[Path], data_root: Path, shard: Tuple[int, int] = (0, 1)) -> List[Path]:
+    """The images of shard (K, N): the i-th image, in a stable sorted order, for every i with i % N == K.
+
+    The order sorts (deduplicated) images by their path relative to ``data_root``, so every process of a
+    sharded run agrees on it whatever order it was given the images in.
+    """
+    index, count = shard
+    if not (isinstance(index, int) and isinstance(count, int) and count >= 1 and 0 <= index < count):
+        raise MaskRunError(f"shard {index}/{count} is not K/N with N >= 1 and 0 <= K < N (e.g. 0/1, or 1/4)")
+    root = Path(data_root).resolve()
+    keyed = {}
+    for path in image_paths:
+        resolved = Path(path).resolve()
+        try:
+            key = resolved.relative_to(root).as_posix()
+        except ValueError:
+            key = resolved.as_posix()
+        keyed[key] = Path(path)
+    ordered = [keyed[key] for key in sorted(keyed)]
+    return ordered[index::count]
+
+
+def parse_shard(text: str) -> Tuple[int, int]:
+    """"K/N" -> (K, N), with 0 <= K < N; MaskRunError otherwise."""
+    parts = text.strip().split("/")
+    try:
+        index, count = (int(p) for p in parts) if len(parts) == 2 else (None, None)
+    except ValueError:
+        index, count = None, None
+    if index is None or count is None or count < 1 or not 0 <= index < count:
+        raise MaskRunError(
+            f"--shard {text!r} is not K/N with 0 <= K < N: shard K of N takes every N-th image starting at the "
+            f"K-th, e.g. run --shard 0/2 and --shard 1/2 in two processes (0/1, the default, is all images)."
+        )
+    return index, count
+
+
+def read_mask_record(path: Path) -> Dict[str, Any]:
+    """A mask file's id maps and recorded provenance: keys coarse, fine, and (when present) settings_sha1,
+    settings_json, image_sha1 (str) and num_segments (int). Raises MaskFileError naming the file."""
+    coarse, fine = read_id_maps(path)
+    record: Dict[str, Any] = {"coarse": coarse, "fine": fine}
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            for key in ("settings_sha1", "settings_json", "image_sha1"):
+                if key in data.files:
+                    record[key] = str(data[key])
+            if "num_segments" in data.files:
+                record["num_segments"] = int(data["num_segments"])
+    except Exception as err:  # a damaged member beyond the id maps
+        raise MaskFileError(f"Mask file {path} is unreadable ({err}); it is recomputed.") from err
+    return record
+
+
+def mask_cache_status(
+    image_path: Path, mask_path: Path, fingerprint: Optional[str], image_sha1: Optional[str] = None
+) -> CacheStatus:
+    """Whether ``mask_path`` holds valid masks for ``image_path``.
+
+    Valid = readable by ``read_id_maps``, of the image's size, made from these image bytes (``image_sha1``, the
+    file's sha1, computed here when not given) and, when ``fingerprint`` is given, with these settings. When
+    ``fingerprint`` is None (nothing known about how masks should be made) files written by other tools, which
+    record neither hash, are accepted.
+    """
+    mask_path = Path(mask_path)
+    if not mask_path.exists():
+        return CacheStatus("missing", f"{mask_path} does not exist")
+    try:
+        record = read_mask_record(mask_path)
+    except MaskFileError as err:
+        return CacheStatus("corrupt", str(err))
+    if fingerprint is not None and record.get("settings_sha1") != fingerprint:
+        return CacheStatus("stale", f"{mask_path} was made with other SAM settings")
+    if "image_sha1" in record or fingerprint is not None:
+        if image_sha1 is None:
+            image_sha1 = file_sha1(image_path)
+        if record.get("image_sha1") != image_sha1:
+            return CacheStatus("stale", f"{mask_path} was made from other bytes of {image_path}")
+    size = image_size(image_path)
+    if record["coarse"].shape != size:
+        got = record["coarse"].shape
+        return CacheStatus(
+            "stale", f"{mask_path} is {got[1]}x{got[0]} (WxH) but {image_path} is {size[1]}x{size[0]}"
+        )
+    return CacheStatus("valid")
+
+
+def leftover_temp_files(mask_path: Path) -> List[Path]:
+    """Temporary files a killed writer of ``mask_path`` left beside it (see ``io_utils.atomic_path``)."""
+    mask_path = Path(mask_path)
+    if not mask_path.parent.is_dir():
+        return []
+    return sorted(mask_path.parent.glob(f".{mask_path.name}.*.tmp{mask_path.suffix}"))
+
+
+def missing_or_stale_masks(
+    data_root: Path, image_paths: Sequence[Path], config: SamMaskConfig, sam: Any = None
+) -> List[Path]:
+    """The images (in ``select_shard`` order) whose cached masks are missing, unreadable or out of date.
+
+    Cheap enough to run before every training: reads each mask file and hashes each image, runs no SAM.
+    Settings are checked when ``config.sam_checkpoint`` (or ``sam``) says which model makes the masks; with
+    neither, any readable file of the right size for the current image bytes counts (e.g. masks from other tools).
+    A ``config.sam_checkpoint`` that does not exist raises SamCheckpointError (its size is part of the settings).
+    """
+    fingerprint = None
+    if config.sam_checkpoint is not None or sam is not None:
+        fingerprint = settings_fingerprint(sam_settings(config, sam))
+    stale = []
+    for image_path in select_shard(image_paths, data_root):
+        status = mask_cache_status(image_path, mask_path_for_image(image_path, data_root), fingerprint)
+        if status.state != "valid":
+            stale.append(Path(image_path))
+    return stale
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The run
+
+
+def _progress_bar(enabled: bool) -> Any:
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        ProgressColumn,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+    from rich.text import Text
+
+    class ImagesPerSecondColumn(ProgressColumn):
+        def render(self, task: Any) -> Text:
+            speed = task.finished_speed or task.speed
+            return Text("? images/s" if speed is None else f"{speed:.2f} images/s", style="progress.data.speed")
+
+    return Progress(
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        ImagesPerSecondColumn(),
+        TimeElapsedColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
+        disable=not enabled,
+    )
+
+
+def compute_masks(
+    data_root: Path,
+    image_paths: Sequence[Path],
+    config: SamMaskConfig,
+    shard: Tuple[int, int] = (0, 1),
+    sam: Any = None,
+    progress: bool = True,
+) -> MaskRunReport:
+    """Make (or complete) the cached SAM masks of the images of one shard.
+
+    For each image of shard ``shard`` = (K, N) (``select_shard``): keep its mask file if valid
+    (``mask_cache_status``); otherwise run SAM's automatic mask generator, convert its segments with
+    ``segments_to_id_maps`` and write ``DATA/clickgs_masks/NAME.npz`` atomically with the settings fingerprint
+    and the image's sha1. Unreadable files are reported (a MaskCacheWarning naming the file) and recomputed;
+    images with no segment get all -1 maps and a warning. A killed run leaves only complete files (and maybe
+    temporary ones, removed by the next run), and running again continues where it stopped.
+
+    Args:
+        data_root: the dataset folder holding ``images/`` (masks go to ``data_root/clickgs_masks``).
+        image_paths: full-resolution image files inside ``data_root``.
+        config: the SAM settings; ``config.sam_checkpoint`` is loaded only if some image needs computing.
+        shard: (K, N): this process's share of the images.
+        sam: an already-built segment_anything Sam to use instead of loading the checkpoint.
+        progress: show a rich progress bar.
+    """
+    start = time.perf_counter()
+    data_root = Path(data_root)
+    images = select_shard(image_paths, data_root, shard)
+    settings = sam_settings(config, sam)
+    fingerprint = settings_fingerprint(settings)
+    settings_json = json.dumps(settings, sort_keys=True)
+    report = MaskRunReport(images=len(images))
+
+    def warn(message: str) -> None:
+        report.warnings.append(message)
+        warnings.warn(message, MaskCacheWarning, stacklevel=3)
+
+    missing_images = [p for p in images if not Path(p).is_file()]
+    if missing_images:
+        shown = ", ".join(str(p) for p in missing_images[:5])
+        raise MaskRunError(f"{len(missing_images)} image(s) do not exist: {shown}")
+
+    todo: List[Tuple[Path, Path, str]] = []  # (image, mask file, cache state)
+    generator = None
+    with _progress_bar(progress) as bar:
+        check = bar.add_task("Checking cached masks", total=len(images))
+        for image_path in images:
+            mask_path = mask_path_for_image(image_path, data_root)
+            for tmp in leftover_temp_files(mask_path):
+                tmp.unlink(missing_ok=True)
+            status = mask_cache_status(image_path, mask_path, fingerprint)
+            if status.state == "valid":
+                report.skipped += 1
+            else:
+                if status.state == "corrupt":
+                    warn(f"Cached masks unusable, recomputing: {status.reason}")
+                todo.append((Path(image_path), mask_path, status.state))
+            bar.advance(check)
+
+        run = bar.add_task(f"SAM masks ({config.sam_model if sam is None else 'given model'})", total=len(todo))
+        for image_path, mask_path, state in todo:
+            if generator is None:
+                generator = build_sam_generator(config, sam)
+            data = image_path.read_bytes()
+            try:
+                image = decode_rgb(data)
+            except (OSError, ValueError) as err:
+                raise MaskRunError(f"Image {image_path} cannot be decoded ({err}).") from err
+            segments = generator.generate(image)
+            coarse, fine = segments_to_id_maps(segments, image_size=image.shape[:2])
+            write_id_maps(
+                mask_path,
+                coarse,
+                fine,
+                settings_sha1=np.array(fingerprint),
+                settings_json=np.array(settings_json),
+                image_sha1=np.array(hashlib.sha1(data).hexdigest()),
+                num_segments=np.array(len(segments), dtype=np.int64),
+            )
+            report.computed += 1
+            report.recomputed_corrupt += state == "corrupt"
+            report.recomputed_stale += state == "stale"
+            if not segments:
+                report.empty += 1
+                warn(f"SAM found no segment in {image_path}; its masks are all -1 (ignored by the losses).")
+            bar.advance(run)
+    report.seconds = time.perf_counter() - start
+    return report
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Command line
+
+
+def dataset_image_paths(data: Path) -> Tuple[Path, List[Path]]:
+    """(dataset folder, its full-resolution images) for a nerfstudio dataset folder or its transforms.json.
+
+    The images are the frames of transforms.json (``file_path``; a frame under ``images_N/`` is taken from
+    ``images/`` when there), or, without a transforms.json, every image file under ``DATA/images``.
+    """
+    data = Path(data).expanduser()
+    if not data.exists():
+        raise MaskRunError(f"--data {data} does not exist; give a nerfstudio dataset folder or its transforms.json.")
+    if data.is_file():
+        if data.suffix.lower() != ".json":
+            raise MaskRunError(f"--data {data} is a file but not a transforms.json; give the dataset folder.")
+        root, transforms = data.parent, data
+    else:
+        root, transforms = data, data / "transforms.json"
+    if transforms.is_file():
+        return root, _transforms_images(root, transforms)
+    image_dir = root / "images"
+    if not image_dir.is_dir():
+        raise MaskRunError(
+            f"--data {data} has neither a transforms.json nor an images/ folder; give a nerfstudio dataset folder."
+        )
+    images = sorted(p for p in image_dir.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    if not images:
+        raise MaskRunError(f"{image_dir} holds no image files ({', '.join(IMAGE_SUFFIXES)}).")
+    return root, images
+
+
+def _transforms_images(root: Path, transforms: Path) -> List[Path]:
+    try:
+        meta = json.loads(transforms.read_text())
+        frames = meta["frames"]
+        file_paths = [frame["file_path"] for frame in frames]
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise MaskRunError(f"{transforms} is not a nerfstudio transforms.json with frames[].file_path ({err!r}).")
+    if not file_paths:
+        raise MaskRunError(f"{transforms} lists no frames.")
+    images = []
+    for file_path in file_paths:
+        path = Path(file_path)
+        path = path if path.is_absolute() else root / path
+        rel = path.relative_to(root) if path.is_relative_to(root) else None
+        if rel is not None and len(rel.parts) > 1 and rel.parts[0].startswith("images_"):
+            full = root / "images" / Path(*rel.parts[1:])
+            path = full if full.is_file() else path
+        images.append(path)
+    missing = [p for p in images if not p.is_file()]
+    if missing:
+        shown = ", ".join(str(p) for p in missing[:5])
+        raise MaskRunError(f"{len(missing)} frame image(s) of {transforms} do not exist: {shown}")
+    return images
+
+
+@dataclass
+class Masks:
+    """Compute the SAM masks of a dataset's images once, into DATA/clickgs_masks/ (skips valid cached files).
+
+    Shard over processes or GPUs with --shard K/N; rerun the same command to complete an interrupted run.
+    """
+
+    data: Path
+    """A nerfstudio dataset folder, or its transforms.json."""
+    sam: Annotated[SamMaskConfig, tyro.conf.OmitArgPrefixes] = field(default_factory=SamMaskConfig)
+    """SAM model and automatic mask generator settings."""
+    shard: str = "0/1"
+    """K/N: compute only the images i with i % N == K (in sorted order), e.g. 0/2 and 1/2 in two processes."""
+
+    def main(self) -> MaskRunReport:
+        from rich.console import Console
+
+        console = Console(stderr=True)
+        try:
+            shard = parse_shard(self.shard)
+            data_root, images = dataset_image_paths(self.data)
+            report = compute_masks(data_root, images, self.sam, shard=shard, progress=True)
+        except (MaskRunError, MaskFileError, SamCheckpointError) as err:
+            raise SystemExit(f"clickgs masks: {err}") from err
+        except KeyboardInterrupt:
+            raise SystemExit(
+                "clickgs masks: interrupted. Every mask file written is complete; run the same command to continue."
+            ) from None
+        console.print(
+            f"[bold green]Masks of {report.images} images (shard {self.shard}) in {data_root / MASKS_DIRNAME}[/]: "
+            f"{report.computed} computed ({report.recomputed_corrupt} replaced unreadable files, "
+            f"{report.recomputed_stale} out of date), {report.skipped} already cached, {report.empty} without any "
+            f"segment, in {report.seconds:.1f} s."
+        )
+        if report.warnings:
+            console.print(f"[yellow]{len(report.warnings)} warning(s); see above.[/]")
+        return report
