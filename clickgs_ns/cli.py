@@ -9,6 +9,7 @@ from typing import Union
 import tyro
 from typing_extensions import Annotated
 
+from clickgs_ns.sam_masks import Masks
 from clickgs_ns.synth import SynthConfig
 
 
@@ -18,7 +19,7 @@ class Synth:
 
     out_dir: tyro.conf.Positional[Path]
     """Folder to write the dataset into."""
-    scene: SynthConfig = field(default_factory=SynthConfig)
+    scene: Annotated[SynthConfig, tyro.conf.OmitArgPrefixes] = field(default_factory=SynthConfig)
 
     def main(self) -> None:
         from clickgs_ns.synth import generate_scene
@@ -60,6 +61,7 @@ class RenderFeatures:
 
 Commands = Union[
     Annotated[Synth, tyro.conf.subcommand(name="synth")],
+    Annotated[Masks, tyro.conf.subcommand(name="masks")],
     Annotated[RenderFeatures, tyro.conf.subcommand(name="render-features")],
 ]
 

@@ -20,14 +20,20 @@ from nerfstudio.data.dataparsers.base_dataparser import DataparserOutputs
 from nerfstudio.data.datasets.base_dataset import InputDataset
 
 from clickgs_ns.masks import MaskFileError, compact_ids, mask_path_for_image, read_id_maps, resize_ids_nearest
+from clickgs_ns.sam_masks import SamMaskConfig
+
+
+def full_resolution_path(image_path: Path, data_root: Path) -> Path:
+    """The full-resolution version of ``image_path``: nerfstudio may train on ``images_N/``, masks are made on
+    ``images/``."""
+    rel = Path(image_path).resolve().relative_to(Path(data_root).resolve())
+    full = Path(data_root) / "images" / Path(*rel.parts[1:]) if len(rel.parts) > 1 else Path(image_path)
+    return full if full.exists() else Path(image_path)
 
 
 def full_resolution_size(image_path: Path, data_root: Path) -> Tuple[int, int]:
-    """(H, W) of the full-resolution version of ``image_path`` (nerfstudio may train on ``images_N/``)."""
-    rel = Path(image_path).resolve().relative_to(Path(data_root).resolve())
-    full = Path(data_root) / "images" / Path(*rel.parts[1:]) if len(rel.parts) > 1 else Path(image_path)
-    source = full if full.exists() else Path(image_path)
-    with Image.open(source) as img:
+    """(H, W) of the full-resolution version of ``image_path``."""
+    with Image.open(full_resolution_path(image_path, data_root)) as img:
         width, height = img.size
     return height, width
 
@@ -70,12 +76,39 @@ class ClickGaussianDataManagerConfig(FullImageDatamanagerConfig):
 
     _target: Type = field(default_factory=lambda: ClickGaussianDataManager)
     cache_images_type: Literal["uint8", "float32"] = "uint8"
+    sam: SamMaskConfig = field(default_factory=SamMaskConfig)
+    """SAM settings: with ``sam.sam_checkpoint`` set, missing or stale masks are computed before training."""
 
 
 class ClickGaussianDataManager(FullImageDatamanager[ClickGaussianDataset]):
     """Training images come with ``coarse_ids`` and ``fine_ids``; eval images do not need masks."""
 
     config: ClickGaussianDataManagerConfig
+
+    def __init__(self, config: ClickGaussianDataManagerConfig, device="cpu", test_mode="val", **kwargs):
+        super().__init__(config, device=device, test_mode=test_mode, **kwargs)
+        if test_mode != "inference":
+            self.ensure_masks()
+
+    def ensure_masks(self) -> None:
+        """Make sure every training image has its id maps: compute missing or stale ones with SAM when a
+        checkpoint is configured, else stop with an error that gives both ways forward."""
+        from clickgs_ns.sam_masks import compute_masks, missing_or_stale_masks
+
+        images = [full_resolution_path(p, self.data_root) for p in self.train_dataset.image_filenames]
+        missing = missing_or_stale_masks(self.data_root, images, self.config.sam)
+        if not missing:
+            return
+        if self.config.sam.sam_checkpoint is not None:
+            compute_masks(self.data_root, missing, self.config.sam)
+            return
+        shown = ", ".join(str(mask_path_for_image(p, self.data_root)) for p in missing[:3])
+        raise MaskFileError(
+            f"{len(missing)} of {len(images)} training images have no valid SAM masks (e.g. {shown}). Either give a "
+            "SAM checkpoint so that they are computed before training (--pipeline.datamanager.sam.sam-checkpoint "
+            "PATH, or run `clickgs masks --data DATA --sam-checkpoint PATH` first), or provide masks from any other "
+            "tool in the documented format (clickgs_masks/NAME.npz with int32 'coarse' and 'fine' maps)."
+        )
 
     @property
     def data_root(self) -> Path:

@@ -1,0 +1,825 @@
+"""Procedural scenes with ground truth, for tests, the demo and benchmarks.
+
+``generate_scene(SynthConfig(), OUT)`` builds a few objects on a ground plane out of 3D Gaussians, each object made
+of 2-3 parts with clearly different colours and shapes (snowman = body + head, mushroom = stem + cap, ...), so
+that the object (coarse) and part (fine) segmentations differ. Every Gaussian carries its ground-truth
+``object_id`` and ``part_id`` (part ids are global across the scene; the ground is object 0 with the single part
+0). The scene lies in about [-1, 1]^3 with z up and the ground at z = 0.
+
+It renders the Gaussians from a ring of cameras and writes a nerfstudio dataset to OUT::
+
+    transforms.json            OPENCV intrinsics, camera-to-world poses (OpenGL), ply_file_path: sparse_pc.ply
+    images/frame_00000.png     8-bit RGB renders on a plain background
+    sparse_pc.ply              seed points for splatfacto (Gaussian centres with their colours)
+    scene.ply                  the Gaussians as a standard 3DGS ply, extra int properties object_id, part_id
+    scene_labels.npz           int32 object_id [N], part_id [N], part_to_object [P]; object_names, part_names
+    gt/frame_00000.npz         ground-truth int32 maps coarse (object id) and fine (part id) [H, W], -1 = background
+    clickgs_masks/frame_00000.npz  SAM-like masks derived from the ground truth (see ``sam_like_id_maps``)
+    scene.json                 metadata: the config, names, counts
+
+Everything is deterministic given ``SynthConfig.seed`` (numpy Generators spawned from one SeedSequence; the
+rendering itself uses no randomness).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, List, Sequence, Tuple
+
+import numpy as np
+import torch
+
+from clickgs_ns.io_utils import atomic_path, atomic_write_text
+from clickgs_ns.masks import mask_path_for_image, write_id_maps
+from clickgs_ns.ply import write_gaussian_ply, write_point_cloud_ply
+from clickgs_ns.rendering import get_viewmat, rasterize
+from clickgs_ns.sam_masks import segments_to_id_maps
+
+SH_C0 = 0.28209479177387814
+"""Degree-0 SH basis constant: rgb = 0.5 + SH_C0 * sh_dc."""
+
+_SEGMENT_ID_RANGE = 100_000
+"""SAM-like mask ids are distinct random integers in [0, _SEGMENT_ID_RANGE)."""
+
+
+@dataclass
+class SynthConfig:
+    """Everything that shapes a synthetic scene, its views and its masks."""
+
+    seed: int = 0
+    """Seed of every random choice (geometry, seed points, mask noise)."""
+
+    # ---- scene ----
+    num_objects: int = 4
+    """Objects standing on the ground (the ground itself not counted), drawn without repeats from the catalogue
+    (snowman, mushroom, table, lamp, tree, gift); more than 6 repeat templates."""
+    ground_plane: bool = True
+    """Add the ground plane, object 0 with a single part."""
+    ground_half_size: float = 1.0
+    """The ground is the square [-s, s]^2 at z = 0."""
+    placement_radius: float = 0.55
+    """Object centres are drawn in the disk of this radius around the origin."""
+    min_object_distance: float = 0.6
+    """Minimum distance between object centres (relaxed automatically if the objects do not fit)."""
+    object_scale: float = 1.4
+    """Size multiplier of every object's template (templates are about 0.3-0.45 wide and 0.3-0.6 tall)."""
+    object_scale_jitter: float = 0.15
+    """Each object's size is multiplied by a uniform factor in [1 - j, 1 + j]."""
+
+    # ---- Gaussians ----
+    num_gaussians: int = 4000
+    """Total number of Gaussians (approximately: each part gets at least ``min_gaussians_per_part``)."""
+    ground_gaussian_fraction: float = 0.25
+    """Share of the Gaussians that cover the ground (all of them without objects); the rest is split over the
+    objects' parts by surface area."""
+    min_gaussians_per_part: int = 40
+    """Lower bound on the Gaussians of one part."""
+    gaussian_size: float = 0.9
+    """In-plane standard deviation of a Gaussian, relative to the mean spacing of its part's Gaussians."""
+    gaussian_flatness: float = 0.3
+    """Standard deviation along the surface normal, relative to the in-plane one (flat discs on the surface)."""
+    opacity: float = 0.9
+    """Opacity of every Gaussian."""
+    color_jitter: float = 0.03
+    """Per-Gaussian, per-channel colour noise (std, in [0, 1] units) around the part's colour."""
+    num_seed_points: int = 800
+    """Points in sparse_pc.ply, sampled from the Gaussian centres."""
+
+    # ---- cameras and images ----
+    num_views: int = 24
+    """Number of views, spread evenly over the elevation rings."""
+    elevations_deg: Tuple[float, ...] = (20.0, 45.0)
+    """Elevation of each horizontal camera ring, in degrees above the ground."""
+    camera_distance: float = 2.8
+    """Distance of every camera from the look-at point."""
+    look_at_height: float = 0.2
+    """All cameras look at (0, 0, look_at_height)."""
+    fov_x_deg: float = 50.0
+    """Horizontal field of view in degrees (square pixels, principal point at the image centre)."""
+    image_width: int = 160
+    """Image width in pixels."""
+    image_height: int = 120
+    """Image height in pixels."""
+    background: Tuple[float, float, float] = (1.0, 1.0, 1.0)
+    """Plain background colour (RGB in [0, 1]) of the rendered images."""
+    gt_alpha_threshold: float = 0.5
+    """Ground-truth maps are -1 where the rendered opacity is at most this."""
+    render_batch_views: int = 8
+    """Views per rasterizer call (speed versus memory)."""
+
+    # ---- SAM-like masks ----
+    mask_noise: float = 0.3
+    """Scales every mask-noise probability below: 0 gives clean masks (the ground truth with random ids);
+    1 uses the probabilities as given (heavily inconsistent across views)."""
+    object_merge_prob: float = 0.5
+    """Per view: probability that two objects touching in the image get one coarse segment."""
+    part_split_prob: float = 0.3
+    """Per view and part: probability that the part is cut in two by a random line at the fine level."""
+    segment_drop_prob: float = 0.15
+    """Per view and segment (object, part, merged or split): probability that the segment is missed. A missed
+    object shows its parts at the coarse level; a missed part shows its object at the fine level."""
+    boundary_flip_prob: float = 0.5
+    """Per boundary pixel: probability that it takes the ids of a nearby pixel, or none (ragged boundaries)."""
+    boundary_unlabel_fraction: float = 0.3
+    """Share of the flipped boundary pixels that become -1 rather than copying a neighbour."""
+    boundary_flip_radius_px: int = 2
+    """A flipped boundary pixel copies a pixel at most this far away (per axis)."""
+    holes_per_view: float = 3.0
+    """Expected number of small unlabelled discs (-1 at both levels) per view."""
+    hole_radius_px: float = 4.0
+    """Largest radius of an unlabelled disc (each radius is uniform in [1, hole_radius_px])."""
+    small_segment_area_px: int = 60
+    """Segments smaller than mask_noise * this many pixels are left out (SAM misses small regions)."""
+
+
+@dataclass
+class SynthScene:
+    """What ``generate_scene`` wrote."""
+
+    root: Path
+    """The dataset folder."""
+    transforms_path: Path
+    scene_ply_path: Path
+    labels_path: Path
+    sparse_pc_path: Path
+    metadata_path: Path
+    image_paths: List[Path]
+    gt_paths: List[Path]
+    mask_paths: List[Path]
+    num_gaussians: int
+    num_objects: int
+    """Objects including the ground."""
+    num_parts: int
+    object_names: List[str]
+    part_names: List[str]
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# Geometry: primitives, parts, objects
+# ------------------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Primitive:
+    """A surface in an object's local frame (z up, the object stands on z = 0)."""
+
+    kind: str
+    """ellipsoid | upper_ellipsoid | disk | cylinder | frustum | box | rect."""
+    center: Tuple[float, float, float]
+    """Centre (ellipsoid, disk, box, rect) or centre of the base (cylinder, frustum)."""
+    size: Tuple[float, ...]
+    """ellipsoid: radii (3); disk: (radius, +1 facing up or -1 down); cylinder: (radius, height), side only;
+    frustum: (bottom radius, top radius, height), side only; box: full extents (3); rect: extents (x, y), up."""
+
+
+@dataclass(frozen=True)
+class PartTemplate:
+    name: str
+    color: Tuple[float, float, float]
+    primitives: Tuple[Primitive, ...]
+
+
+@dataclass(frozen=True)
+class ObjectTemplate:
+    name: str
+    parts: Tuple[PartTemplate, ...]
+
+
+def _p(kind: str, center: Sequence[float], *size: float) -> Primitive:
+    return Primitive(kind, tuple(float(c) for c in center), tuple(float(s) for s in size))  # type: ignore[arg-type]
+
+
+OBJECT_CATALOGUE: Tuple[ObjectTemplate, ...] = (
+    ObjectTemplate("snowman", (
+        PartTemplate("body", (0.72, 0.80, 0.97), (_p("ellipsoid", (0, 0, 0.15), 0.15, 0.15, 0.15),)),
+        PartTemplate("head", (0.97, 0.50, 0.08), (_p("ellipsoid", (0, 0, 0.37), 0.095, 0.095, 0.095),)),
+    )),
+    ObjectTemplate("mushroom", (
+        PartTemplate("stem", (0.93, 0.86, 0.64), (_p("cylinder", (0, 0, 0), 0.05, 0.2),)),
+        PartTemplate("cap", (0.85, 0.10, 0.10), (
+            _p("upper_ellipsoid", (0, 0, 0.18), 0.19, 0.19, 0.12), _p("disk", (0, 0, 0.18), 0.19, -1))),
+    )),
+    ObjectTemplate("table", (
+        PartTemplate("top", (0.62, 0.37, 0.16), (_p("box", (0, 0, 0.29), 0.44, 0.30, 0.04),)),
+        PartTemplate("legs", (0.14, 0.14, 0.17), tuple(
+            _p("cylinder", (sx * 0.19, sy * 0.12, 0), 0.024, 0.27) for sx in (-1, 1) for sy in (-1, 1))),
+    )),
+    ObjectTemplate("lamp", (
+        PartTemplate("base", (0.10, 0.20, 0.62), (
+            _p("cylinder", (0, 0, 0), 0.12, 0.03), _p("disk", (0, 0, 0.03), 0.12, 1))),
+        PartTemplate("pole", (0.62, 0.62, 0.66), (_p("cylinder", (0, 0, 0.03), 0.025, 0.29),)),
+        PartTemplate("shade", (0.98, 0.86, 0.16), (
+            _p("frustum", (0, 0, 0.30), 0.15, 0.07, 0.15), _p("disk", (0, 0, 0.45), 0.07, 1))),
+    )),
+    ObjectTemplate("tree", (
+        PartTemplate("trunk", (0.36, 0.20, 0.08), (_p("cylinder", (0, 0, 0), 0.045, 0.17),)),
+        PartTemplate("crown", (0.10, 0.55, 0.20), (
+            _p("frustum", (0, 0, 0.15), 0.19, 0.0, 0.45), _p("disk", (0, 0, 0.15), 0.19, -1))),
+    )),
+    ObjectTemplate("gift", (
+        PartTemplate("box", (0.75, 0.15, 0.72), (_p("box", (0, 0, 0.10), 0.28, 0.28, 0.20),)),
+        PartTemplate("lid", (0.15, 0.76, 0.82), (_p("box", (0, 0, 0.225), 0.31, 0.31, 0.05),)),
+    )),
+)
+"""Object templates; parts differ in colour and shape."""
+
+GROUND_COLOR = (0.50, 0.50, 0.45)
+
+
+def primitive_area(prim: Primitive) -> float:
+    """Surface area of a primitive (ellipsoids by Thomsen's approximation)."""
+    s = prim.size
+    if prim.kind in ("ellipsoid", "upper_ellipsoid"):
+        p = 1.6075
+        a, b, c = s
+        area = 4 * math.pi * (((a * b) ** p + (a * c) ** p + (b * c) ** p) / 3) ** (1 / p)
+        return area / 2 if prim.kind == "upper_ellipsoid" else area
+    if prim.kind == "disk":
+        return math.pi * s[0] ** 2
+    if prim.kind == "cylinder":
+        return 2 * math.pi * s[0] * s[1]
+    if prim.kind == "frustum":
+        return math.pi * (s[0] + s[1]) * math.hypot(s[0] - s[1], s[2])
+    if prim.kind == "box":
+        return 2 * (s[0] * s[1] + s[1] * s[2] + s[0] * s[2])
+    if prim.kind == "rect":
+        return s[0] * s[1]
+    raise ValueError(f"unknown primitive kind {prim.kind!r}")
+
+
+def sample_primitive(prim: Primitive, n: int, rng: np.random.Generator) -> Tuple[np.ndarray, np.ndarray]:
+    """Random points on a primitive's surface (uniform up to the ellipsoid mapping) and outward unit normals.
+
+    Returns: points [n, 3], normals [n, 3].
+    """
+    c = np.asarray(prim.center, dtype=np.float64)
+    s = prim.size
+    if prim.kind in ("ellipsoid", "upper_ellipsoid"):
+        radii = np.asarray(s)
+        dirs = rng.normal(size=(n, 3))
+        dirs /= np.linalg.norm(dirs, axis=1, keepdims=True)
+        if prim.kind == "upper_ellipsoid":
+            dirs[:, 2] = np.abs(dirs[:, 2])
+        points = c + dirs * radii
+        normals = dirs / radii
+    elif prim.kind == "disk":
+        r = s[0] * np.sqrt(rng.random(n))
+        theta = rng.random(n) * 2 * np.pi
+        points = c + np.stack([r * np.cos(theta), r * np.sin(theta), np.zeros(n)], axis=1)
+        normals = np.tile([0.0, 0.0, float(np.sign(s[1]))], (n, 1))
+    elif prim.kind in ("cylinder", "frustum"):
+        r_bottom, r_top, height = (s[0], s[0], s[1]) if prim.kind == "cylinder" else s
+        u = rng.random(n)
+        if abs(r_top - r_bottom) < 1e-9:
+            t = u
+        else:  # density along the side proportional to the radius
+            t = (np.sqrt(r_bottom**2 + u * (r_top**2 - r_bottom**2)) - r_bottom) / (r_top - r_bottom)
+        radius = r_bottom + (r_top - r_bottom) * t
+        theta = rng.random(n) * 2 * np.pi
+        cos, sin = np.cos(theta), np.sin(theta)
+        points = c + np.stack([radius * cos, radius * sin, t * height], axis=1)
+        normals = np.stack([height * cos, height * sin, np.full(n, r_bottom - r_top)], axis=1)
+    elif prim.kind == "box":
+        ext = np.asarray(s)
+        face_areas = np.array([ext[1] * ext[2], ext[0] * ext[2], ext[0] * ext[1]]).repeat(2)  # -x +x -y +y -z +z
+        face = rng.choice(6, size=n, p=face_areas / face_areas.sum())
+        axis, sign = face // 2, (face % 2) * 2 - 1
+        local = (rng.random((n, 3)) - 0.5) * ext
+        local[np.arange(n), axis] = sign * ext[axis] / 2
+        points = c + local
+        normals = np.zeros((n, 3))
+        normals[np.arange(n), axis] = sign
+    elif prim.kind == "rect":
+        local = (rng.random((n, 2)) - 0.5) * np.asarray(s)
+        points = c + np.concatenate([local, np.zeros((n, 1))], axis=1)
+        normals = np.tile([0.0, 0.0, 1.0], (n, 1))
+    else:
+        raise ValueError(f"unknown primitive kind {prim.kind!r}")
+    normals = normals / np.linalg.norm(normals, axis=1, keepdims=True)
+    return points, normals
+
+
+def quats_z_to_normals(normals: np.ndarray) -> np.ndarray:
+    """Quaternions (wxyz) [N, 4] of rotations taking the z axis onto each unit normal [N, 3]."""
+    w = 1.0 + normals[:, 2]
+    quats = np.stack([w, -normals[:, 1], normals[:, 0], np.zeros(len(normals))], axis=1)
+    flipped = w < 1e-8  # normal = -z: any half turn about a horizontal axis
+    quats[flipped] = [0.0, 1.0, 0.0, 0.0]
+    return quats / np.linalg.norm(quats, axis=1, keepdims=True)
+
+
+def split_count(total: int, weights: Sequence[float]) -> np.ndarray:
+    """Split ``total`` into integer counts [K] proportional to ``weights`` (largest remainders get the rest)."""
+    weights = np.asarray(weights, dtype=np.float64)
+    exact = total * weights / weights.sum()
+    counts = np.floor(exact).astype(np.int64)
+    rest = total - counts.sum()
+    counts[np.argsort(-(exact - counts), kind="stable")[:rest]] += 1
+    return counts
+
+
+@dataclass
+class SynthGaussians:
+    """A labelled Gaussian scene (numpy, float32 / int32)."""
+
+    means: np.ndarray
+    """[N, 3] centres."""
+    log_scales: np.ndarray
+    """[N, 3] log standard deviations along the local axes (the third is the surface normal)."""
+    quats: np.ndarray
+    """[N, 4] wxyz."""
+    opacity_logits: np.ndarray
+    """[N]."""
+    rgb: np.ndarray
+    """[N, 3] colours in [0, 1]."""
+    object_id: np.ndarray
+    """[N] int32."""
+    part_id: np.ndarray
+    """[N] int32, global over the scene."""
+    part_to_object: np.ndarray
+    """[P] int32."""
+    object_names: List[str]
+    part_names: List[str]
+    """Part names, 'object/part'."""
+
+
+@dataclass(frozen=True)
+class PlacedPart:
+    """A part template placed in the scene: world point = scale * Rz(yaw) @ local point + offset."""
+
+    object_index: int
+    name: str
+    """'object/part'."""
+    color: Tuple[float, float, float]
+    primitives: Tuple[Primitive, ...]
+    scale: float
+    yaw: float
+    """Rotation about z, radians."""
+    offset: Tuple[float, float, float]
+
+    @property
+    def area(self) -> float:
+        return sum(primitive_area(p) for p in self.primitives) * self.scale**2
+
+
+def _place_objects(config: SynthConfig, rng: np.random.Generator) -> np.ndarray:
+    """Object centres on the ground [num_objects, 2], at least ``min_object_distance`` apart where possible."""
+    min_dist = config.min_object_distance
+    centres: List[np.ndarray] = []
+    while len(centres) < config.num_objects:
+        for _ in range(200):
+            r = config.placement_radius * math.sqrt(rng.random())
+            theta = rng.random() * 2 * math.pi
+            candidate = np.array([r * math.cos(theta), r * math.sin(theta)])
+            if all(np.linalg.norm(candidate - c) >= min_dist for c in centres):
+                centres.append(candidate)
+                break
+        else:
+            min_dist *= 0.9  # crowded: relax and keep going
+    return np.array(centres).reshape(-1, 2)
+
+
+def build_gaussians(config: SynthConfig, rng: np.random.Generator) -> SynthGaussians:
+    """Sample the scene's objects, parts and Gaussians."""
+    templates = [OBJECT_CATALOGUE[i] for i in rng.permutation(len(OBJECT_CATALOGUE))]
+    templates = [templates[i % len(templates)] for i in range(config.num_objects)]
+    centres = _place_objects(config, rng)
+
+    object_names: List[str] = []
+    parts: List[PlacedPart] = []
+    if config.ground_plane:
+        object_names.append("ground")
+        size = 2 * config.ground_half_size
+        ground = (_p("rect", (0, 0, 0), size, size),)
+        parts.append(PlacedPart(0, "ground/ground", GROUND_COLOR, ground, 1.0, 0.0, (0.0, 0.0, 0.0)))
+    seen: Dict[str, int] = {}
+    for template, centre in zip(templates, centres):
+        seen[template.name] = seen.get(template.name, 0) + 1
+        name = template.name if seen[template.name] == 1 else f"{template.name}_{seen[template.name]}"
+        object_index = len(object_names)
+        object_names.append(name)
+        scale = config.object_scale * (1 + config.object_scale_jitter * (2 * rng.random() - 1))
+        yaw = rng.random() * 2 * math.pi
+        offset = (float(centre[0]), float(centre[1]), 0.0)
+        for part in template.parts:
+            part_name = f"{name}/{part.name}"
+            parts.append(PlacedPart(object_index, part_name, part.color, part.primitives, scale, yaw, offset))
+
+    part_areas = np.array([part.area for part in parts])
+    counts = np.zeros(len(parts), dtype=np.int64)
+    first_object_part = 1 if config.ground_plane else 0
+    num_object_gaussians = config.num_gaussians
+    if config.ground_plane:
+        ground_fraction = config.ground_gaussian_fraction if len(parts) > 1 else 1.0
+        counts[0] = max(config.min_gaussians_per_part, round(ground_fraction * config.num_gaussians))
+        num_object_gaussians = max(0, config.num_gaussians - int(counts[0]))
+    if len(parts) > first_object_part:
+        counts[first_object_part:] = split_count(num_object_gaussians, part_areas[first_object_part:])
+    counts = np.maximum(counts, config.min_gaussians_per_part)
+
+    chunks: Dict[str, List[np.ndarray]] = {k: [] for k in ("means", "normals", "sigma", "rgb", "object", "part")}
+    for part_index, (part, n) in enumerate(zip(parts, counts)):
+        prim_counts = split_count(int(n), [primitive_area(p) for p in part.primitives])
+        cos, sin = math.cos(part.yaw), math.sin(part.yaw)
+        rot = np.array([[cos, -sin, 0.0], [sin, cos, 0.0], [0.0, 0.0, 1.0]])
+        for prim, k in zip(part.primitives, prim_counts):
+            points, normals = sample_primitive(prim, int(k), rng)  # [k, 3] each, local frame
+            chunks["means"].append(part.scale * points @ rot.T + np.asarray(part.offset))
+            chunks["normals"].append(normals @ rot.T)
+        spacing = math.sqrt(part_areas[part_index] / n)  # mean distance between neighbouring Gaussians
+        chunks["sigma"].append(np.full(n, config.gaussian_size * spacing))
+        jitter = config.color_jitter * rng.normal(size=(n, 3))
+        chunks["rgb"].append(np.clip(np.asarray(part.color) + jitter, 0.0, 1.0))
+        chunks["object"].append(np.full(n, part.object_index))
+        chunks["part"].append(np.full(n, part_index))
+
+    cat = {k: np.concatenate(v) for k, v in chunks.items()}
+    sigma = cat["sigma"]
+    log_scales = np.log(np.stack([sigma, sigma, config.gaussian_flatness * sigma], axis=1))
+    opacity_logit = math.log(config.opacity / (1 - config.opacity))
+    return SynthGaussians(
+        means=cat["means"].astype(np.float32),
+        log_scales=log_scales.astype(np.float32),
+        quats=quats_z_to_normals(cat["normals"]).astype(np.float32),
+        opacity_logits=np.full(len(sigma), opacity_logit, dtype=np.float32),
+        rgb=cat["rgb"].astype(np.float32),
+        object_id=cat["object"].astype(np.int32),
+        part_id=cat["part"].astype(np.int32),
+        part_to_object=np.array([part.object_index for part in parts], dtype=np.int32),
+        object_names=object_names,
+        part_names=[part.name for part in parts],
+    )
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# Cameras and rendering
+# ------------------------------------------------------------------------------------------------------------------
+
+
+def ring_camera_to_worlds(config: SynthConfig) -> np.ndarray:
+    """Camera-to-world poses [C, 4, 4] in nerfstudio's OpenGL convention (x right, y up, looking along -z).
+
+    The views are split evenly over the elevation rings (the first rings get the remainder); each ring is offset
+    by half an azimuth step from the previous one.
+    """
+    rings = list(config.elevations_deg) or [0.0]
+    per_ring = split_count(config.num_views, [1.0] * len(rings))
+    target = np.array([0.0, 0.0, config.look_at_height])
+    poses = []
+    for ring_index, (elevation, count) in enumerate(zip(rings, per_ring)):
+        for k in range(int(count)):
+            azimuth = 2 * math.pi * (k + 0.5 * ring_index) / count
+            el = math.radians(elevation)
+            position = target + config.camera_distance * np.array(
+                [math.cos(el) * math.cos(azimuth), math.cos(el) * math.sin(azimuth), math.sin(el)]
+            )
+            back = (position - target) / np.linalg.norm(position - target)  # camera +z points away from the target
+            right = np.cross([0.0, 0.0, 1.0], back)
+            right /= np.linalg.norm(right)
+            up = np.cross(back, right)
+            pose = np.eye(4)
+            pose[:3, 0], pose[:3, 1], pose[:3, 2], pose[:3, 3] = right, up, back, position
+            poses.append(pose)
+    return np.array(poses)
+
+
+def intrinsics(config: SynthConfig) -> Tuple[float, float, float, float]:
+    """(fx, fy, cx, cy) in pixels: square pixels, principal point at the image centre."""
+    fx = 0.5 * config.image_width / math.tan(math.radians(config.fov_x_deg) / 2)
+    return fx, fx, config.image_width / 2, config.image_height / 2
+
+
+@torch.no_grad()
+def render_views(
+    gaussians: SynthGaussians, camera_to_worlds: np.ndarray, config: SynthConfig
+) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Render images and ground-truth maps.
+
+    Args:
+        camera_to_worlds: [C, 4, 4] (OpenGL convention).
+
+    Returns:
+        images [C, H, W, 3] uint8 on the config's background; gt_coarse, gt_fine [C, H, W] int32 (object and part
+        ids, -1 where the rendered opacity is at most ``gt_alpha_threshold``).
+    """
+    num_parts = len(gaussians.part_names)
+    one_hot = np.eye(num_parts, dtype=np.float32)[gaussians.part_id]  # [N, P]
+    colors = torch.from_numpy(np.concatenate([gaussians.rgb, one_hot], axis=1))  # [N, 3 + P]
+    means = torch.from_numpy(gaussians.means)
+    quats = torch.from_numpy(gaussians.quats)
+    scales = torch.from_numpy(gaussians.log_scales).exp()
+    opacities = torch.sigmoid(torch.from_numpy(gaussians.opacity_logits))
+    viewmats = get_viewmat(torch.from_numpy(camera_to_worlds[:, :3, :4]).float())  # [C, 4, 4] OpenCV w2c
+    fx, fy, cx, cy = intrinsics(config)
+    K = torch.tensor([[fx, 0.0, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]], dtype=torch.float32)
+    background = torch.cat([torch.tensor(config.background, dtype=torch.float32), torch.zeros(num_parts)])
+
+    images, gt_coarse, gt_fine = [], [], []
+    batch = max(1, config.render_batch_views)
+    for start in range(0, len(viewmats), batch):
+        views = viewmats[start : start + batch]
+        c = len(views)
+        render, alphas, _ = rasterize(
+            means, quats, scales, opacities, colors, views, K.expand(c, 3, 3), config.image_width,
+            config.image_height, backgrounds=background.expand(c, -1),
+        )  # [c, H, W, 3 + P], [c, H, W, 1]
+        rgb = (render[..., :3].clamp(0, 1) * 255).round().to(torch.uint8)
+        part = render[..., 3:].argmax(dim=-1).numpy().astype(np.int32)  # [c, H, W]
+        covered = alphas[..., 0].numpy() > config.gt_alpha_threshold
+        images.append(rgb.numpy())
+        gt_fine.append(np.where(covered, part, -1))
+        gt_coarse.append(np.where(covered, gaussians.part_to_object[part], -1))
+    return np.concatenate(images), np.concatenate(gt_coarse).astype(np.int32), np.concatenate(gt_fine).astype(np.int32)
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# SAM-like masks
+# ------------------------------------------------------------------------------------------------------------------
+
+
+def _dilate(mask: np.ndarray) -> np.ndarray:
+    """4-neighbour binary dilation of [H, W] by one pixel."""
+    out = mask.copy()
+    out[1:] |= mask[:-1]
+    out[:-1] |= mask[1:]
+    out[:, 1:] |= mask[:, :-1]
+    out[:, :-1] |= mask[:, 1:]
+    return out
+
+
+def _boundary(*maps: np.ndarray) -> np.ndarray:
+    """[H, W] bool: pixels whose id differs from a 4-neighbour's in any of the maps."""
+    edge = np.zeros(maps[0].shape, dtype=bool)
+    for m in maps:
+        dy = m[1:] != m[:-1]
+        dx = m[:, 1:] != m[:, :-1]
+        edge[1:] |= dy
+        edge[:-1] |= dy
+        edge[:, 1:] |= dx
+        edge[:, :-1] |= dx
+    return edge
+
+
+def _poisson_quantile(u: float, mean: float) -> int:
+    """Smallest k with P(Poisson(mean) <= k) > u: a Poisson draw from one uniform, monotone in ``mean``."""
+    k, pmf = 0, math.exp(-mean)
+    cdf = pmf
+    while cdf <= u and k < 10_000:
+        k += 1
+        pmf *= mean / k
+        cdf += pmf
+    return k
+
+
+def sam_like_id_maps(
+    gt_coarse: np.ndarray, gt_fine: np.ndarray, config: SynthConfig, rng: np.random.Generator
+) -> Tuple[np.ndarray, np.ndarray]:
+    """SAM-like two-level masks of one view, derived from its ground truth with ``config``'s noise.
+
+    The view's segments are its visible objects and parts (one segment where an object shows a single part);
+    noise then merges two touching objects into one extra segment, cuts parts in two by random lines, drops
+    segments (missed or too small), and the segments are composed by area priority exactly as real SAM output is
+    (``sam_masks.segments_to_id_maps``), so that a coarse segment is always one or several fine segments.
+    Finally boundary pixels are randomly given a nearby pixel's ids (both levels together) or none, and small
+    discs are unlabelled. Ids are distinct random non-negative ints, local to the view. With ``config.mask_noise == 0`` the result is the ground truth with
+    ids relabelled.
+
+    The random numbers drawn do not depend on ``mask_noise`` (each event happens when its uniform draw is below
+    ``mask_noise`` times its probability), so with one ``rng`` state a higher noise gives a superset of the events.
+
+    Args:
+        gt_coarse, gt_fine: int32 [H, W] object and part ids, -1 = background.
+
+    Returns:
+        coarse, fine: int32 [H, W], -1 = no segment.
+    """
+    h, w = gt_coarse.shape
+    noise = float(np.clip(config.mask_noise, 0.0, 1.0))
+    ys, xs = np.mgrid[0:h, 0:w]
+
+    # Ground-truth segments: objects, and the parts of objects that show more than one.
+    object_segments: List[np.ndarray] = []
+    part_segments: List[np.ndarray] = []  # the segments the fine level sees (an object's own if single-part)
+    segments: List[np.ndarray] = []
+    for obj in np.unique(gt_coarse[gt_coarse >= 0]):
+        obj_mask = gt_coarse == obj
+        object_segments.append(obj_mask)
+        segments.append(obj_mask)
+        part_masks = [obj_mask & (gt_fine == p) for p in np.unique(gt_fine[obj_mask & (gt_fine >= 0)])]
+        if len(part_masks) == 1 and np.array_equal(part_masks[0], obj_mask):
+            part_segments.append(obj_mask)  # one segment serves both levels
+        else:
+            part_segments.extend(part_masks)
+            segments.extend(part_masks)
+    # Random numbers, a fixed count given the ground truth: common to every noise level.
+    merge_u, merge_pick = rng.random(2)
+    split_u = rng.random((len(part_segments), 3))  # event, pixel on the part, line angle
+    max_segments = len(segments) + 1 + 2 * len(part_segments)
+    drop_u = rng.random(max_segments)
+    ids = rng.choice(_SEGMENT_ID_RANGE, size=max_segments, replace=False)
+    flip_u, unlabel_u = rng.random((2, h, w))
+    r = config.boundary_flip_radius_px
+    offsets = rng.integers(-r, r + 1, size=(2, h, w))
+    holes_u = rng.random()
+    # Each possible segment owns one slot of drop_u and ids: the ground truth's, the merge's, then two halves per
+    # part segment.
+    slots = list(range(len(segments)))
+    merge_slot = len(segments)
+
+    # Two touching objects seen as one (an extra, larger segment).
+    if merge_u < noise * config.object_merge_prob and len(object_segments) > 1:
+        grown = [_dilate(m) for m in object_segments]
+        pairs = [
+            (i, j) for i in range(len(object_segments)) for j in range(i + 1, len(object_segments))
+            if (grown[i] & object_segments[j]).any()
+        ]
+        if pairs:
+            i, j = pairs[min(int(merge_pick * len(pairs)), len(pairs) - 1)]
+            segments.append(object_segments[i] | object_segments[j])
+            slots.append(merge_slot)
+
+    # Parts cut in two by a random line (the halves are finer than the part).
+    for part_index, (part_mask, (event_u, pixel_u, angle_u)) in enumerate(zip(part_segments, split_u)):
+        if event_u < noise * config.part_split_prob:
+            pix = np.flatnonzero(part_mask)
+            y0, x0 = divmod(int(pix[min(int(pixel_u * len(pix)), len(pix) - 1)]), w)
+            angle = angle_u * math.pi
+            side = (xs - x0) * math.cos(angle) + (ys - y0) * math.sin(angle) > 0
+            halves = [part_mask & side, part_mask & ~side]
+            if all(half.any() for half in halves):
+                segments.extend(halves)
+                slots.extend([merge_slot + 1 + 2 * part_index, merge_slot + 2 + 2 * part_index])
+
+    # Missed segments and small ones.
+    min_area = noise * config.small_segment_area_px
+    kept = [
+        (segment, int(ids[slot])) for segment, slot in zip(segments, slots)
+        if drop_u[slot] >= noise * config.segment_drop_prob and segment.sum() >= min_area
+    ]
+    coarse_index, fine_index = segments_to_id_maps([seg for seg, _ in kept], image_size=(h, w))  # -1 or index
+    kept_ids = np.array([-1] + [segment_id for _, segment_id in kept], dtype=np.int32)
+    coarse, fine = kept_ids[coarse_index + 1], kept_ids[fine_index + 1]
+
+    # Ragged boundaries: a boundary pixel takes both ids of a nearby pixel, or none.
+    flip = _boundary(gt_coarse, gt_fine, coarse, fine) & (flip_u < noise * config.boundary_flip_prob)
+    fy, fx = np.nonzero(flip)
+    sy = np.clip(fy + offsets[0, fy, fx], 0, h - 1)
+    sx = np.clip(fx + offsets[1, fy, fx], 0, w - 1)
+    unlabel = unlabel_u[fy, fx] < config.boundary_unlabel_fraction
+    new_coarse = np.where(unlabel, -1, coarse[sy, sx])
+    new_fine = np.where(unlabel, -1, fine[sy, sx])
+    coarse[fy, fx], fine[fy, fx] = new_coarse, new_fine
+
+    # Small unlabelled regions, centred on the ground-truth foreground (these draws come last).
+    foreground = np.flatnonzero(gt_coarse >= 0)
+    num_holes = _poisson_quantile(holes_u, noise * config.holes_per_view) if len(foreground) else 0
+    for centre_u, radius_u in rng.random((num_holes, 2)):
+        cy, cx = divmod(int(foreground[min(int(centre_u * len(foreground)), len(foreground) - 1)]), w)
+        radius = 1.0 + radius_u * max(0.0, config.hole_radius_px - 1.0)
+        hole = (ys - cy) ** 2 + (xs - cx) ** 2 <= radius**2
+        coarse[hole], fine[hole] = -1, -1
+    return coarse, fine
+
+
+def id_map_disagreement(pred: np.ndarray, gt: np.ndarray) -> float:
+    """Fraction of pixels where an id map disagrees with a ground-truth map, up to relabelling.
+
+    Each predicted id is matched to the ground-truth id it overlaps most and vice versa; a pixel agrees when both
+    are -1, or when its predicted and ground-truth ids are each other's match. Pixels where either map has an id
+    count. Returns 0 for identical maps up to a bijective relabelling.
+
+    Args:
+        pred, gt: integer [H, W] maps, -1 = no id.
+    """
+    pred, gt = np.asarray(pred).ravel(), np.asarray(gt).ravel()
+    counted = (pred >= 0) | (gt >= 0)
+    if not counted.any():
+        return 0.0
+    both = (pred >= 0) & (gt >= 0)
+    pairs, overlap = np.unique(np.stack([pred[both], gt[both]], axis=1), axis=0, return_counts=True)
+    best_gt: Dict[int, Tuple[int, int]] = {}
+    best_pred: Dict[int, Tuple[int, int]] = {}
+    for (p, g), count in zip(pairs.tolist(), overlap.tolist()):
+        if count > best_gt.get(p, (-1, 0))[1]:
+            best_gt[p] = (g, count)
+        if count > best_pred.get(g, (-1, 0))[1]:
+            best_pred[g] = (p, count)
+    matched = {(p, g) for p, (g, _) in best_gt.items() if best_pred[g][0] == p}
+    agree = np.zeros(len(pred), dtype=bool)
+    if matched:
+        matched_arr = np.array(sorted(matched))
+        key = pred.astype(np.int64) * (int(gt.max()) + 2) + gt
+        matched_keys = matched_arr[:, 0].astype(np.int64) * (int(gt.max()) + 2) + matched_arr[:, 1]
+        agree = both & np.isin(key, matched_keys)
+    return float(1.0 - agree[counted].sum() / counted.sum())
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# The dataset
+# ------------------------------------------------------------------------------------------------------------------
+
+
+def _save_npz(path: Path, **arrays: np.ndarray) -> None:
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            np.savez_compressed(f, **arrays)
+
+
+def _save_png(path: Path, image: np.ndarray) -> None:
+    from PIL import Image
+
+    with atomic_path(path) as tmp:
+        Image.fromarray(np.ascontiguousarray(image)).save(tmp, format="PNG")
+
+
+def generate_scene(config: SynthConfig, out_dir: Path) -> SynthScene:
+    """Build, render and write a synthetic scene as a nerfstudio dataset in ``out_dir`` (see the module doc).
+
+    Files of an earlier scene in ``out_dir`` are overwritten; frames beyond this config's ``num_views`` are not
+    removed (use a fresh folder).
+    """
+    out_dir = Path(out_dir)
+    geometry_seq, seed_points_seq, masks_seq = np.random.SeedSequence(config.seed).spawn(3)
+    gaussians = build_gaussians(config, np.random.default_rng(geometry_seq))
+    n = len(gaussians.means)
+
+    sh_dc = (gaussians.rgb - 0.5) / SH_C0
+    scene_ply_path = out_dir / "scene.ply"
+    write_gaussian_ply(
+        scene_ply_path, gaussians.means, gaussians.log_scales, gaussians.quats, gaussians.opacity_logits, sh_dc,
+        None, extra={"object_id": gaussians.object_id, "part_id": gaussians.part_id},
+    )
+    labels_path = out_dir / "scene_labels.npz"
+    _save_npz(
+        labels_path, object_id=gaussians.object_id, part_id=gaussians.part_id,
+        part_to_object=gaussians.part_to_object, object_names=np.array(gaussians.object_names),
+        part_names=np.array(gaussians.part_names),
+    )
+
+    seed_rng = np.random.default_rng(seed_points_seq)
+    seed_index = np.sort(seed_rng.choice(n, size=min(config.num_seed_points, n), replace=False))
+    sparse_pc_path = out_dir / "sparse_pc.ply"
+    write_point_cloud_ply(
+        sparse_pc_path, gaussians.means[seed_index], (gaussians.rgb[seed_index] * 255).round().astype(np.uint8)
+    )
+
+    camera_to_worlds = ring_camera_to_worlds(config)
+    images, gt_coarse, gt_fine = render_views(gaussians, camera_to_worlds, config)
+
+    image_paths, gt_paths, mask_paths, frames = [], [], [], []
+    view_rngs = [np.random.default_rng(s) for s in masks_seq.spawn(len(camera_to_worlds))]
+    for index, (image, coarse, fine, view_rng) in enumerate(zip(images, gt_coarse, gt_fine, view_rngs)):
+        name = f"frame_{index:05d}"
+        image_path = out_dir / "images" / f"{name}.png"
+        _save_png(image_path, image)
+        gt_path = out_dir / "gt" / f"{name}.npz"
+        _save_npz(gt_path, coarse=coarse, fine=fine)
+        mask_path = mask_path_for_image(image_path, out_dir)
+        write_id_maps(mask_path, *sam_like_id_maps(coarse, fine, config, view_rng))
+        image_paths.append(image_path)
+        gt_paths.append(gt_path)
+        mask_paths.append(mask_path)
+        frames.append({
+            "file_path": f"images/{name}.png",
+            "transform_matrix": [[round(float(v), 8) for v in row] for row in camera_to_worlds[index]],
+        })
+
+    fx, fy, cx, cy = intrinsics(config)
+    transforms = {
+        "camera_model": "OPENCV",
+        "fl_x": fx, "fl_y": fy, "cx": cx, "cy": cy, "w": config.image_width, "h": config.image_height,
+        "k1": 0.0, "k2": 0.0, "p1": 0.0, "p2": 0.0,
+        "ply_file_path": "sparse_pc.ply",
+        "frames": frames,
+    }
+    transforms_path = out_dir / "transforms.json"
+    atomic_write_text(transforms_path, json.dumps(transforms, indent=2))
+
+    metadata = {
+        "generator": "clickgs_ns.synth",
+        "seed": config.seed,
+        "config": dataclasses.asdict(config),
+        "object_names": gaussians.object_names,
+        "part_names": gaussians.part_names,
+        "part_to_object": gaussians.part_to_object.tolist(),
+        "num_gaussians": n,
+        "num_objects": len(gaussians.object_names),
+        "num_parts": len(gaussians.part_names),
+        "num_views": len(camera_to_worlds),
+        "num_seed_points": int(len(seed_index)),
+        "gaussians_per_part": np.bincount(gaussians.part_id, minlength=len(gaussians.part_names)).tolist(),
+    }
+    metadata_path = out_dir / "scene.json"
+    atomic_write_text(metadata_path, json.dumps(metadata, indent=2))
+
+    return SynthScene(
+        root=out_dir, transforms_path=transforms_path, scene_ply_path=scene_ply_path, labels_path=labels_path,
+        sparse_pc_path=sparse_pc_path, metadata_path=metadata_path, image_paths=image_paths, gt_paths=gt_paths,
+        mask_paths=mask_paths, num_gaussians=n, num_objects=len(gaussians.object_names),
+        num_parts=len(gaussians.part_names), object_names=list(gaussians.object_names),
+        part_names=list(gaussians.part_names),
+    )

@@ -1,0 +1,129 @@
+"""End to end on the CPU: the nerfstudio method, both stages, starting from a .ply, resuming, bad masks."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import make_trainer_config, train
+
+BIN = Path(sys.executable).parent
+
+
+def run(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    return subprocess.run([str(a) for a in args], capture_output=True, text=True, timeout=timeout)
+
+
+def test_method_is_registered_and_splatfacto_still_works():
+    result = run(BIN / "ns-train", "click-gaussian", "--help")
+    assert result.returncode == 0, result.stderr[-2000:]
+    for option in ("--pipeline.model.init-ply", "--pipeline.model.feature-stage-steps",
+                   "--pipeline.model.losses.coarse-margin", "--pipeline.datamanager.sam.sam-checkpoint"):
+        assert option in result.stdout
+    splatfacto = run(BIN / "ns-train", "splatfacto", "--help")
+    assert splatfacto.returncode == 0 and "--pipeline.model.sh-degree" in splatfacto.stdout
+
+
+def test_feature_stage_from_ply_separates_objects(tiny_scene, tmp_path):
+    config = make_trainer_config(tiny_scene.root, tmp_path, init_ply=tiny_scene.scene_ply_path,
+                                 feature_stage_steps=300)
+    config_path = train(config)
+
+    from clickgs_ns.scene import load
+    from clickgs_ns.splat_io import load_splat_ply
+
+    scene = load(config_path)
+    model = scene.model
+    labels = np.load(tiny_scene.labels_path)
+    objects = torch.from_numpy(labels["object_id"]).long()
+    assert model.num_points == len(objects), "the feature stage must not add or remove Gaussians"
+    # the splat is frozen and moved into nerfstudio's frame: scales differ by the dataparser scale only
+    ply = load_splat_ply(tiny_scene.scene_ply_path)
+    scale = float(scene.pipeline.datamanager.train_dataparser_outputs.dataparser_scale)
+    torch.testing.assert_close(model.scales.detach(), ply["scales"] + np.log(scale), atol=1e-5, rtol=0)
+
+    coarse = torch.nn.functional.normalize(model.features.detach()[:, :12], dim=-1)
+    generator = torch.Generator().manual_seed(0)
+    i, j = (torch.randint(len(coarse), (40000,), generator=generator) for _ in range(2))
+    cosine = (coarse[i] * coarse[j]).sum(-1)
+    same = objects[i] == objects[j]
+    same_mean, different_mean = cosine[same].mean().item(), cosine[~same].mean().item()
+    print(f"coarse cosine: same object {same_mean:.3f}, different objects {different_mean:.3f}")
+    assert different_mean < config.pipeline.model.losses.coarse_margin
+    assert same_mean > 0.8
+
+    outputs = scene.render(0)
+    assert outputs["coarse_features"].shape == (72, 96, 12) and outputs["fine_features"].shape == (72, 96, 24)
+    result = run(BIN / "clickgs", "render-features", "--load-config", config_path, "--output-dir", tmp_path / "pca")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert len(list((tmp_path / "pca").glob("*.png"))) == len(scene.image_names) == 11  # 90% train split
+
+
+def test_ns_train_runs_both_stages_and_resumes(tiny_scene, tmp_path):
+    common = ["--data", tiny_scene.root, "--output-dir", tmp_path, "--timestamp", "run", "--machine.device-type",
+              "cpu", "--vis", "tensorboard", "--pipeline.model.rgb-stage-steps", "30",
+              "--pipeline.model.num-downscales", "0", "--pipeline.model.warmup-length", "10",
+              "--pipeline.model.refine-every", "10", "--pipeline.model.losses.num-sampled-pixels", "512",
+              "--steps-per-save", "20", "--steps-per-eval-image", "1000000", "--steps-per-eval-all-images", "1000000"]
+    first = run(BIN / "ns-train", "click-gaussian", *common, "--pipeline.model.feature-stage-steps", "10")
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    run_dir = tmp_path / tiny_scene.root.name / "click-gaussian" / "run"
+    checkpoint = torch.load(run_dir / "nerfstudio_models" / "step-000000039.ckpt", map_location="cpu")  # weights_only
+    state = checkpoint["pipeline"]
+    num_points = state["_model.gauss_params.means"].shape[0]
+    assert state["_model.gauss_params.features"].shape == (num_points, 24)
+    assert num_points != 400, "the RGB stage densifies or prunes the seed points"
+
+    resumed = run(BIN / "ns-train", "click-gaussian", *common, "--pipeline.model.feature-stage-steps", "20",
+                  "--load-dir", run_dir / "nerfstudio_models")
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    final = torch.load(run_dir / "nerfstudio_models" / "step-000000049.ckpt", map_location="cpu")["pipeline"]
+    geometry_keys = [k for k in final if k.startswith("_model.gauss_params.") and not k.endswith(".features")]
+    for key in geometry_keys:  # frozen in the feature stage
+        torch.testing.assert_close(final[key], state[key])
+    assert not torch.equal(final["_model.gauss_params.features"], state["_model.gauss_params.features"])
+
+
+def _copy_scene(scene, tmp_path) -> Path:
+    root = tmp_path / "scene"
+    shutil.copytree(scene.root, root)
+    return root
+
+
+def test_missing_masks_stop_with_both_ways_forward(tiny_scene, tmp_path):
+    from clickgs_ns.masks import MaskFileError
+
+    root = _copy_scene(tiny_scene, tmp_path)
+    (root / "clickgs_masks" / "frame_00003.npz").unlink()
+    config = make_trainer_config(root, tmp_path / "out", init_ply=root / "scene.ply", feature_stage_steps=1)
+    with pytest.raises(MaskFileError, match=r"frame_00003\.npz.*sam-checkpoint.*documented format"):
+        config.pipeline.setup(device="cpu")
+
+
+def test_wrongly_sized_mask_names_both_sizes(tiny_scene, tmp_path):
+    from clickgs_ns.masks import MaskFileError, write_id_maps
+
+    root = _copy_scene(tiny_scene, tmp_path)
+    write_id_maps(root / "clickgs_masks" / "frame_00002.npz", np.zeros((10, 20)), np.zeros((10, 20)))
+    config = make_trainer_config(root, tmp_path / "out", init_ply=root / "scene.ply", feature_stage_steps=1)
+    pipeline = config.pipeline.setup(device="cpu")
+    with pytest.raises(MaskFileError, match=r"frame_00002\.npz is 20x10 .* is 96x72"):
+        pipeline.datamanager.cached_train
+
+
+def test_id_maps_follow_the_training_resolution(tiny_scene, tmp_path):
+    config = make_trainer_config(tiny_scene.root, tmp_path, init_ply=tiny_scene.scene_ply_path, feature_stage_steps=1)
+    config.pipeline.datamanager.camera_res_scale_factor = 0.5
+    pipeline = config.pipeline.setup(device="cpu")
+    camera, batch = pipeline.datamanager.next_train(0)
+    assert batch["coarse_ids"].shape == batch["image"].shape[:2] == (36, 48)
+    assert batch["coarse_ids"].dtype == torch.int8  # a handful of segments fit the smallest type
+    index = camera.metadata["cam_idx"]
+    full = np.load(tiny_scene.mask_paths[index])["coarse"]
+    np.testing.assert_array_equal(batch["coarse_ids"].numpy(), full[1::2, 1::2])
