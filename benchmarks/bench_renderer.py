@@ -104,27 +104,32 @@ def main() -> None:
     def dense_render(*p):
         return dense_rasterize(*p, viewmats, Ks)
 
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs, "
+    threads = torch.get_num_threads()
+    print(f"torch {torch.__version__}, {threads} intra-op threads, {os.cpu_count()} CPUs, "
           f"load average {os.getloadavg()[0]:.2f}")
     print(f"image {WIDTH}x{HEIGHT}, forward+backward, median of {args.repeats} runs after a warm-up run "
           f"(dense baseline: 3)\n")
     rows = []
-    for name, render, n, d, repeats in (
-        ("tile rasterizer (rasterize_torch)", tile_render, 20_000, 3, args.repeats),
-        ("tile rasterizer (rasterize_torch)", tile_render, 20_000, 24, args.repeats),
-        ("baseline: dense reference, no tiles", dense_render, 2_000, 3, 3),
-        ("tile rasterizer (rasterize_torch)", tile_render, 2_000, 3, args.repeats),
+    for name, render, n, d, n_threads, repeats in (
+        ("tile rasterizer (rasterize_torch)", tile_render, 20_000, 3, threads, args.repeats),
+        ("tile rasterizer (rasterize_torch)", tile_render, 20_000, 24, threads, args.repeats),
+        ("tile rasterizer (rasterize_torch)", tile_render, 20_000, 3, 1, args.repeats),
+        ("tile rasterizer (rasterize_torch)", tile_render, 20_000, 24, 1, args.repeats),
+        ("baseline: dense reference, no tiles", dense_render, 2_000, 3, threads, 3),
+        ("tile rasterizer (rasterize_torch)", tile_render, 2_000, 3, threads, args.repeats),
     ):
+        torch.set_num_threads(n_threads)
         seconds = time_fwd_bwd(render, random_scene(n, d), repeats)
-        rows.append((name, n, d, seconds))
-    print(f"{'renderer':<38}{'N':>8}{'D':>5}{'seconds':>10}{'Gaussians/s':>14}")
-    for name, n, d, seconds in rows:
-        print(f"{name:<38}{n:>8}{d:>5}{seconds:>10.3f}{n / seconds:>14.3e}")
+        rows.append((name, n, d, n_threads, seconds))
+    torch.set_num_threads(threads)
+    print(f"{'renderer':<38}{'N':>8}{'D':>5}{'threads':>9}{'seconds':>10}{'Gaussians/s':>14}")
+    for name, n, d, n_threads, seconds in rows:
+        print(f"{name:<38}{n:>8}{d:>5}{n_threads:>9}{seconds:>10.3f}{n / seconds:>14.3e}")
 
-    tile20k, dense2k = rows[0][3], rows[2][3]
+    tile20k, dense2k, tile2k = rows[0][-1], rows[4][-1], rows[5][-1]
     print(f"\nthroughput ratio, tile (20k, D=3) / dense baseline (2k, D=3): "
           f"{(20_000 / tile20k) / (2_000 / dense2k):.1f}x")
-    print(f"same 2k scene: dense / tile time: {dense2k / rows[3][3]:.1f}x")
+    print(f"same 2k scene: dense / tile time: {dense2k / tile2k:.1f}x")
     scene = random_scene(2_000, 3)
     with torch.no_grad():
         diff = (tile_render(*scene)[0] - dense_render(*scene)).abs().max().item()

@@ -348,7 +348,9 @@ def eval_sh(degree: int, dirs: Tensor, coeffs: Tensor) -> Tensor:
 
 
 @torch.no_grad()
-def tile_ranges(means2d: Tensor, radii: Tensor, tile_size: int, tile_width: int, tile_height: int) -> Tuple[Tensor, Tensor]:
+def tile_ranges(
+    means2d: Tensor, radii: Tensor, tile_size: int, tile_width: int, tile_height: int
+) -> Tuple[Tensor, Tensor]:
     """Tiles touched by each Gaussian's radius box, as gsplat's ``isect_tiles``.
 
     Gaussian ``(c, n)`` touches tiles ``[floor((x - r) / ts), ceil((x + r) / ts))`` in
@@ -433,7 +435,7 @@ def _tile_lists(
     device = depths.device
     t_lo = box_lo.div(tile_size, rounding_mode="floor")
     t_hi = box_hi.div(tile_size, rounding_mode="floor") + 1
-    ext = (t_hi - t_lo).clamp(min=0)  # [C, N, 2]
+    ext = torch.where(box_hi >= box_lo, t_hi - t_lo, 0)  # [C, N, 2]
     counts = (ext[..., 0] * ext[..., 1]).flatten()  # [C * N]
 
     # Gaussians in global front-to-back order (stable, as gsplat's radix sort);

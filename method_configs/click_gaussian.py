@@ -6,32 +6,17 @@ the RGB stage. Registered through the ``nerfstudio.method_configs`` entry point 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from nerfstudio.configs.base_config import ViewerConfig
 from nerfstudio.data.dataparsers.nerfstudio_dataparser import NerfstudioDataParserConfig
 from nerfstudio.engine.optimizers import AdamOptimizerConfig
-from clickgs_ns.schedulers import FloatExponentialDecaySchedulerConfig as ExponentialDecaySchedulerConfig
-from nerfstudio.engine.trainer import TrainerConfig
 from nerfstudio.plugins.types import MethodSpecification
 
 from clickgs_ns.datamanager import ClickGaussianDataManagerConfig
 from clickgs_ns.losses import FeatureLossConfig
 from clickgs_ns.model import ClickGaussianModelConfig
 from clickgs_ns.pipeline import ClickGaussianPipelineConfig
-
-
-@dataclass
-class ClickGaussianTrainerConfig(TrainerConfig):
-    """TrainerConfig whose run length and RGB-stage schedule follow the model's two stages."""
-
-    def __post_init__(self) -> None:
-        model = self.pipeline.model
-        if isinstance(model, ClickGaussianModelConfig):
-            self.max_num_iterations = model.total_steps
-            means_scheduler = self.optimizers.get("means", {}).get("scheduler")
-            if means_scheduler is not None:
-                means_scheduler.max_steps = max(model.feature_start_step, 1)
+from clickgs_ns.schedulers import FloatExponentialDecaySchedulerConfig as ExponentialDecaySchedulerConfig
+from clickgs_ns.trainer import ClickGaussianTrainerConfig
 
 
 def _adam(lr: float) -> dict:

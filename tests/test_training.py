@@ -67,14 +67,14 @@ def test_feature_stage_from_ply_separates_objects(tiny_scene, tmp_path):
 
 def test_ns_train_runs_both_stages_and_resumes(tiny_scene, tmp_path):
     common = ["--data", tiny_scene.root, "--output-dir", tmp_path, "--timestamp", "run", "--machine.device-type",
-              "cpu", "--vis", "tensorboard", "--pipeline.model.rgb-stage-steps", "30",
+              "cpu", "--vis", "tensorboard", "--pipeline.model.rgb-stage-steps", "60",
               "--pipeline.model.num-downscales", "0", "--pipeline.model.warmup-length", "10",
               "--pipeline.model.refine-every", "10", "--pipeline.model.losses.num-sampled-pixels", "512",
               "--steps-per-save", "20", "--steps-per-eval-image", "1000000", "--steps-per-eval-all-images", "1000000"]
     first = run(BIN / "ns-train", "click-gaussian", *common, "--pipeline.model.feature-stage-steps", "10")
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
     run_dir = tmp_path / tiny_scene.root.name / "click-gaussian" / "run"
-    checkpoint = torch.load(run_dir / "nerfstudio_models" / "step-000000039.ckpt", map_location="cpu")  # weights_only
+    checkpoint = torch.load(run_dir / "nerfstudio_models" / "step-000000069.ckpt", map_location="cpu")  # weights_only
     state = checkpoint["pipeline"]
     num_points = state["_model.gauss_params.means"].shape[0]
     assert state["_model.gauss_params.features"].shape == (num_points, 24)
@@ -83,7 +83,7 @@ def test_ns_train_runs_both_stages_and_resumes(tiny_scene, tmp_path):
     resumed = run(BIN / "ns-train", "click-gaussian", *common, "--pipeline.model.feature-stage-steps", "20",
                   "--load-dir", run_dir / "nerfstudio_models")
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
-    final = torch.load(run_dir / "nerfstudio_models" / "step-000000049.ckpt", map_location="cpu")["pipeline"]
+    final = torch.load(run_dir / "nerfstudio_models" / "step-000000079.ckpt", map_location="cpu")["pipeline"]
     geometry_keys = [k for k in final if k.startswith("_model.gauss_params.") and not k.endswith(".features")]
     for key in geometry_keys:  # frozen in the feature stage
         torch.testing.assert_close(final[key], state[key])
