@@ -31,6 +31,7 @@ from nerfstudio.utils.colors import get_color
 from nerfstudio.utils.colormaps import apply_pca_colormap
 from nerfstudio.utils.rich_utils import CONSOLE
 
+from clickgs_ns.gfl import GFLConfig, assign_candidates, gfl_level_losses
 from clickgs_ns.losses import FeatureLossConfig, build_knn_index, feature_stage_losses
 from clickgs_ns.rendering import eval_sh, get_viewmat, rasterize
 
@@ -84,11 +85,18 @@ class ClickGaussianModelConfig(SplatfactoModelConfig):
     """auto: gsplat on CUDA, the project's torch rasterizer on CPU."""
     losses: FeatureLossConfig = field(default_factory=FeatureLossConfig)
     """Feature-stage losses (method.md, "Losses")."""
+    gfl: GFLConfig = field(default_factory=GFLConfig)
+    """Global Feature-guided Learning (method.md, "GFL")."""
 
     @property
     def feature_start_step(self) -> int:
         """First step of the feature stage."""
         return 0 if (self.init_ply is not None or self.init_checkpoint is not None) else self.rgb_stage_steps
+
+    @property
+    def gfl_start_step(self) -> int:
+        """First step (of the whole run) at which GFL candidates are computed and its loss is on."""
+        return self.feature_start_step + self.gfl.start_step
 
     @property
     def total_steps(self) -> int:
@@ -174,6 +182,11 @@ class ClickGaussianModel(SplatfactoModel):
         )
         self.strategy_state = self.strategy.initialize_state(scene_scale=1.0)
         self.spatial_knn: Optional[Tensor] = None  # [M, K + 1], built at the first feature step
+        # GFL global candidates per level (unit vectors) and each Gaussian's candidate id: saved in checkpoints.
+        self.register_buffer("coarse_candidates", torch.zeros(0, cfg.coarse_dim))
+        self.register_buffer("fine_candidates", torch.zeros(0, cfg.feature_dim))
+        self.register_buffer("coarse_labels", torch.full((num_points,), -1, dtype=torch.long))
+        self.register_buffer("fine_labels", torch.full((num_points,), -1, dtype=torch.long))
 
     # ----------------------------------------------------------------------------------------------- state
     @property
@@ -184,6 +197,24 @@ class ClickGaussianModel(SplatfactoModel):
     @property
     def in_feature_stage(self) -> bool:
         return self.step >= self.config.feature_start_step
+
+    @property
+    def has_candidates(self) -> bool:
+        """Whether GFL has produced global candidates at either level."""
+        return self.coarse_candidates.shape[0] > 0 or self.fine_candidates.shape[0] > 0
+
+    def set_candidates(self, coarse_candidates: Tensor, fine_candidates: Tensor) -> None:
+        """Replace the global candidates [Cc, coarse_dim], [Cf, feature_dim] and relabel every Gaussian."""
+        self.coarse_candidates = coarse_candidates.detach().float().to(self.device)
+        self.fine_candidates = fine_candidates.detach().float().to(self.device)
+        self.update_labels()
+
+    @torch.no_grad()
+    def update_labels(self) -> None:
+        """Each Gaussian's nearest global candidate at each level (-1 without candidates)."""
+        features = self.features.detach()
+        self.coarse_labels = assign_candidates(features[:, : self.config.coarse_dim], self.coarse_candidates)[0]
+        self.fine_labels = assign_candidates(features, self.fine_candidates)[0]
 
     def load_gaussians(self, params: Dict[str, Tensor]) -> None:
         """Replace the splat by ``params`` (the six splatfacto entries, optionally ``features``).
@@ -210,6 +241,8 @@ class ClickGaussianModel(SplatfactoModel):
                                      self.config.feature_init_std)
         self.gauss_params["features"] = Parameter(features.detach().float().to(self.device))
         self.spatial_knn = None
+        self.coarse_labels = torch.full((num_points,), -1, dtype=torch.long, device=self.device)
+        self.fine_labels = torch.full((num_points,), -1, dtype=torch.long, device=self.device)
 
     def load_state_dict(self, dict, **kwargs):  # type: ignore  # noqa: A002
         """Resize the Gaussians in place to the checkpoint's count, then load.
@@ -226,6 +259,14 @@ class ClickGaussianModel(SplatfactoModel):
             dict["gauss_params.features"] = init_features(
                 num_points, self.config.feature_dim, self.config.coarse_dim, self.config.feature_init_std
             )
+        for name in ("coarse_candidates", "fine_candidates", "coarse_labels", "fine_labels"):
+            buffer = getattr(self, name)
+            if name in dict:  # buffers take the checkpoint's sizes
+                setattr(self, name, torch.zeros_like(dict[name], dtype=buffer.dtype, device=buffer.device))
+            elif name.endswith("labels"):
+                dict[name] = torch.full((num_points,), -1, dtype=torch.long)
+            else:
+                dict[name] = buffer.new_zeros((0,) + buffer.shape[1:])
         self.spatial_knn = None
         return Model.load_state_dict(self, dict, **kwargs)
 
@@ -369,9 +410,22 @@ class ClickGaussianModel(SplatfactoModel):
         loss_dict, terms = feature_stage_losses(
             rendered, batch["coarse_ids"], batch["fine_ids"], self.features, self.spatial_knn, self.config.losses
         )
+        if self.gfl_active:
+            gfl_terms = gfl_level_losses(
+                self.features, self.coarse_candidates, self.fine_candidates, self.config.coarse_dim,
+                self.config.losses.coarse_margin, self.config.losses.fine_margin, self.config.gfl.positive_threshold,
+                max_gaussians=self.config.gfl.loss_num_gaussians or None,
+            )
+            loss_dict["gfl_loss"] = self.config.gfl.loss_weight * sum(gfl_terms.values())
+            terms.update(gfl_terms)
         if metrics_dict is not None:
             metrics_dict.update({name: value.detach() for name, value in terms.items()})
         return loss_dict
+
+    @property
+    def gfl_active(self) -> bool:
+        """GFL's loss is on: enabled, past its start step, and with candidates to learn from."""
+        return self.config.gfl.enabled and self.step >= self.config.gfl_start_step and self.has_candidates
 
     def get_image_metrics_and_images(
         self, outputs: Dict[str, Tensor], batch: Dict[str, Tensor]

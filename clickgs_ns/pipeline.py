@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal, Optional, Type
+import time
+from typing import Dict, List, Literal, Optional, Tuple, Type
 
+import torch
+from torch import Tensor
 from torch.cuda.amp.grad_scaler import GradScaler
 
+from nerfstudio.engine.callbacks import TrainingCallback, TrainingCallbackAttributes, TrainingCallbackLocation
 from nerfstudio.pipelines.base_pipeline import VanillaPipeline, VanillaPipelineConfig
+from nerfstudio.utils import writer
+from nerfstudio.utils.rich_utils import CONSOLE
 
 from clickgs_ns.datamanager import ClickGaussianDataManagerConfig
+from clickgs_ns.gfl import cluster_level_candidates, mask_average_features
 from clickgs_ns.model import ClickGaussianModel, ClickGaussianModelConfig
 from clickgs_ns.splat_io import load_splat_checkpoint, load_splat_ply, transform_splat
 
@@ -61,3 +68,77 @@ class ClickGaussianPipeline(VanillaPipeline):
         else:
             return
         self.click_model.load_gaussians(params)
+
+    # ------------------------------------------------------------------------------------------------- GFL
+    def get_training_callbacks(self, training_callback_attributes: TrainingCallbackAttributes) -> List[TrainingCallback]:
+        callbacks = super().get_training_callbacks(training_callback_attributes)
+        # after the model's callbacks, so that densification has consumed this step's render info
+        callbacks.append(TrainingCallback([TrainingCallbackLocation.AFTER_TRAIN_ITERATION], self.gfl_step))
+        return callbacks
+
+    def gfl_step(self, step: int) -> None:
+        """Recompute the global candidates every ``gfl.update_every`` steps from the GFL start, and at once when a
+        resumed run past the start has none."""
+        gfl = self.config.model.gfl
+        start = self.config.model.gfl_start_step
+        if not gfl.enabled or step < start:
+            return
+        if (step - start) % gfl.update_every == 0 or not self.click_model.has_candidates:
+            self.update_global_candidates(step)
+
+    @torch.no_grad()
+    def mask_averages(self) -> Tuple[Tensor, Tensor]:
+        """Mask-averaged rendered features of every training view: coarse [Mc, coarse_dim], fine [Mf, feature_dim]."""
+        model, datamanager = self.click_model, self.datamanager
+        coarse_dim = self.config.model.coarse_dim
+        cameras = datamanager.train_dataset.cameras  # type: ignore[attr-defined]
+        coarse_averages: List[Tensor] = []
+        fine_averages: List[Tensor] = []
+        was_training = model.training
+        model.eval()
+        crop_box, model.crop_box = model.crop_box, None
+        try:
+            for index in range(len(cameras)):
+                coarse_ids, fine_ids = datamanager.id_maps(index)  # type: ignore[attr-defined]
+                outputs = model.get_outputs(cameras[index : index + 1].to(self.device))
+                features = outputs["fine_features"]
+                if features.shape[:2] != coarse_ids.shape:
+                    raise ValueError(f"View {index}: rendered {tuple(features.shape[:2])} but id maps are "
+                                     f"{tuple(coarse_ids.shape)}")
+                min_pixels = self.config.model.gfl.min_mask_pixels
+                coarse_averages.append(mask_average_features(
+                    features[..., :coarse_dim], coarse_ids.to(self.device), min_pixels)[0])
+                fine_averages.append(mask_average_features(features, fine_ids.to(self.device), min_pixels)[0])
+        finally:
+            model.crop_box = crop_box
+            model.train(was_training)
+        return torch.cat(coarse_averages), torch.cat(fine_averages)
+
+    def update_global_candidates(self, step: int) -> Dict[str, int]:
+        """Render every training view, average features per mask, cluster them per level with HDBSCAN and give the
+        model its new candidates. A level whose clustering degenerates keeps no candidates (its GFL term is off)
+        and says why; training goes on either way."""
+        gfl = self.config.model.gfl
+        started = time.perf_counter()
+        coarse_averages, fine_averages = self.mask_averages()
+        rendered = time.perf_counter()
+        num_views = len(self.datamanager.train_dataset)  # type: ignore[arg-type]
+        results = {}
+        for level, averages in (("coarse", coarse_averages), ("fine", fine_averages)):
+            result = cluster_level_candidates(averages, num_views, level, gfl)
+            if result.status != "ok":
+                CONSOLE.log(f"[yellow]GFL step {step}, {level} level: {result.message} ({len(averages)} mask "
+                            f"averages, min_cluster_size {result.min_cluster_size}, epsilon {result.epsilon}). This "
+                            "level trains on the contrastive loss alone until the next update.[/]")
+            candidates = result.candidates if result.status == "ok" else result.candidates[:0]
+            results[level] = candidates
+        self.click_model.set_candidates(results["coarse"], results["fine"])
+        seconds = time.perf_counter() - started
+        counts = {"coarse": int(results["coarse"].shape[0]), "fine": int(results["fine"].shape[0])}
+        writer.put_scalar("GFL/coarse_candidates", counts["coarse"], step)
+        writer.put_scalar("GFL/fine_candidates", counts["fine"], step)
+        writer.put_scalar("GFL/update_seconds", seconds, step)
+        CONSOLE.log(f"GFL step {step}: {counts['coarse']} coarse and {counts['fine']} fine candidates from "
+                    f"{len(coarse_averages)} + {len(fine_averages)} mask averages in {seconds:.2f} s "
+                    f"(rendering {rendered - started:.2f} s)")
+        return counts

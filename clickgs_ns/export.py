@@ -1,0 +1,234 @@
+"""Export selected Gaussians as standard 3DGS .ply files in the dataset's own coordinate frame, with labels.
+
+``export_gaussians`` writes one .ply of a selection (``clickgs_ns.ply`` format, which every splat viewer opens)
+plus two sidecars beside it::
+
+    <stem>.ply            the selected Gaussians, moved back from nerfstudio's training frame into the frame of
+                          the dataset (transforms.json) with ``transform_splat(..., inverse=True)``; an extra int32
+                          property ``label`` per Gaussian
+    <stem>.labels.npy     int32 [M]: the same labels, aligned with the .ply's vertices
+    <stem>.export.json    where they came from: ``indices`` [M] of the exported Gaussians in the model, counts,
+                          the dataparser transform and scale that were undone
+
+``export_segments`` writes one such .ply per segment id. Rows with a non-finite value are dropped (and counted).
+Every file is written atomically. ``save_selection`` / ``load_selection`` keep a selection as a .npy.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from clickgs_ns.io_utils import atomic_path, atomic_write_text
+
+SPLAT_KEYS = ("means", "scales", "quats", "features_dc", "features_rest", "opacities")
+"""Splatfacto's parameters that make a 3DGS .ply (``clickgs_ns.splat_io.SplatParams``)."""
+
+
+@dataclass
+class ExportResult:
+    """What one .ply export wrote."""
+
+    path: Path
+    """The .ply file."""
+    num_exported: int
+    """Gaussians in the file."""
+    num_dropped_nonfinite: int
+    """Selected Gaussians left out because a parameter was NaN or infinite."""
+    indices: Tensor
+    """[M] long: index in the model of each exported Gaussian, in file order."""
+    labels: Tensor
+    """[M] int32: label of each exported Gaussian, in file order."""
+
+
+def sidecar_paths(path: Path) -> Dict[str, Path]:
+    """The sidecar files of the export ``path`` (``<stem>.ply``): "labels" (.labels.npy) and "json"
+    (.export.json)."""
+    path = Path(path)
+    stem = path.with_suffix("")
+    return {"labels": Path(f"{stem}.labels.npy"), "json": Path(f"{stem}.export.json")}
+
+
+def splat_params(model: Any) -> Dict[str, Tensor]:
+    """The model's splat (the six splatfacto tensors, plus ``features`` when present), detached on the CPU."""
+    gauss_params = model.gauss_params
+    missing = [key for key in SPLAT_KEYS if key not in gauss_params]
+    if missing:
+        raise ValueError(f"The model has no {missing}: not a splatfacto / click-gaussian model")
+    keys = SPLAT_KEYS + (("features",) if "features" in gauss_params else ())
+    return {key: gauss_params[key].detach().float().cpu() for key in keys}
+
+
+def finite_rows(params: Dict[str, Tensor]) -> Tensor:
+    """[N] bool: Gaussians whose every parameter is finite."""
+    n = params["means"].shape[0]
+    finite = torch.ones(n, dtype=torch.bool)
+    for value in params.values():
+        finite &= torch.isfinite(value.reshape(n, -1)).all(dim=-1)
+    return finite
+
+
+def to_dataset_frame(params: Dict[str, Tensor], dataparser_transform: Optional[Tensor],
+                     dataparser_scale: float) -> Dict[str, Tensor]:
+    """Move ``params`` from nerfstudio's training frame back to the dataset's frame (identity when
+    ``dataparser_transform`` is None)."""
+    from clickgs_ns.splat_io import transform_splat
+
+    if dataparser_transform is None:
+        return dict(params)
+    transform = torch.as_tensor(dataparser_transform, dtype=torch.float32).reshape(-1, 4)[:3].cpu()
+    return transform_splat(params, transform, float(dataparser_scale), inverse=True)
+
+
+def _as_mask(mask: Optional[Tensor], num_gaussians: int) -> Tensor:
+    if mask is None:
+        return torch.ones(num_gaussians, dtype=torch.bool)
+    mask = torch.as_tensor(mask).cpu()
+    if mask.dtype != torch.bool or mask.shape != (num_gaussians,):
+        raise ValueError(f"mask must be a bool tensor [{num_gaussians}], got {mask.dtype} {list(mask.shape)}")
+    return mask
+
+
+def _write(rows: Dict[str, Tensor], model_indices: Tensor, labels: Tensor, path: Path, num_model_gaussians: int,
+           num_dropped: int, dataparser_transform: Optional[Tensor], dataparser_scale: float,
+           include_features: bool) -> ExportResult:
+    """Write Gaussians ``rows`` (already in the dataset frame) with their ``labels`` [M] and sidecars."""
+    from clickgs_ns.ply import write_gaussian_ply
+
+    path = Path(path)
+    m = int(rows["means"].shape[0])
+    labels = labels.to(torch.int32).cpu()
+    extra = {"label": labels.numpy()}
+    if include_features and "features" in rows:
+        for channel in range(rows["features"].shape[1]):
+            extra[f"feature_{channel}"] = rows["features"][:, channel].numpy()
+    write_gaussian_ply(path, rows["means"], rows["scales"], rows["quats"], rows["opacities"].reshape(-1),
+                       rows["features_dc"], rows["features_rest"].reshape(m, -1, 3), extra=extra)
+    sidecars = sidecar_paths(path)
+    with atomic_path(sidecars["labels"]) as tmp:
+        np.save(tmp, labels.numpy())
+    transform = None if dataparser_transform is None else \
+        torch.as_tensor(dataparser_transform, dtype=torch.float64).reshape(-1, 4)[:3].tolist()
+    info = {
+        "ply": path.name,
+        "labels_file": sidecars["labels"].name,
+        "frame": "dataset" if dataparser_transform is not None else "training",
+        "dataparser_transform": transform,
+        "dataparser_scale": float(dataparser_scale),
+        "num_exported": m,
+        "num_model_gaussians": int(num_model_gaussians),
+        "num_dropped_nonfinite": int(num_dropped),
+        "indices": model_indices.tolist(),
+    }
+    atomic_write_text(sidecars["json"], json.dumps(info))
+    return ExportResult(path, m, int(num_dropped), model_indices, labels)
+
+
+def export_gaussians(
+    model: Any,
+    mask: Optional[Tensor],
+    path: Path,
+    dataparser_transform: Optional[Tensor],
+    dataparser_scale: float = 1.0,
+    labels: Optional[Tensor] = None,
+    include_features: bool = False,
+) -> ExportResult:
+    """Write the selected Gaussians as a standard 3DGS .ply in the dataset's frame, with sidecars (module doc).
+
+    Args:
+        model: has ``gauss_params`` with means [N,3], scales [N,3] (log), quats [N,4] (wxyz), features_dc [N,3],
+            features_rest [N,K-1,3], opacities [N,1] (logit), optionally features [N,F].
+        mask: [N] bool selection; None exports every Gaussian.
+        path: the .ply to write.
+        dataparser_transform: [3, 4] (or [4, 4]) ``dataparser_transform`` of the run; None keeps the training frame.
+        dataparser_scale: ``dataparser_scale`` of the run.
+        labels: [N] int label per model Gaussian; None labels every exported Gaussian 0.
+        include_features: also write the per-Gaussian features as float properties ``feature_0`` ...
+    """
+    params = splat_params(model)
+    n = params["means"].shape[0]
+    mask = _as_mask(mask, n)
+    if labels is not None and tuple(labels.shape) != (n,):
+        raise ValueError(f"labels must have shape [{n}], got {list(labels.shape)}")
+    selected = torch.nonzero(mask).squeeze(-1)
+    subset = to_dataset_frame({key: value[selected] for key, value in params.items()}, dataparser_transform,
+                              dataparser_scale)
+    keep = finite_rows(subset)
+    subset_labels = torch.zeros(len(selected), dtype=torch.int32) if labels is None else labels.cpu()[selected]
+    return _write({key: value[keep] for key, value in subset.items()}, selected[keep], subset_labels[keep], path,
+                  n, int((~keep).sum()), dataparser_transform, dataparser_scale, include_features)
+
+
+def export_segments(
+    model: Any,
+    labels: Tensor,
+    out_dir: Path,
+    dataparser_transform: Optional[Tensor],
+    dataparser_scale: float = 1.0,
+    min_gaussians: int = 1,
+    include_features: bool = False,
+) -> List[ExportResult]:
+    """One .ply per segment id >= 0 of ``labels`` [N] (``segment_<id>.ply`` in ``out_dir``), plus
+    ``segments.json`` listing them. Segments with fewer than ``min_gaussians`` finite Gaussians are skipped."""
+    params = splat_params(model)
+    n = params["means"].shape[0]
+    labels = torch.as_tensor(labels).cpu().long()
+    if tuple(labels.shape) != (n,):
+        raise ValueError(f"labels must have shape [{n}], got {list(labels.shape)}")
+    world = to_dataset_frame(params, dataparser_transform, dataparser_scale)
+    finite = finite_rows(world)
+    out_dir = Path(out_dir)
+    ids: Sequence[int] = torch.unique(labels[labels >= 0]).tolist()
+    width = max(4, len(str(max(ids, default=0))))
+    results: List[ExportResult] = []
+    for segment in ids:
+        in_segment = labels == segment
+        indices = torch.nonzero(in_segment & finite).squeeze(-1)
+        if len(indices) < max(min_gaussians, 1):
+            continue
+        path = out_dir / f"segment_{segment:0{width}d}.ply"
+        rows = {key: value[indices] for key, value in world.items()}
+        results.append(_write(rows, indices, labels[indices], path, n, int((in_segment & ~finite).sum()),
+                              dataparser_transform, dataparser_scale, include_features))
+    index = {"num_model_gaussians": n, "num_unlabelled": int((labels < 0).sum()),
+             "segments": [{"id": int(r.labels[0]), "ply": r.path.name, "num_gaussians": r.num_exported}
+                          for r in results]}
+    atomic_write_text(out_dir / "segments.json", json.dumps(index, indent=1))
+    return results
+
+
+def save_selection(path: Path, mask: Tensor) -> None:
+    """Save a selection [N] bool as a .npy bool array (the model's count travels with it)."""
+    mask = torch.as_tensor(mask).cpu()
+    if mask.dtype != torch.bool or mask.dim() != 1:
+        raise ValueError(f"A selection is a bool tensor [N], got {mask.dtype} {list(mask.shape)}")
+    with atomic_path(Path(path)) as tmp:
+        np.save(tmp, mask.numpy())
+
+
+def load_selection(path: Path, num_gaussians: int) -> Tensor:
+    """A selection [N] bool from a .npy of a bool mask [N] or of Gaussian indices (any integer type)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"Selection file {path} does not exist")
+    array = np.load(path, allow_pickle=False)
+    if array.dtype == np.bool_:
+        if array.shape != (num_gaussians,):
+            raise ValueError(f"{path} holds a selection of {array.size} Gaussians (shape {list(array.shape)}); "
+                             f"the model has {num_gaussians}: it was saved for another model or checkpoint.")
+        return torch.from_numpy(array.copy())
+    if not np.issubdtype(array.dtype, np.integer) or array.ndim != 1:
+        raise ValueError(f"{path} must hold a bool mask [N] or integer indices [M], got {array.dtype} "
+                         f"{list(array.shape)}")
+    if array.size and (array.min() < 0 or array.max() >= num_gaussians):
+        raise ValueError(f"{path} holds Gaussian indices in [{array.min()}, {array.max()}]; the model has "
+                         f"{num_gaussians} Gaussians: it was saved for another model or checkpoint.")
+    mask = torch.zeros(num_gaussians, dtype=torch.bool)
+    mask[torch.from_numpy(array.astype(np.int64))] = True
+    return mask

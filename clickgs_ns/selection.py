@@ -1,0 +1,513 @@
+"""Click to segment: the one selection core shared by the viewer, the Python API and the CLI.
+
+method.md, "Click to segment": a click at pixel p of a view takes the rendered feature F^l_p at level l, picks the
+global candidate c* = argmax_c cos(F^l_p, g_c^l) and selects the Gaussians whose own candidate is c*
+(c_i^l == c*). Each Gaussian's candidate id is precomputed (``precompute_labels``), so a click costs one pixel's
+feature plus one comparison over N labels. Where the click matches no candidate well (or there are none), the
+fallback selects the Gaussians whose own feature is close to F^l_p, and the result says so.
+
+Layers, from the bottom:
+
+- pure functions on tensors: ``level_features``, ``precompute_labels``, ``select_by_feature``,
+  ``segment_everything``, ``render_selection_alpha``;
+- ``SelectionState``: the current selection [N] bool with add / subtract / replace, undo and clear;
+- ``Segmenter``: a thin object over a loaded model (duck-typed) that caches the per-level normalised features,
+  candidate labels and the last render, explicitly invalidated by ``refresh()``.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Dict, List, Literal, Optional, Tuple, Union
+
+import torch
+from torch import Tensor
+
+if TYPE_CHECKING:  # nerfstudio is heavy to import; only the type is needed here
+    from nerfstudio.cameras.cameras import Cameras
+
+Level = Literal["coarse", "fine"]
+Mode = Literal["add", "subtract", "replace"]
+LEVELS: Tuple[str, ...] = ("coarse", "fine")
+MODES: Tuple[str, ...] = ("add", "subtract", "replace")
+
+
+@dataclass
+class SelectionConfig:
+    """Thresholds of click selection and of "segment everything" (method.md, "Click to segment")."""
+
+    candidate_min_cosine: float = 0.75
+    """A click whose pixel feature has cosine below this with every global candidate matches none of them well:
+    the click falls back to feature similarity. Also, in ``segment_everything``, Gaussians whose best candidate
+    cosine is below this get no segment (-1)."""
+    fallback_min_cosine: float = 0.9
+    """Fallback selection: Gaussians whose own (level) feature has cosine above this with the clicked pixel's
+    feature. Also the cluster radius (cosine) of the candidate-free ``segment_everything`` fallback."""
+    background_alpha: float = 0.5
+    """A click on a pixel whose rendered accumulation (alpha) is below this hits empty background."""
+    mask_alpha_threshold: float = 0.5
+    """``render_selection_alpha`` above this counts as inside the selection's 2D mask."""
+    max_history: int = 32
+    """Undo steps kept by ``SelectionState`` (each holds one [N] bool mask)."""
+    cluster_max_samples: int = 20000
+    """Candidate-free ``segment_everything``: Gaussians sampled (deterministically) to find the clusters."""
+    cluster_min_size: int = 5
+    """Candidate-free ``segment_everything``: clusters with fewer sampled members are dropped."""
+
+
+@dataclass
+class ClickResult:
+    """What one click selected, and why."""
+
+    mask: Tensor
+    """[N] bool: the Gaussians this click selects (before it is combined with the current selection)."""
+    candidate: Optional[int]
+    """Id of the matched global candidate c*, or None (fallback or background)."""
+    cosine: float
+    """cos(query, g_{c*}); the best candidate cosine when the fallback was used; nan without candidates."""
+    used_fallback: bool
+    """Whether the selection came from per-Gaussian feature similarity instead of a candidate label."""
+    message: str
+    """One line for a status bar or a log: what happened, in words."""
+    num_selected: int
+    """Gaussians in ``mask``."""
+    level: str = ""
+    """"coarse" or "fine"."""
+    hit_background: bool = False
+    """The click hit empty background (accumulation below ``background_alpha``): nothing selected."""
+    pixel: Optional[Tuple[int, int]] = None
+    """(column, row) of the clicked pixel in the rendered view, when the click came from a view."""
+    total_selected: Optional[int] = None
+    """Size of the whole selection after this click was applied (set by ``Segmenter``)."""
+    seconds: float = 0.0
+    """Wall time of the whole click (render included)."""
+    render_seconds: float = 0.0
+    """Part of ``seconds`` spent rendering the view's features (0 when a cached render was reused)."""
+
+
+@dataclass
+class Segmentation:
+    """A whole-scene instance labelling at one level ("segment everything")."""
+
+    labels: Tensor
+    """[N] long: segment id of each Gaussian, -1 for none."""
+    num_segments: int
+    """Ids run over 0 .. num_segments - 1 (candidate ids may leave some of them empty)."""
+    used_fallback: bool
+    """No global candidates: segments come from clustering the Gaussians' own features."""
+    message: str
+    """What was done, in words."""
+
+
+# ------------------------------------------------------------------------------------------------ pure functions
+def check_level(level: str) -> str:
+    """``level`` if it names a feature level, else a ValueError that lists the levels."""
+    if level not in LEVELS:
+        raise ValueError(f"level must be one of {LEVELS}, got {level!r}")
+    return level
+
+
+def level_features(features: Tensor, level: Level, coarse_dim: int) -> Tensor:
+    """Unit-length per-Gaussian features [N, D] of ``level``: the first ``coarse_dim`` channels of ``features``
+    [N, 24] for "coarse", all of them for "fine"."""
+    check_level(level)
+    selected = features[:, :coarse_dim] if level == "coarse" else features
+    return torch.nn.functional.normalize(selected.detach().float(), dim=-1)
+
+
+def best_candidates(features: Tensor, candidates: Tensor, chunk_size: int = 1 << 16) -> Tuple[Tensor, Tensor]:
+    """Each row's most similar candidate: ids [N] long and cosines [N] (float32).
+
+    Args:
+        features: [N, D] unit vectors.
+        candidates: [C, D] unit vectors; C == 0 gives ids -1 and cosines -inf.
+        chunk_size: rows per [chunk, C] similarity block (bounds memory).
+    """
+    n = features.shape[0]
+    ids = torch.full((n,), -1, dtype=torch.long, device=features.device)
+    best = torch.full((n,), -math.inf, dtype=torch.float32, device=features.device)
+    if candidates.shape[0] == 0 or n == 0:
+        return ids, best
+    candidates = torch.nn.functional.normalize(candidates.detach().float().to(features.device), dim=-1)
+    for start in range(0, n, chunk_size):
+        cos = features[start : start + chunk_size].float() @ candidates.T  # [chunk, C]
+        best[start : start + chunk_size], ids[start : start + chunk_size] = cos.max(dim=-1)
+    return ids, best
+
+
+def precompute_labels(level_features: Tensor, candidates: Tensor, chunk_size: int = 1 << 16) -> Tensor:
+    """Each Gaussian's global candidate c_i = argmax_c cos(f_i, g_c): [N] long, all -1 when C == 0.
+
+    Args:
+        level_features: [N, D] unit per-Gaussian features of one level.
+        candidates: [C, D] global candidates of that level.
+    """
+    return best_candidates(level_features, candidates, chunk_size)[0]
+
+
+def select_by_feature(
+    query: Tensor,
+    gaussian_labels: Tensor,
+    candidates: Tensor,
+    level_features: Tensor,
+    config: SelectionConfig = SelectionConfig(),
+) -> ClickResult:
+    """Select the Gaussians that a pixel feature ``query`` points at.
+
+    c* = argmax_c cos(query, g_c). When cos(query, g_c*) >= ``candidate_min_cosine`` the selection is
+    ``gaussian_labels == c*`` (one comparison over N). Otherwise, or when C == 0, it falls back to
+    cos(level_features, query) > ``fallback_min_cosine`` and the message says so.
+
+    Args:
+        query: [D] rendered feature of the clicked pixel (any length; normalised here).
+        gaussian_labels: [N] long, each Gaussian's candidate id (``precompute_labels``).
+        candidates: [C, D] global candidates (C may be 0).
+        level_features: [N, D] unit per-Gaussian features (used only by the fallback).
+    """
+    query = query.detach().float().reshape(-1).to(level_features.device)
+    norm = float(query.norm())
+    if not math.isfinite(norm) or norm < 1e-8:
+        mask = torch.zeros(level_features.shape[0], dtype=torch.bool, device=level_features.device)
+        return ClickResult(mask, None, math.nan, False, "The clicked pixel has no feature (zero or non-finite): "
+                           "nothing selected.", 0)
+    query = query / norm
+    best_cos, candidate = math.nan, None
+    if candidates.shape[0] > 0:
+        cos = torch.nn.functional.normalize(candidates.detach().float().to(query.device), dim=-1) @ query  # [C]
+        best_cos, best_id = (float(v) for v in cos.max(dim=0))
+        candidate = int(best_id)
+        if best_cos >= config.candidate_min_cosine:
+            mask = gaussian_labels == candidate
+            count = int(mask.sum())
+            message = f"Selected {count} Gaussians: global candidate {candidate} (cos {best_cos:.2f})."
+            return ClickResult(mask, candidate, best_cos, False, message, count)
+        reason = (f"The click matches no global candidate well (best: {candidate}, cos {best_cos:.2f} < "
+                  f"{config.candidate_min_cosine:g})")
+    else:
+        reason = "There are no global candidates at this level (GFL has not run)"
+    mask = (level_features @ query) > config.fallback_min_cosine  # [N]
+    count = int(mask.sum())
+    message = (f"{reason}: fell back to feature similarity (cos > {config.fallback_min_cosine:g}), "
+               f"selected {count} Gaussians.")
+    if count == 0:
+        message = f"{reason}, and no Gaussian's own feature is close to the click (cos > " \
+                  f"{config.fallback_min_cosine:g}): nothing selected."
+    return ClickResult(mask, None, best_cos, True, message, count)
+
+
+def leader_clusters(features: Tensor, min_cosine: float, max_samples: int, min_size: int) -> Tensor:
+    """Cluster centres [K, D] (unit) of ``features`` [N, D] (unit) by greedy leader clustering of a sample.
+
+    Deterministic: a fixed-seed sample of at most ``max_samples`` rows is visited in order; the first unassigned
+    row leads a cluster of every unassigned row with cosine above ``min_cosine`` to it; a centre is the
+    normalised mean of its members. Clusters with fewer than ``min_size`` members are dropped.
+    """
+    n = features.shape[0]
+    if n == 0:
+        return features.new_zeros(0, features.shape[1])
+    generator = torch.Generator().manual_seed(0)
+    sample_ids = torch.randperm(n, generator=generator)[:max_samples].to(features.device)
+    sample = features[sample_ids].float()  # [M, D]
+    unassigned = torch.ones(sample.shape[0], dtype=torch.bool, device=features.device)
+    centres: List[Tensor] = []
+    while bool(unassigned.any()):
+        leader = int(torch.argmax(unassigned.to(torch.uint8)))
+        members = unassigned & ((sample @ sample[leader]) > min_cosine)
+        members[leader] = True
+        unassigned &= ~members
+        if int(members.sum()) >= min_size:
+            centres.append(torch.nn.functional.normalize(sample[members].mean(dim=0), dim=-1))
+    if not centres:
+        return features.new_zeros(0, features.shape[1])
+    return torch.stack(centres)
+
+
+def segment_everything(
+    level_features: Tensor, candidates: Tensor, config: SelectionConfig = SelectionConfig()
+) -> Segmentation:
+    """Whole-scene instance ids at one level: each Gaussian's global candidate (no cap on their number).
+
+    With candidates: ids 0 .. C-1 are candidate ids, c_i = argmax_c cos(f_i, g_c), and Gaussians whose best
+    cosine is below ``candidate_min_cosine`` get -1. Without (C == 0): the Gaussians' own features are clustered
+    (``leader_clusters`` with radius ``fallback_min_cosine``), ids are ordered by cluster size (0 = largest) and
+    Gaussians within that radius of no cluster get -1.
+
+    Args:
+        level_features: [N, D] unit per-Gaussian features of one level.
+        candidates: [C, D] global candidates of that level.
+    """
+    if candidates.shape[0] > 0:
+        ids, best = best_candidates(level_features, candidates)
+        ids[best < config.candidate_min_cosine] = -1
+        unlabelled = int((ids < 0).sum())
+        return Segmentation(ids, int(candidates.shape[0]), False,
+                            f"{candidates.shape[0]} segments (global candidates); {unlabelled} Gaussians match none "
+                            f"(cos < {config.candidate_min_cosine:g}) and are labelled -1.")
+    centres = leader_clusters(level_features, config.fallback_min_cosine, config.cluster_max_samples,
+                              config.cluster_min_size)
+    ids, best = best_candidates(level_features, centres)
+    ids[best <= config.fallback_min_cosine] = -1
+    sizes = torch.bincount(ids[ids >= 0], minlength=centres.shape[0])  # [K]
+    order = torch.argsort(sizes, descending=True, stable=True)
+    num_segments = int((sizes > 0).sum())
+    new_id = torch.empty_like(order)
+    new_id[order] = torch.arange(order.numel(), device=order.device)
+    labels = torch.where(ids >= 0, new_id[ids.clamp(min=0)], ids)
+    unlabelled = int((labels < 0).sum())
+    return Segmentation(labels, num_segments, True,
+                        f"No global candidates at this level (GFL has not run): clustered the Gaussians' own "
+                        f"features instead (cos > {config.fallback_min_cosine:g}) into {num_segments} segment(s); "
+                        f"{unlabelled} Gaussians fit none and are labelled -1.")
+
+
+def render_selection_alpha(
+    means: Tensor,
+    quats: Tensor,
+    log_scales: Tensor,
+    opacity_logits: Tensor,
+    mask: Tensor,
+    camera: "Cameras",
+    backend: str = "auto",
+    rasterize_mode: str = "classic",
+) -> Tensor:
+    """Accumulated opacity [H, W] of the selected Gaussians alone, seen by ``camera`` [1].
+
+    Args:
+        means: [N, 3]; quats: [N, 4] (wxyz); log_scales: [N, 3]; opacity_logits: [N] or [N, 1]:
+            the splat in the camera's (nerfstudio training) frame.
+        mask: [N] bool selection.
+        camera: nerfstudio Cameras of one view; the result has its resolution.
+    """
+    from clickgs_ns.rendering import get_viewmat, rasterize
+
+    width, height = int(camera.width.reshape(-1)[0]), int(camera.height.reshape(-1)[0])
+    mask = mask.to(means.device)
+    if not bool(mask.any()):
+        return means.new_zeros(height, width)
+    with torch.no_grad():
+        selected_means = means[mask].detach()
+        camera_to_world = camera.camera_to_worlds.reshape(-1, 3, 4)[:1].to(selected_means)
+        _, alpha, _ = rasterize(
+            means=selected_means,
+            quats=quats[mask].detach(),
+            scales=torch.exp(log_scales[mask].detach()),
+            opacities=torch.sigmoid(opacity_logits[mask].detach().reshape(-1)),
+            colors=selected_means.new_ones(selected_means.shape[0], 1),
+            viewmats=get_viewmat(camera_to_world),
+            Ks=camera.get_intrinsics_matrices().reshape(-1, 3, 3)[:1].to(selected_means),
+            width=width,
+            height=height,
+            rasterize_mode=rasterize_mode,  # type: ignore[arg-type]
+            backend=backend,  # type: ignore[arg-type]
+        )
+    return alpha[0, ..., 0]
+
+
+# ------------------------------------------------------------------------------------------------ selection state
+class SelectionState:
+    """The current selection [N] bool, changed by add / subtract / replace, with undo."""
+
+    def __init__(self, num_gaussians: int, device: Union[str, torch.device] = "cpu", max_history: int = 32):
+        self.mask = torch.zeros(num_gaussians, dtype=torch.bool, device=device)
+        """[N] bool: the selected Gaussians."""
+        self.history: List[Tensor] = []
+        """Earlier masks, most recent last (at most ``max_history``)."""
+        self.max_history = max_history
+
+    @property
+    def num_gaussians(self) -> int:
+        return int(self.mask.shape[0])
+
+    @property
+    def num_selected(self) -> int:
+        return int(self.mask.sum())
+
+    def _push(self) -> None:
+        self.history.append(self.mask.clone())
+        del self.history[: max(0, len(self.history) - self.max_history)]
+
+    def apply(self, result: Union[ClickResult, Tensor], mode: Mode = "add") -> Tensor:
+        """Combine a click's mask (or a [N] bool mask) with the selection; returns the new selection [N]."""
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        mask = result.mask if isinstance(result, ClickResult) else result
+        if mask.shape != self.mask.shape:
+            raise ValueError(f"The mask covers {mask.shape[0]} Gaussians; the selection has {self.num_gaussians}")
+        mask = mask.to(device=self.mask.device, dtype=torch.bool)
+        self._push()
+        if mode == "add":
+            self.mask = self.mask | mask
+        elif mode == "subtract":
+            self.mask = self.mask & ~mask
+        else:
+            self.mask = mask.clone()
+        return self.mask
+
+    def clear(self) -> None:
+        """Select nothing (undoable)."""
+        self._push()
+        self.mask = torch.zeros_like(self.mask)
+
+    def undo(self) -> bool:
+        """Go back one step; False when there is nothing to undo."""
+        if not self.history:
+            return False
+        self.mask = self.history.pop()
+        return True
+
+    def selected_indices(self) -> Tensor:
+        """Indices [M] long of the selected Gaussians."""
+        return torch.nonzero(self.mask).squeeze(-1)
+
+
+# ------------------------------------------------------------------------------------------------ segmenter
+@dataclass
+class LevelData:
+    """One level's cached tensors."""
+
+    features: Tensor
+    """[N, D] unit per-Gaussian features."""
+    candidates: Tensor
+    """[C, D] global candidates (C may be 0)."""
+    labels: Tensor
+    """[N] long candidate id of each Gaussian (-1 when C == 0)."""
+
+
+def camera_key(camera: "Cameras") -> Tensor:
+    """A flat float64 CPU tensor that is equal for two cameras exactly when they render the same image."""
+    parts = [camera.camera_to_worlds, camera.fx, camera.fy, camera.cx, camera.cy, camera.width, camera.height,
+             camera.camera_type]
+    if camera.distortion_params is not None:
+        parts.append(camera.distortion_params)
+    return torch.cat([p.detach().reshape(-1).double().cpu() for p in parts])
+
+
+class Segmenter:
+    """Click segmentation over one model: the object the viewer, the API and the CLI share.
+
+    ``model`` is duck-typed: ``.features`` [N, F], ``.config.coarse_dim``, optional ``.coarse_candidates``
+    [Cc, coarse_dim] / ``.fine_candidates`` [Cf, F], and ``get_outputs_for_camera(camera)`` returning
+    ``coarse_features`` [H, W, coarse_dim], ``fine_features`` [H, W, F] and ``accumulation`` [H, W, 1].
+    Per-level features and labels, the last render and "segment everything" are cached: call ``refresh()``
+    after the model changes (training steps, new candidates).
+    """
+
+    def __init__(self, model: Any, config: Optional[SelectionConfig] = None):
+        self.model = model
+        self.config = config or SelectionConfig()
+        self.state = SelectionState(self.num_gaussians, self.model.features.device, self.config.max_history)
+        self._levels: Dict[str, LevelData] = {}
+        self._segmentations: Dict[str, Segmentation] = {}
+        self._render_key: Optional[Tensor] = None
+        self._render: Optional[Dict[str, Tensor]] = None
+
+    @property
+    def num_gaussians(self) -> int:
+        return int(self.model.features.shape[0])
+
+    @property
+    def selection(self) -> Tensor:
+        """[N] bool current selection."""
+        return self.state.mask
+
+    def refresh(self) -> None:
+        """Drop every cache; a changed number of Gaussians also starts an empty selection."""
+        self._levels.clear()
+        self._segmentations.clear()
+        self._render_key, self._render = None, None
+        if self.num_gaussians != self.state.num_gaussians:
+            self.state = SelectionState(self.num_gaussians, self.model.features.device, self.config.max_history)
+
+    def level_data(self, level: str) -> LevelData:
+        """Normalised features, candidates and labels of ``level`` (computed once until ``refresh()``)."""
+        check_level(level)
+        if level not in self._levels:
+            features = level_features(self.model.features, level, self.model.config.coarse_dim)
+            candidates = getattr(self.model, f"{level}_candidates", None)
+            if candidates is None:
+                candidates = features.new_zeros(0, features.shape[1])
+            candidates = torch.nn.functional.normalize(candidates.detach().float().to(features.device), dim=-1)
+            if candidates.shape[0] > 0 and candidates.shape[1] != features.shape[1]:
+                raise ValueError(f"The model's {level} candidates have {candidates.shape[1]} channels, its {level} "
+                                 f"features {features.shape[1]}")
+            self._levels[level] = LevelData(features, candidates, precompute_labels(features, candidates))
+        return self._levels[level]
+
+    def render(self, camera: "Cameras") -> Tuple[Dict[str, Tensor], float]:
+        """The view's outputs (reused while the camera stays the same) and the seconds spent rendering."""
+        key = camera_key(camera)
+        if self._render is not None and self._render_key is not None and torch.equal(key, self._render_key):
+            return self._render, 0.0
+        start = time.perf_counter()
+        outputs = self.model.get_outputs_for_camera(camera)
+        missing = [name for name in ("coarse_features", "fine_features", "accumulation") if name not in outputs]
+        if missing:
+            raise RuntimeError(f"The model's render has no {missing} (it renders them in eval mode only): call "
+                               "model.eval() before clicking, or pass the pixel feature to click_feature().")
+        self._render = {name: outputs[name] for name in ("coarse_features", "fine_features", "accumulation")}
+        self._render_key = key
+        return self._render, time.perf_counter() - start
+
+    def click(self, camera: "Cameras", x: float, y: float, level: Level = "coarse", mode: Mode = "add") -> ClickResult:
+        """Click pixel (x right, y down; pixel i covers [i, i + 1)) of ``camera`` [1] and update the selection."""
+        start = time.perf_counter()
+        check_level(level)
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        outputs, render_seconds = self.render(camera)
+        feature_map = outputs[f"{level}_features"]  # [H, W, D]
+        height, width = feature_map.shape[:2]
+        column, row = int(math.floor(x)), int(math.floor(y))
+        if not (0 <= column < width and 0 <= row < height):
+            raise ValueError(f"Pixel ({x}, {y}) lies outside the {width}x{height} view")
+        alpha = float(outputs["accumulation"][row, column].reshape(-1)[0])
+        if alpha < self.config.background_alpha:
+            mask = torch.zeros(self.num_gaussians, dtype=torch.bool, device=self.model.features.device)
+            result = ClickResult(mask, None, math.nan, False,
+                                 f"Clicked empty background at ({column}, {row}) (accumulation {alpha:.2f} < "
+                                 f"{self.config.background_alpha:g}): selection unchanged.", 0, hit_background=True)
+        else:
+            result = self._select(feature_map[row, column], level, mode)
+        result.level, result.pixel = level, (column, row)
+        result.total_selected = self.state.num_selected
+        result.render_seconds = render_seconds
+        result.seconds = time.perf_counter() - start
+        return result
+
+    def click_feature(self, query: Tensor, level: Level = "coarse", mode: Mode = "add") -> ClickResult:
+        """Select by an already rendered pixel feature ``query`` [D] of ``level`` and update the selection."""
+        start = time.perf_counter()
+        check_level(level)
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        result = self._select(query, level, mode)
+        result.level = level
+        result.total_selected = self.state.num_selected
+        result.seconds = time.perf_counter() - start
+        return result
+
+    def _select(self, query: Tensor, level: str, mode: str) -> ClickResult:
+        data = self.level_data(level)
+        if query.reshape(-1).shape[0] != data.features.shape[1]:
+            raise ValueError(f"A {level} query has {data.features.shape[1]} channels, got {query.reshape(-1).shape[0]}")
+        result = select_by_feature(query, data.labels, data.candidates, data.features, self.config)
+        if result.num_selected > 0:
+            self.state.apply(result, mode)
+        else:
+            result.message += " Selection unchanged."
+        return result
+
+    def segment_everything(self, level: Level = "coarse") -> Segmentation:
+        """Whole-scene instance labels at ``level`` (cached until ``refresh()``)."""
+        if level not in self._segmentations:
+            data = self.level_data(level)
+            self._segmentations[level] = segment_everything(data.features, data.candidates, self.config)
+        return self._segmentations[level]
+
+    def clear(self) -> None:
+        self.state.clear()
+
+    def undo(self) -> bool:
+        return self.state.undo()

@@ -1,0 +1,445 @@
+"""Tests of click selection (clickgs_ns.selection), export (clickgs_ns.export) and the scripting API
+(clickgs_ns.api), on hand-made tensors, a fake model with hand-made render maps and the CPU renderer."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from plyfile import PlyData
+
+from clickgs_ns.api import ClickGaussianScene
+from clickgs_ns.export import export_gaussians, export_segments, load_selection, save_selection, sidecar_paths
+from clickgs_ns.selection import (
+    ClickResult,
+    SelectionConfig,
+    SelectionState,
+    Segmenter,
+    level_features,
+    precompute_labels,
+    render_selection_alpha,
+    segment_everything,
+    select_by_feature,
+)
+
+COARSE_DIM = 12
+FEATURE_DIM = 24
+
+
+def unit(x: torch.Tensor) -> torch.Tensor:
+    return torch.nn.functional.normalize(x.float(), dim=-1)
+
+
+def basis(i: int, dim: int) -> torch.Tensor:
+    v = torch.zeros(dim)
+    v[i] = 1.0
+    return v
+
+
+def make_camera(width: int = 8, height: int = 6, focal: float = 10.0):
+    """One nerfstudio camera at the origin looking down -z (OpenGL), [1]."""
+    from nerfstudio.cameras.cameras import Cameras, CameraType
+
+    return Cameras(
+        camera_to_worlds=torch.eye(4)[None, :3, :], fx=focal, fy=focal, cx=width / 2, cy=height / 2,
+        width=width, height=height, camera_type=CameraType.PERSPECTIVE,
+    )
+
+
+class FakeModel:
+    """Duck-typed ClickGaussianModel: three groups of Gaussians with distinct features and a hand-made render.
+
+    Group g (g = 0, 1, 2) has feature e_g in both halves; coarse and fine candidates are e_0, e_1, e_2.
+    The render's left 3 columns are background (accumulation 0); elsewhere column c shows group (c - 3) % 3.
+    """
+
+    def __init__(self, group_sizes=(5, 3, 2), with_candidates: bool = True, width: int = 8, height: int = 6):
+        self.groups = torch.cat([torch.full((n,), g) for g, n in enumerate(group_sizes)])
+        n = len(self.groups)
+        coarse = torch.stack([basis(int(g), COARSE_DIM) for g in self.groups])
+        self.features = torch.cat([coarse, coarse], dim=-1)  # [N, 24]
+        self.config = SimpleNamespace(coarse_dim=COARSE_DIM, render_backend="torch", rasterize_mode="classic")
+        k = 3 if with_candidates else 0
+        self.coarse_candidates = torch.stack([basis(g, COARSE_DIM) for g in range(3)])[:k]
+        self.fine_candidates = unit(torch.cat([self.coarse_candidates, self.coarse_candidates], dim=-1))
+        self.width, self.height = width, height
+        self.render_calls = 0
+        self.gauss_params = {
+            "means": torch.randn(n, 3, generator=torch.Generator().manual_seed(1)),
+            "scales": torch.full((n, 3), -2.0),
+            "quats": torch.tensor([[1.0, 0.0, 0.0, 0.0]]).repeat(n, 1),
+            "features_dc": torch.rand(n, 3, generator=torch.Generator().manual_seed(2)),
+            "features_rest": torch.zeros(n, 3, 3),
+            "opacities": torch.zeros(n, 1),
+            "features": self.features,
+        }
+
+    def get_outputs_for_camera(self, camera):
+        self.render_calls += 1
+        columns = torch.arange(self.width)
+        group = (columns - 3) % 3
+        coarse_row = torch.stack([basis(int(g), COARSE_DIM) for g in group]) * 0.8  # alpha-blended: not unit
+        coarse = coarse_row[None].expand(self.height, -1, -1)
+        accumulation = (columns >= 3).float()[None, :, None].expand(self.height, -1, 1)
+        return {"coarse_features": coarse, "fine_features": torch.cat([coarse, coarse], dim=-1),
+                "accumulation": accumulation, "rgb": torch.zeros(self.height, self.width, 3)}
+
+
+# ------------------------------------------------------------------------------------------------ pure functions
+def test_level_features_takes_the_level_channels_normalised():
+    features = torch.arange(2 * FEATURE_DIM, dtype=torch.float32).reshape(2, FEATURE_DIM) + 1
+    coarse = level_features(features, "coarse", COARSE_DIM)
+    fine = level_features(features, "fine", COARSE_DIM)
+    assert coarse.shape == (2, COARSE_DIM) and fine.shape == (2, FEATURE_DIM)
+    torch.testing.assert_close(coarse, unit(features[:, :COARSE_DIM]))
+    torch.testing.assert_close(fine.norm(dim=-1), torch.ones(2))
+    with pytest.raises(ValueError, match="level"):
+        level_features(features, "medium", COARSE_DIM)
+
+
+def test_precompute_labels_chunked_argmax_and_empty_candidates():
+    generator = torch.Generator().manual_seed(0)
+    features = unit(torch.randn(1000, 6, generator=generator))
+    candidates = unit(torch.randn(7, 6, generator=generator))
+    labels = precompute_labels(features, candidates, chunk_size=64)
+    assert labels.dtype == torch.long
+    assert torch.equal(labels, (features @ candidates.T).argmax(dim=-1))
+    assert torch.equal(precompute_labels(features, candidates[:0]), torch.full((1000,), -1))
+
+
+def test_select_by_feature_picks_the_candidate_label():
+    candidates = torch.eye(3, 4)  # e_0, e_1, e_2 in R^4
+    labels = torch.tensor([0, 1, 1, 2, 1, 0])
+    features = unit(torch.eye(4)[labels])
+    query = torch.tensor([0.1, 2.0, 0.2, 0.0])  # close to e_1, not unit length
+    result = select_by_feature(query, labels, candidates, features)
+    assert isinstance(result, ClickResult)
+    assert result.candidate == 1 and not result.used_fallback
+    assert torch.equal(result.mask, labels == 1)
+    assert result.num_selected == 3
+    assert result.cosine == pytest.approx(2.0 / math.sqrt(0.01 + 4 + 0.04), abs=1e-6)
+    assert "candidate 1" in result.message
+
+
+def test_select_by_feature_falls_back_when_no_candidate_matches_and_says_so():
+    candidates = torch.eye(3, 4)
+    labels = torch.tensor([0, 1, 2, 0])
+    features = unit(torch.tensor([[1.0, 0, 0, 0], [0, 1, 0, 0], [0, 0, 0, 1], [0.05, 0, 0, 1]]))
+    query = torch.tensor([0.0, 0.0, 0.0, 1.0])  # cos 0 with every candidate
+    result = select_by_feature(query, labels, candidates, features, SelectionConfig(fallback_min_cosine=0.9))
+    assert result.used_fallback and result.candidate is None
+    assert torch.equal(result.mask, torch.tensor([False, False, True, True]))
+    assert "matches no global candidate" in result.message and "fell back" in result.message
+    # no candidates at all: fallback too, with its own reason
+    result = select_by_feature(query, labels, candidates[:0], features)
+    assert result.used_fallback and "no global candidates" in result.message
+    assert math.isnan(result.cosine) and result.num_selected == 2
+
+
+def test_select_by_feature_fallback_that_selects_nothing_says_so():
+    features = unit(torch.eye(4)[:3])
+    result = select_by_feature(torch.tensor([0.0, 0, 0, 1]), torch.full((3,), -1), torch.zeros(0, 4), features)
+    assert result.num_selected == 0 and "nothing selected" in result.message
+
+
+def test_selection_state_add_subtract_replace_undo_clear():
+    state = SelectionState(5)
+    a = torch.tensor([True, True, False, False, False])
+    b = torch.tensor([False, True, True, False, False])
+    state.apply(a)
+    state.apply(b, mode="add")
+    assert state.mask.tolist() == [True, True, True, False, False]
+    state.apply(a, mode="subtract")  # a negative click
+    assert state.mask.tolist() == [False, False, True, False, False]
+    state.apply(a, mode="replace")
+    assert state.selected_indices().tolist() == [0, 1]
+    state.clear()
+    assert state.num_selected == 0
+    assert state.undo() and state.selected_indices().tolist() == [0, 1]  # clear is undoable
+    assert state.undo() and state.selected_indices().tolist() == [2]
+    assert state.undo() and state.undo() and state.selected_indices().tolist() == [0, 1]
+    assert state.undo() and state.num_selected == 0
+    assert not state.undo()
+    with pytest.raises(ValueError, match="mode"):
+        state.apply(a, mode="xor")
+    with pytest.raises(ValueError, match="covers 3 Gaussians"):
+        state.apply(torch.ones(3, dtype=torch.bool))
+
+
+def test_selection_state_history_is_bounded():
+    state = SelectionState(2, max_history=3)
+    for _ in range(10):
+        state.apply(torch.tensor([True, False]), mode="replace")
+    assert len(state.history) == 3
+
+
+def test_segment_everything_with_candidates_labels_and_unmatched():
+    candidates = torch.eye(4)[:3]
+    features = unit(torch.tensor([[1.0, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0.1], [0, 0, 0, 1], [0, 1, 0, 0]]))
+    segmentation = segment_everything(features, candidates)
+    assert segmentation.labels.tolist() == [0, 1, 2, -1, 1]  # the 4th matches nothing (cos 0)
+    assert segmentation.num_segments == 3 and not segmentation.used_fallback
+
+
+def test_segment_everything_without_candidates_clusters_and_says_so():
+    generator = torch.Generator().manual_seed(0)
+    centres = torch.eye(24)[:3]
+    sizes = (50, 30, 20)
+    groups = torch.cat([torch.full((n,), g) for g, n in enumerate(sizes)])
+    features = unit(centres[groups] + 0.02 * torch.randn(len(groups), 24, generator=generator))
+    segmentation = segment_everything(features, torch.zeros(0, 24), SelectionConfig(cluster_min_size=2))
+    assert segmentation.used_fallback and "No global candidates" in segmentation.message
+    assert segmentation.num_segments == 3
+    assert torch.equal(segmentation.labels, groups)  # ids ordered by size: the biggest group is 0
+    again = segment_everything(features, torch.zeros(0, 24), SelectionConfig(cluster_min_size=2))
+    assert torch.equal(again.labels, segmentation.labels)  # deterministic
+
+
+# ------------------------------------------------------------------------------------------------ segmenter
+def test_segmenter_click_selects_the_clicked_group_and_reuses_the_render():
+    model = FakeModel()
+    segmenter = Segmenter(model)
+    camera = make_camera()
+    result = segmenter.click(camera, x=4.5, y=2.0, level="coarse")  # column 4 shows group 1
+    assert result.candidate == 1 and not result.used_fallback and not result.hit_background
+    assert torch.equal(result.mask, model.groups == 1) and result.num_selected == 3
+    assert result.pixel == (4, 2) and result.level == "coarse" and result.total_selected == 3
+    assert result.seconds >= result.render_seconds > 0
+    result = segmenter.click(camera, x=5.0, y=0.0, level="fine")  # group 2, same camera: no re-render
+    assert model.render_calls == 1 and result.render_seconds == 0.0
+    assert torch.equal(segmenter.selection, model.groups >= 1)
+    segmenter.click(camera, x=4.0, y=0.0, mode="subtract")  # negative click on group 1
+    assert torch.equal(segmenter.selection, model.groups == 2)
+    assert segmenter.undo() and torch.equal(segmenter.selection, model.groups >= 1)
+    segmenter.clear()
+    assert not bool(segmenter.selection.any())
+    moved = make_camera(focal=11.0)
+    segmenter.click(moved, 3.0, 1.0)
+    assert model.render_calls == 2
+
+
+def test_segmenter_background_click_says_so_and_changes_nothing():
+    model = FakeModel()
+    segmenter = Segmenter(model)
+    segmenter.click(make_camera(), 3.0, 0.0)  # group 0
+    before = segmenter.selection.clone()
+    result = segmenter.click(make_camera(), 1.0, 1.0, mode="replace")  # background column
+    assert result.hit_background and result.num_selected == 0 and result.candidate is None
+    assert "background" in result.message
+    assert torch.equal(segmenter.selection, before)
+    with pytest.raises(ValueError, match="outside"):
+        segmenter.click(make_camera(), 8.0, 1.0)
+
+
+def test_segmenter_without_candidates_falls_back_and_refresh_sees_new_candidates():
+    model = FakeModel(with_candidates=False)
+    segmenter = Segmenter(model)
+    result = segmenter.click(make_camera(), 3.0, 0.0)
+    assert result.used_fallback and "no global candidates" in result.message
+    assert torch.equal(result.mask, model.groups == 0)
+    model.coarse_candidates = torch.eye(COARSE_DIM)[:3]
+    segmenter.refresh()
+    result = segmenter.click_feature(torch.eye(COARSE_DIM)[2], level="coarse")
+    assert result.candidate == 2 and not result.used_fallback
+    assert torch.equal(segmenter.selection, model.groups != 1)  # the selection survived refresh()
+    with pytest.raises(ValueError, match="channels"):
+        segmenter.click_feature(torch.ones(5), level="fine")
+
+
+def test_segmenter_segment_everything_is_the_candidate_labelling():
+    model = FakeModel()
+    segmentation = Segmenter(model).segment_everything("fine")
+    assert torch.equal(segmentation.labels, model.groups)
+
+
+# ------------------------------------------------------------------------------------------------ rendering
+def test_render_selection_alpha_renders_only_the_selected_gaussians():
+    camera = make_camera(width=16, height=16, focal=16.0)
+    means = torch.tensor([[-0.5, 0.0, -2.0], [0.5, 0.0, -2.0]])  # left and right of centre, in front (-z)
+    quats = torch.tensor([[1.0, 0, 0, 0], [1.0, 0, 0, 0]])
+    log_scales = torch.full((2, 3), math.log(0.15))
+    opacity_logits = torch.full((2, 1), 5.0)
+    alpha = render_selection_alpha(means, quats, log_scales, opacity_logits, torch.tensor([True, False]), camera,
+                                   backend="torch")
+    assert alpha.shape == (16, 16)
+    left, right = alpha[8, 4], alpha[8, 12]  # x = -0.5 at depth 2 -> column 8 - 4
+    assert left > 0.5 and right < 1e-3
+    none = render_selection_alpha(means, quats, log_scales, opacity_logits, torch.zeros(2, dtype=torch.bool), camera)
+    assert not bool(none.any())
+
+
+# ------------------------------------------------------------------------------------------------ export
+def rotation_z(angle: float) -> torch.Tensor:
+    c, s = math.cos(angle), math.sin(angle)
+    return torch.tensor([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
+
+
+def test_export_round_trip_in_the_dataset_frame(tmp_path: Path):
+    model = FakeModel()
+    n = len(model.groups)
+    generator = torch.Generator().manual_seed(3)
+    dataset_means = torch.randn(n, 3, generator=generator)
+    rotation, translation, scale = rotation_z(0.7), torch.tensor([0.3, -1.0, 2.0]), 0.25
+    transform = torch.cat([rotation, translation[:, None]], dim=1)  # [3, 4]
+    model.gauss_params["means"] = scale * (dataset_means @ rotation.T + translation)  # the training frame
+    mask = model.groups != 1
+    mask[0] = False
+    labels = torch.arange(n) * 10
+    path = tmp_path / "out" / "object.ply"
+    result = export_gaussians(model, mask, path, transform, scale, labels=labels)
+
+    vertices = PlyData.read(str(path))["vertex"].data
+    names = vertices.dtype.names
+    for name in ["x", "y", "z", "f_dc_0", "f_dc_1", "f_dc_2", "opacity", "scale_0", "scale_1", "scale_2",
+                 "rot_0", "rot_1", "rot_2", "rot_3", "f_rest_0", "label"]:
+        assert name in names
+    assert vertices["label"].dtype == np.int32
+    expected = torch.nonzero(mask).squeeze(-1)
+    assert len(vertices) == int(mask.sum()) == result.num_exported
+    assert torch.equal(result.indices, expected)
+    positions = np.stack([vertices["x"], vertices["y"], vertices["z"]], axis=1)
+    np.testing.assert_allclose(positions, dataset_means[expected].numpy(), atol=1e-5)
+    np.testing.assert_allclose(vertices["scale_0"], (model.gauss_params["scales"][expected, 0] - math.log(scale))
+                               .numpy(), atol=1e-5)  # sizes back in dataset units
+    sidecars = sidecar_paths(path)
+    npy_labels = np.load(sidecars["labels"])
+    assert npy_labels.dtype == np.int32
+    np.testing.assert_array_equal(npy_labels, vertices["label"])
+    np.testing.assert_array_equal(npy_labels, labels[expected].numpy())
+    info = json.loads(sidecars["json"].read_text())
+    assert info["indices"] == expected.tolist() and info["num_model_gaussians"] == n
+    assert info["frame"] == "dataset" and not list(path.parent.glob(".*tmp*"))  # no temporary files left
+
+
+def test_export_drops_non_finite_gaussians(tmp_path: Path):
+    model = FakeModel()
+    model.gauss_params["means"] = model.gauss_params["means"].clone()
+    model.gauss_params["means"][2, 1] = float("nan")
+    model.gauss_params["opacities"] = model.gauss_params["opacities"].clone()
+    model.gauss_params["opacities"][4] = float("inf")
+    result = export_gaussians(model, None, tmp_path / "all.ply", None)
+    assert result.num_dropped_nonfinite == 2
+    assert PlyData.read(str(tmp_path / "all.ply"))["vertex"].count == len(model.groups) - 2
+    assert 2 not in result.indices.tolist() and 4 not in result.indices.tolist()
+    assert (np.load(sidecar_paths(tmp_path / "all.ply")["labels"]) == 0).all()
+
+
+def test_export_segments_writes_one_ply_per_segment(tmp_path: Path):
+    model = FakeModel()
+    labels = model.groups.clone()
+    labels[0] = -1
+    results = export_segments(model, labels, tmp_path / "segments", None)
+    assert [r.num_exported for r in results] == [4, 3, 2]
+    for r, segment in zip(results, range(3)):
+        vertices = PlyData.read(str(r.path))["vertex"].data
+        assert (vertices["label"] == segment).all()
+        assert torch.equal(r.indices, torch.nonzero(labels == segment).squeeze(-1))
+    index = json.loads((tmp_path / "segments" / "segments.json").read_text())
+    assert [s["id"] for s in index["segments"]] == [0, 1, 2] and index["num_unlabelled"] == 1
+
+
+def test_save_and_load_selection_and_count_mismatch(tmp_path: Path):
+    mask = torch.tensor([True, False, True, False])
+    save_selection(tmp_path / "sel.npy", mask)
+    assert torch.equal(load_selection(tmp_path / "sel.npy", 4), mask)
+    with pytest.raises(ValueError, match="the model has 5"):
+        load_selection(tmp_path / "sel.npy", 5)
+    np.save(tmp_path / "indices.npy", np.array([0, 2], dtype=np.int32))
+    assert torch.equal(load_selection(tmp_path / "indices.npy", 4), mask)
+    with pytest.raises(ValueError, match="the model has 2"):
+        load_selection(tmp_path / "indices.npy", 2)
+    np.save(tmp_path / "floats.npy", np.zeros(4))
+    with pytest.raises(ValueError, match="bool mask"):
+        load_selection(tmp_path / "floats.npy", 4)
+
+
+# ------------------------------------------------------------------------------------------------ api
+def fake_scene(model: FakeModel, data_root: Path, full_scale: int = 2):
+    """A ClickScene look-alike: one camera at half the full image resolution (images_2/ vs images/)."""
+    camera = make_camera(width=model.width, height=model.height)
+    for folder, factor in (("images", full_scale), ("images_2", 1)):
+        (data_root / folder).mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", (model.width * factor, model.height * factor)).save(data_root / folder / "frame.png")
+    dataset = SimpleNamespace(data_root=data_root, image_filenames=[data_root / "images_2" / "frame.png"])
+    outputs = SimpleNamespace(dataparser_transform=torch.eye(4)[:3], dataparser_scale=0.5)
+    datamanager = SimpleNamespace(train_dataset=dataset, train_dataparser_outputs=outputs)
+    return SimpleNamespace(model=model, cameras=camera, pipeline=SimpleNamespace(datamanager=datamanager))
+
+
+def test_api_click_maps_full_resolution_pixels_and_exports(tmp_path: Path):
+    model = FakeModel()
+    scene = ClickGaussianScene(fake_scene(model, tmp_path / "data"))
+    assert scene.full_resolution_size(0) == (12, 16)
+    result = scene.click(0, x=9, y=3)  # full-res column 9 -> camera column 4: group 1
+    assert result.pixel == (4, 1) and result.candidate == 1
+    assert torch.equal(scene.selection, model.groups == 1)
+    result = scene.click(0, x=2, y=3)  # camera column 1: background
+    assert result.hit_background
+    with pytest.raises(ValueError, match="outside"):
+        scene.click(0, x=16, y=0)
+    with pytest.raises(IndexError):
+        scene.click(1, x=0, y=0)
+
+    export = scene.export(tmp_path / "sel.ply")
+    assert export.indices.tolist() == torch.nonzero(model.groups == 1).squeeze(-1).tolist()
+    vertices = PlyData.read(str(tmp_path / "sel.ply"))["vertex"].data
+    np.testing.assert_allclose(vertices["x"], model.gauss_params["means"][model.groups == 1, 0].numpy() / 0.5,
+                               atol=1e-5)
+    assert (vertices["label"] == 1).all()  # "segment everything" id at the coarse level
+    assert torch.equal(scene.segment_everything("coarse"), model.groups)
+
+    scene.save_selection(tmp_path / "sel.npy")
+    scene.clear()
+    assert not bool(scene.selection.any())
+    with pytest.raises(ValueError, match="Nothing is selected"):
+        scene.export(tmp_path / "empty.ply")
+    assert scene.undo() and torch.equal(scene.selection, model.groups == 1)
+    scene.clear()
+    scene.load_selection(tmp_path / "sel.npy")
+    assert torch.equal(scene.selection, model.groups == 1)
+
+
+def test_api_render_selection_mask_shape():
+    model = FakeModel()
+    model.gauss_params["means"] = torch.tensor([[0.0, 0.0, -2.0]]).repeat(len(model.groups), 1)
+    model.gauss_params["scales"] = torch.full((len(model.groups), 3), math.log(0.3))
+    model.gauss_params["opacities"] = torch.full((len(model.groups), 1), 5.0)
+    scene = ClickGaussianScene(SimpleNamespace(model=model, cameras=make_camera(),
+                                               pipeline=SimpleNamespace(datamanager=SimpleNamespace())))
+    mask = scene.render_selection_mask(0, model.groups == 0)
+    assert mask.shape == (6, 8) and mask.dtype == torch.bool and bool(mask[3, 4])
+    assert not bool(scene.render_selection_mask(0, torch.zeros(len(model.groups), dtype=torch.bool)).any())
+
+
+def test_segmenter_on_the_real_model_and_renderer():
+    from nerfstudio.data.scene_box import SceneBox
+
+    from clickgs_ns.model import ClickGaussianModelConfig
+
+    torch.manual_seed(0)
+    config = ClickGaussianModelConfig(num_random=200, random_init=True, random_scale=2.0, render_backend="torch")
+    model = config.setup(scene_box=SceneBox(aabb=torch.tensor([[-1.0, -1, -1], [1, 1, 1]])), num_train_data=1,
+                         metadata={})
+    model.eval()
+    n = model.features.shape[0]
+    left = model.means[:, 0] < 0
+    pattern = torch.where(left[:, None], torch.eye(FEATURE_DIM)[0] + torch.eye(FEATURE_DIM)[12],
+                          torch.eye(FEATURE_DIM)[1] + torch.eye(FEATURE_DIM)[13])
+    model.gauss_params["features"].data.copy_(pattern)
+    model.gauss_params["opacities"].data.fill_(4.0)
+    model.set_candidates(torch.eye(COARSE_DIM)[:2], unit(pattern[[int(torch.nonzero(left)[0]),
+                                                                  int(torch.nonzero(~left)[0])]]))
+    camera = make_camera(width=48, height=32, focal=30.0)
+    camera.camera_to_worlds[0, 2, 3] = 3.0  # 3 units back along +z, looking at the cube
+    segmenter = Segmenter(model)
+    result = segmenter.click(camera, 19.0, 16.0, level="fine")  # left of centre: x < 0
+    assert result.candidate == 0 and torch.equal(result.mask, left), result.message
+    result = segmenter.click(camera, 29.0, 16.0, level="coarse")
+    assert result.candidate == 1 and result.render_seconds == 0.0
+    assert int(segmenter.selection.sum()) == n
