@@ -118,23 +118,13 @@ def level_features(features: Tensor, level: Level, coarse_dim: int) -> Tensor:
 
 
 def best_candidates(features: Tensor, candidates: Tensor, chunk_size: int = 1 << 16) -> Tuple[Tensor, Tensor]:
-    """Each row's most similar candidate: ids [N] long and cosines [N] (float32).
+    """Each row's most similar candidate: ids [N] long (-1 when C == 0) and cosines [N].
 
-    Args:
-        features: [N, D] unit vectors.
-        candidates: [C, D] unit vectors; C == 0 gives ids -1 and cosines -inf.
-        chunk_size: rows per [chunk, C] similarity block (bounds memory).
+    The same argmax as GFL's ``assign_candidates``; ``chunk_size`` rows per [chunk, C] block bound the memory.
     """
-    n = features.shape[0]
-    ids = torch.full((n,), -1, dtype=torch.long, device=features.device)
-    best = torch.full((n,), -math.inf, dtype=torch.float32, device=features.device)
-    if candidates.shape[0] == 0 or n == 0:
-        return ids, best
-    candidates = torch.nn.functional.normalize(candidates.detach().float().to(features.device), dim=-1)
-    for start in range(0, n, chunk_size):
-        cos = features[start : start + chunk_size].float() @ candidates.T  # [chunk, C]
-        best[start : start + chunk_size], ids[start : start + chunk_size] = cos.max(dim=-1)
-    return ids, best
+    from clickgs_ns.gfl import assign_candidates
+
+    return assign_candidates(features.float(), candidates.detach().float(), chunk_elements=chunk_size * max(1, len(candidates)))
 
 
 def precompute_labels(level_features: Tensor, candidates: Tensor, chunk_size: int = 1 << 16) -> Tensor:

@@ -57,7 +57,7 @@ def test_config_defaults_and_min_cluster_size():
     assert (config.enabled, config.start_step, config.update_every, config.loss_weight) == (True, 2000, 250, 10.0)
     assert (config.positive_threshold, config.coarse_cluster_epsilon, config.fine_cluster_epsilon) == (0.9, 1e-2, 1e-3)
     assert (config.min_cluster_size_fraction, config.min_cluster_size_floor, config.min_samples) == (0.05, 2, None)
-    assert (config.max_cluster_points, config.min_mask_pixels, config.render_batch_views) == (20000, 1, 8)
+    assert (config.max_cluster_points, config.min_mask_pixels, config.render_batch_views) == (5000, 1, 8)
     assert (config.loss_num_gaussians, config.seed) == (100000, 0)
     assert min_cluster_size_for(0, config) == 2
     assert min_cluster_size_for(12, config) == 2  # round(0.6) = 1 < floor
