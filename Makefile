@@ -28,6 +28,7 @@ demo: setup
 		--timestamp demo --machine.device-type cpu --vis tensorboard \
 		--pipeline.model.rgb-stage-steps $(DEMO_STEPS_RGB) --pipeline.model.feature-stage-steps $(DEMO_STEPS_FEATURES) \
 		--pipeline.model.num-downscales 0 --pipeline.model.losses.num-sampled-pixels 2048 \
+		--pipeline.model.gfl.start-step 300 --pipeline.model.gfl.update-every 100 \
 		--steps-per-eval-image 500 --steps-per-eval-all-images 100000 --steps-per-save 500
 	$(VENV)/bin/clickgs render-features --load-config $(DEMO_DIR)/outputs/scene/click-gaussian/demo/config.yml \
 		--output-dir $(DEMO_DIR)/feature_maps

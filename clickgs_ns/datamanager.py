@@ -19,7 +19,14 @@ from nerfstudio.data.datamanagers.full_images_datamanager import FullImageDatama
 from nerfstudio.data.dataparsers.base_dataparser import DataparserOutputs
 from nerfstudio.data.datasets.base_dataset import InputDataset
 
-from clickgs_ns.masks import MaskFileError, compact_ids, mask_path_for_image, read_id_maps, resize_ids_nearest
+from clickgs_ns.masks import (
+    MaskFileError,
+    compact_ids,
+    mask_path_for_image,
+    read_id_maps,
+    renumber_ids,
+    resize_ids_nearest,
+)
 from clickgs_ns.sam_masks import SamMaskConfig
 
 
@@ -65,8 +72,8 @@ class ClickGaussianDataset(InputDataset):
             )
         height, width = data["image"].shape[:2]
         return {
-            "coarse_ids": torch.from_numpy(compact_ids(resize_ids_nearest(coarse, (height, width)))),
-            "fine_ids": torch.from_numpy(compact_ids(resize_ids_nearest(fine, (height, width)))),
+            "coarse_ids": torch.from_numpy(compact_ids(renumber_ids(resize_ids_nearest(coarse, (height, width))))),
+            "fine_ids": torch.from_numpy(compact_ids(renumber_ids(resize_ids_nearest(fine, (height, width))))),
         }
 
 
@@ -93,7 +100,7 @@ class ClickGaussianDataManager(FullImageDatamanager[ClickGaussianDataset]):
     def ensure_masks(self) -> None:
         """Make sure every training image has its id maps: compute missing or stale ones with SAM when a
         checkpoint is configured, else stop with an error that gives both ways forward."""
-        from clickgs_ns.sam_masks import compute_masks, missing_or_stale_masks
+        from clickgs_ns.sam_masks import compute_masks, mask_cache_status, missing_or_stale_masks
 
         images = [full_resolution_path(p, self.data_root) for p in self.train_dataset.image_filenames]
         missing = missing_or_stale_masks(self.data_root, images, self.config.sam)
@@ -102,9 +109,9 @@ class ClickGaussianDataManager(FullImageDatamanager[ClickGaussianDataset]):
         if self.config.sam.sam_checkpoint is not None:
             compute_masks(self.data_root, missing, self.config.sam)
             return
-        shown = ", ".join(str(mask_path_for_image(p, self.data_root)) for p in missing[:3])
+        shown = "; ".join(mask_cache_status(p, mask_path_for_image(p, self.data_root), None).reason for p in missing[:3])
         raise MaskFileError(
-            f"{len(missing)} of {len(images)} training images have no valid SAM masks (e.g. {shown}). Either give a "
+            f"{len(missing)} of {len(images)} training images have no valid SAM masks ({shown}). Either give a "
             "SAM checkpoint so that they are computed before training (--pipeline.datamanager.sam.sam-checkpoint "
             "PATH, or run `clickgs masks --data DATA --sam-checkpoint PATH` first), or provide masks from any other "
             "tool in the documented format (clickgs_masks/NAME.npz with int32 'coarse' and 'fine' maps)."

@@ -103,3 +103,13 @@ def compact_ids(ids: np.ndarray) -> np.ndarray:
         if info.min <= low and high <= info.max:
             return ids.astype(dtype, copy=False)
     raise ValueError(f"Segment ids up to {high} do not fit int32")
+
+
+def renumber_ids(ids: np.ndarray) -> np.ndarray:
+    """Ids of one image renumbered 0..S-1 in increasing order (-1 stays -1): same segments, smallest values.
+
+    Ids are local to an image, so this changes no segment; it lets ``compact_ids`` pick int8 or int16.
+    """
+    values, inverse = np.unique(ids, return_inverse=True)
+    offset = 1 if values.size and values[0] == -1 else 0
+    return (inverse.reshape(ids.shape) - offset).astype(np.int32)

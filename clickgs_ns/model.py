@@ -385,6 +385,22 @@ class ClickGaussianModel(SplatfactoModel):
         outputs["background"] = background
         return outputs
 
+    @torch.no_grad()
+    def render_features(self, cameras: Cameras) -> Tuple[Tensor, Tensor]:
+        """Feature maps [C, H, W, feature_dim] and alphas [C, H, W, 1] of C cameras of one size, in one
+        rasterizer call (no crop box, no selection: the whole splat)."""
+        widths, heights = cameras.width.unique(), cameras.height.unique()
+        if len(widths) != 1 or len(heights) != 1:
+            raise ValueError("render_features needs cameras of one size; group them by size first")
+        cameras = cameras.to(self.device)
+        return rasterize(
+            means=self.means, quats=self.quats, scales=torch.exp(self.scales),
+            opacities=torch.sigmoid(self.opacities).squeeze(-1), colors=self.features,
+            viewmats=get_viewmat(cameras.camera_to_worlds), Ks=cameras.get_intrinsics_matrices(),
+            width=int(widths[0]), height=int(heights[0]), rasterize_mode=self.config.rasterize_mode,
+            backend=self.config.render_backend,
+        )[:2]
+
     # ---------------------------------------------------------------------------------------------- losses
     def get_metrics_dict(self, outputs, batch) -> Dict[str, Tensor]:
         if "features" not in outputs:

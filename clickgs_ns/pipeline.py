@@ -1,10 +1,19 @@
-"""The click-gaussian pipeline: nerfstudio's VanillaPipeline that can start from an existing splat."""
+"""The click-gaussian pipeline: nerfstudio's VanillaPipeline that can start from an existing splat.
+
+Built for inference (``test_mode="inference"``, as ``ns-export`` builds it) with the environment variable
+``CLICKGS_SELECTION=path/to/selection.npy`` set, the pipeline keeps only the Gaussians of that saved selection once
+the checkpoint is loaded, so that ``CLICKGS_SELECTION=sel.npy ns-export gaussian-splat --load-config ...`` exports
+just the selected object (in nerfstudio's training frame, as ns-export always does; ``clickgs export`` writes the
+dataset's frame).
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+import os
+from pathlib import Path
 import time
-from typing import Dict, List, Literal, Optional, Tuple, Type
+from typing import Any, Dict, List, Literal, Optional, Tuple, Type
 
 import torch
 from torch import Tensor
@@ -16,9 +25,13 @@ from nerfstudio.utils import writer
 from nerfstudio.utils.rich_utils import CONSOLE
 
 from clickgs_ns.datamanager import ClickGaussianDataManagerConfig
+from clickgs_ns.export import load_selection
 from clickgs_ns.gfl import cluster_level_candidates, mask_average_features
 from clickgs_ns.model import ClickGaussianModel, ClickGaussianModelConfig
 from clickgs_ns.splat_io import load_splat_checkpoint, load_splat_ply, transform_splat
+
+SELECTION_ENV = "CLICKGS_SELECTION"
+"""Environment variable: a selection .npy whose Gaussians alone an inference-mode pipeline keeps (module doc)."""
 
 
 @dataclass
@@ -46,8 +59,12 @@ class ClickGaussianPipeline(VanillaPipeline):
         grad_scaler: Optional[GradScaler] = None,
     ):
         super().__init__(config, device, test_mode, world_size, local_rank, grad_scaler)
+        self.pending_selection: Optional[Path] = None
+        """Selection file to apply once the checkpoint is loaded (``CLICKGS_SELECTION``, inference only)."""
         if test_mode == "val":
             self.load_initial_splat()
+        elif test_mode == "inference":
+            self.read_selection_env()
 
     @property
     def click_model(self) -> ClickGaussianModel:
@@ -69,6 +86,47 @@ class ClickGaussianPipeline(VanillaPipeline):
             return
         self.click_model.load_gaussians(params)
 
+    # ------------------------------------------------------------------------------------------- selection
+    def read_selection_env(self) -> None:
+        """Remember ``$CLICKGS_SELECTION`` (if set) for ``load_pipeline``: the checkpoint is loaded after the
+        pipeline is built, so the selection can only be checked and applied then."""
+        value = os.environ.get(SELECTION_ENV, "").strip()
+        if not value:
+            return
+        path = Path(value).expanduser()
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"{SELECTION_ENV}={value}: no such file. Give a selection .npy saved by `clickgs segment` (or "
+                f"ClickGaussianScene.save_selection) for this run, or unset {SELECTION_ENV} to keep every Gaussian."
+            )
+        self.pending_selection = path
+
+    def load_pipeline(self, loaded_state: Dict[str, Any], step: int) -> None:
+        """Load the checkpoint, then keep only the Gaussians of ``$CLICKGS_SELECTION`` when it was set."""
+        super().load_pipeline(loaded_state, step)
+        if self.pending_selection is not None:
+            path, self.pending_selection = self.pending_selection, None
+            try:
+                mask = load_selection(path, self.click_model.num_points)
+            except ValueError as err:
+                raise ValueError(f"{SELECTION_ENV}={path}: {err}") from err
+            self.keep_gaussians(mask)
+            CONSOLE.log(f"{SELECTION_ENV}={path}: kept the {int(mask.sum())} selected of {mask.shape[0]} Gaussians.")
+
+    @torch.no_grad()
+    def keep_gaussians(self, mask: Tensor) -> None:
+        """Keep only the Gaussians of ``mask`` [N] bool (parameters and per-Gaussian candidate labels). For a
+        loaded model only: no optimizer follows the new parameters."""
+        model = self.click_model
+        for name, param in list(model.gauss_params.items()):
+            model.gauss_params[name] = torch.nn.Parameter(param.data[mask.to(param.device)],
+                                                          requires_grad=param.requires_grad)
+        for name in ("coarse_labels", "fine_labels"):
+            labels = getattr(model, name)
+            if labels.shape[0] == mask.shape[0]:
+                setattr(model, name, labels[mask.to(labels.device)])
+        model.spatial_knn = None
+
     # ------------------------------------------------------------------------------------------------- GFL
     def get_training_callbacks(self, training_callback_attributes: TrainingCallbackAttributes) -> List[TrainingCallback]:
         callbacks = super().get_training_callbacks(training_callback_attributes)
@@ -85,33 +143,31 @@ class ClickGaussianPipeline(VanillaPipeline):
             return
         if (step - start) % gfl.update_every == 0 or not self.click_model.has_candidates:
             self.update_global_candidates(step)
+        elif step == self.config.model.total_steps - 1:
+            self.click_model.update_labels()  # labels of the final features, saved with the last checkpoint
 
     @torch.no_grad()
     def mask_averages(self) -> Tuple[Tensor, Tensor]:
-        """Mask-averaged rendered features of every training view: coarse [Mc, coarse_dim], fine [Mf, feature_dim]."""
+        """Mask-averaged rendered features of every training view: coarse [Mc, coarse_dim], fine [Mf, feature_dim].
+
+        Views are rendered ``gfl.render_batch_views`` at a time (one rasterizer call per batch of same-size views).
+        """
         model, datamanager = self.click_model, self.datamanager
-        coarse_dim = self.config.model.coarse_dim
+        coarse_dim, gfl = self.config.model.coarse_dim, self.config.model.gfl
         cameras = datamanager.train_dataset.cameras  # type: ignore[attr-defined]
+        sizes = torch.stack([cameras.height.view(-1), cameras.width.view(-1)], dim=-1)  # [V, 2]
         coarse_averages: List[Tensor] = []
         fine_averages: List[Tensor] = []
-        was_training = model.training
-        model.eval()
-        crop_box, model.crop_box = model.crop_box, None
-        try:
-            for index in range(len(cameras)):
-                coarse_ids, fine_ids = datamanager.id_maps(index)  # type: ignore[attr-defined]
-                outputs = model.get_outputs(cameras[index : index + 1].to(self.device))
-                features = outputs["fine_features"]
-                if features.shape[:2] != coarse_ids.shape:
-                    raise ValueError(f"View {index}: rendered {tuple(features.shape[:2])} but id maps are "
-                                     f"{tuple(coarse_ids.shape)}")
-                min_pixels = self.config.model.gfl.min_mask_pixels
-                coarse_averages.append(mask_average_features(
-                    features[..., :coarse_dim], coarse_ids.to(self.device), min_pixels)[0])
-                fine_averages.append(mask_average_features(features, fine_ids.to(self.device), min_pixels)[0])
-        finally:
-            model.crop_box = crop_box
-            model.train(was_training)
+        for size in sizes.unique(dim=0):
+            indices = torch.nonzero((sizes == size).all(dim=-1)).view(-1)
+            for batch in indices.split(gfl.render_batch_views):
+                feature_maps, _ = model.render_features(cameras[batch])  # [B, H, W, D]
+                for feature_map, index in zip(feature_maps, batch.tolist()):
+                    coarse_ids, fine_ids = datamanager.id_maps(index)  # type: ignore[attr-defined]
+                    coarse_averages.append(mask_average_features(
+                        feature_map[..., :coarse_dim], coarse_ids.to(self.device), gfl.min_mask_pixels)[0])
+                    fine_averages.append(mask_average_features(
+                        feature_map, fine_ids.to(self.device), gfl.min_mask_pixels)[0])
         return torch.cat(coarse_averages), torch.cat(fine_averages)
 
     def update_global_candidates(self, step: int) -> Dict[str, int]:

@@ -72,3 +72,11 @@ def test_compact_ids_picks_the_smallest_type():
     assert compact_ids(np.array([-1, 300])).dtype == np.int16
     assert compact_ids(np.array([-1, 70000])).dtype == np.int32
     np.testing.assert_array_equal(compact_ids(np.array([-1, 300])), [-1, 300])
+
+
+def test_renumber_keeps_segments_and_minus_one():
+    from clickgs_ns.masks import renumber_ids
+
+    ids = np.array([[7000, -1], [12, 7000]])
+    np.testing.assert_array_equal(renumber_ids(ids), [[1, -1], [0, 1]])
+    np.testing.assert_array_equal(renumber_ids(np.array([[3, 5]])), [[0, 1]])

@@ -1,0 +1,100 @@
+"""GFL inside the pipeline: candidates from rendered views, model state, degenerate clustering, resume."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+
+from clickgs_ns.gfl import GFLConfig
+from conftest import make_trainer_config
+
+
+def _pipeline(scene, tmp_path, **gfl):
+    config = make_trainer_config(scene.root, tmp_path, init_ply=scene.scene_ply_path, feature_stage_steps=10,
+                                 gfl=GFLConfig(start_step=2, update_every=4, **gfl))
+    return config.pipeline.setup(device="cpu")
+
+
+def test_update_gives_candidates_and_labels(tiny_scene, tmp_path):
+    pipeline = _pipeline(tiny_scene, tmp_path)
+    model = pipeline.model
+    # features that already separate the ground-truth parts, so that clustering has something to find
+    import numpy as np
+
+    parts = torch.from_numpy(np.load(tiny_scene.labels_path)["part_id"]).long()
+    objects = torch.from_numpy(np.load(tiny_scene.labels_path)["object_id"]).long()
+    generator = torch.Generator().manual_seed(0)
+    coarse = torch.nn.functional.normalize(torch.randn(int(objects.max()) + 1, 12, generator=generator), dim=-1)
+    fine = torch.nn.functional.normalize(torch.randn(int(parts.max()) + 1, 12, generator=generator), dim=-1)
+    model.gauss_params["features"].data = torch.cat([coarse[objects], fine[parts]], dim=-1)
+    assert not model.has_candidates and not model.gfl_active
+    counts = pipeline.update_global_candidates(step=2)
+    assert counts["coarse"] >= 3 and counts["fine"] >= counts["coarse"]
+    assert model.coarse_candidates.shape == (counts["coarse"], 12)
+    torch.testing.assert_close(model.coarse_candidates.norm(dim=-1), torch.ones(counts["coarse"]))
+    # every Gaussian of one object carries that object's candidate, and different objects differ
+    labels = model.coarse_labels
+    assert labels.shape == objects.shape and (labels >= 0).all()
+    purity = [torch.mode(labels[objects == o]).values for o in objects.unique()]
+    assert len(set(int(p) for p in purity)) == len(purity)
+    model.step = 2
+    assert model.gfl_active
+
+
+def test_candidates_round_trip_through_a_checkpoint(tiny_scene, tmp_path):
+    pipeline = _pipeline(tiny_scene, tmp_path)
+    model = pipeline.model
+    model.set_candidates(torch.nn.functional.normalize(torch.randn(5, 12), dim=-1),
+                         torch.nn.functional.normalize(torch.randn(7, 24), dim=-1))
+    state = {key: value.clone() for key, value in pipeline.state_dict().items()}
+    fresh = _pipeline(tiny_scene, tmp_path / "fresh")
+    assert not fresh.model.has_candidates
+    fresh.load_state_dict(state)
+    for name in ("coarse_candidates", "fine_candidates", "coarse_labels", "fine_labels"):
+        assert torch.equal(getattr(fresh.model, name), getattr(model, name)), name
+    assert fresh.model.fine_candidates.shape == (7, 24)
+
+
+def test_degenerate_clustering_warns_and_training_goes_on(tiny_scene, tmp_path, capsys):
+    pipeline = _pipeline(tiny_scene, tmp_path, min_cluster_size_floor=100000)
+    counts = pipeline.update_global_candidates(step=2)
+    assert counts == {"coarse": 0, "fine": 0}
+    assert "contrastive loss alone" in capsys.readouterr().out
+    model = pipeline.model
+    model.train()
+    model.step = 5
+    camera, batch = pipeline.datamanager.next_train(5)
+    loss_dict = model.get_loss_dict(model(camera), batch, {})
+    assert "gfl_loss" not in loss_dict and torch.isfinite(sum(loss_dict.values()))
+
+
+def test_resumed_run_past_the_start_recomputes_missing_candidates(tiny_scene, tmp_path):
+    pipeline = _pipeline(tiny_scene, tmp_path)
+    calls = []
+    pipeline.update_global_candidates = lambda step: calls.append(step)  # type: ignore[method-assign]
+    pipeline.gfl_step(1)  # before the start: nothing
+    pipeline.gfl_step(3)  # off schedule, but no candidates yet (a resumed run): compute now
+    assert calls == [3]
+    pipeline.model.set_candidates(torch.ones(2, 12), torch.ones(2, 24))
+    pipeline.gfl_step(5)  # off schedule and has candidates: nothing
+    pipeline.gfl_step(6)  # on schedule
+    assert calls == [3, 6]
+
+
+def test_gfl_loss_joins_the_feature_loss(tiny_scene, tmp_path):
+    pipeline = _pipeline(tiny_scene, tmp_path)
+    model = pipeline.model
+    model.set_candidates(torch.nn.functional.normalize(torch.randn(4, 12), dim=-1),
+                         torch.nn.functional.normalize(torch.randn(6, 24), dim=-1))
+    model.train()
+    model.step = 3
+    camera, batch = pipeline.datamanager.next_train(3)
+    metrics = {}
+    loss_dict = model.get_loss_dict(model(camera), batch, metrics)
+    assert "gfl_loss" in loss_dict and {"gfl_pos_coarse", "gfl_neg_fine"} <= set(metrics)
+    expected = model.config.gfl.loss_weight * sum(metrics[k] for k in
+                                                  ("gfl_pos_coarse", "gfl_neg_coarse", "gfl_pos_fine", "gfl_neg_fine"))
+    torch.testing.assert_close(loss_dict["gfl_loss"].detach(), expected)
+    loss_dict["gfl_loss"].backward()
+    assert model.features.grad is not None and model.means.grad is None
