@@ -10,7 +10,8 @@ DEMO_STEPS_FEATURES ?= 600
 .PHONY: setup test demo bench clean
 
 $(STAMP): pyproject.toml
-	@dpkg -s libusb-1.0-0 >/dev/null 2>&1 || ($(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq libusb-1.0-0)
+	@dpkg -s libusb-1.0-0 chromium chromium-driver >/dev/null 2>&1 || ($(SUDO) apt-get update -qq && \
+		$(SUDO) apt-get install -y -qq libusb-1.0-0 chromium chromium-driver)
 	@test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.14.1 torchvision==0.29.1

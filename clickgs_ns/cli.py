@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import json
+import math
+import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Union
+from typing import Any, List, Literal, NoReturn, Optional, Union
 
 import tyro
 from typing_extensions import Annotated
 
+from clickgs_ns.evaluate import EvalConfig
 from clickgs_ns.sam_masks import Masks
+from clickgs_ns.selection import LEVELS, MODES
 from clickgs_ns.synth import SynthConfig
 
 
@@ -59,10 +65,290 @@ class RenderFeatures:
         CONSOLE.print(f"[bold green]Wrote {len(scene.image_names)} feature maps to {self.output_dir}[/]")
 
 
+# ------------------------------------------------------------------------------------------------ segment / export
+def fail(message: str) -> NoReturn:
+    """Print an error (what is wrong and the way forward) and exit with status 2."""
+    from nerfstudio.utils.rich_utils import CONSOLE
+
+    CONSOLE.print(f"[bold red]Error:[/] {message}")
+    raise SystemExit(2)
+
+
+def load_run(config_path: Path):
+    """``clickgs_ns.api.load`` for the clickgs commands: ``$CLICKGS_SELECTION`` (meant for ns-export) is ignored
+    with a note, so that selections and exports always index the run's full set of Gaussians."""
+    from clickgs_ns.api import load
+    from clickgs_ns.pipeline import SELECTION_ENV
+    from nerfstudio.utils.rich_utils import CONSOLE
+
+    if not Path(config_path).is_file():
+        fail(f"{config_path} does not exist: give the config.yml of a click-gaussian run "
+             "(outputs/<data>/click-gaussian/<timestamp>/config.yml).")
+    value = os.environ.pop(SELECTION_ENV, None)
+    if value:
+        CONSOLE.print(f"[yellow]Ignoring {SELECTION_ENV}={value}: it is read by ns-export; clickgs commands take "
+                      "--selection instead.[/]")
+    start = time.perf_counter()
+    try:
+        scene = load(config_path)
+    finally:
+        if value is not None:
+            os.environ[SELECTION_ENV] = value
+    CONSOLE.print(f"Loaded {config_path} (step {scene.scene.step}, {scene.num_gaussians} Gaussians, "
+                  f"{scene.num_views} training views) in {time.perf_counter() - start:.1f} s")
+    return scene
+
+
+@dataclass
+class ClickSpec:
+    """One click of ``clickgs segment``: a view (training ``camera_index`` or ``image`` path of either split), a
+    full-resolution pixel, a level and a mode."""
+
+    xy: tuple
+    level: str
+    mode: str = "add"
+    camera_index: Optional[int] = None
+    image: Optional[str] = None
+
+    @property
+    def where(self) -> str:
+        view = f"view {self.camera_index}" if self.image is None else self.image
+        return f"{view} ({self.xy[0]:g}, {self.xy[1]:g}) {self.level} {self.mode}"
+
+
+def parse_click_args(clicks: List[List[str]]) -> List[ClickSpec]:
+    """``--click CAMERA_INDEX X Y LEVEL [MODE]`` token lists as ClickSpecs; errors name the click and the token."""
+    specs = []
+    for number, tokens in enumerate(clicks):
+        shown = " ".join(tokens)
+        if len(tokens) not in (4, 5):
+            fail(f"--click {shown}: expected CAMERA_INDEX X Y LEVEL [add|subtract], e.g. --click 0 420 310 coarse")
+        try:
+            camera_index, x, y = int(tokens[0]), float(tokens[1]), float(tokens[2])
+        except ValueError:
+            fail(f"--click {shown}: CAMERA_INDEX must be an integer and X Y numbers")
+        if not (math.isfinite(x) and math.isfinite(y)):
+            fail(f"--click {shown}: X and Y must be finite")
+        spec = ClickSpec((x, y), tokens[3], tokens[4] if len(tokens) == 5 else "add", camera_index=camera_index)
+        check_click(spec, f"--click {shown}")
+        specs.append(spec)
+    return specs
+
+
+def check_click(spec: ClickSpec, where: str) -> None:
+    if spec.level not in LEVELS:
+        fail(f"{where}: level must be one of {', '.join(LEVELS)}, got {spec.level!r}")
+    if spec.mode not in MODES:
+        fail(f"{where}: mode must be one of {', '.join(MODES)}, got {spec.mode!r}")
+
+
+def load_clicks_file(path: Path) -> List[ClickSpec]:
+    """A clicks JSON file: a list of {"image": "images/NAME.png" or "camera_index": i, "xy": [x, y], "level":
+    "coarse"|"fine", "mode": "add"|"subtract"} (mode optional, default add)."""
+    path = Path(path)
+    if not path.is_file():
+        fail(f"Clicks file {path} does not exist.")
+    try:
+        entries = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        fail(f"{path} is not valid JSON ({err}).")
+    if not isinstance(entries, list) or not entries:
+        fail(f"{path} must hold a non-empty JSON list of clicks.")
+    specs = []
+    for index, entry in enumerate(entries):
+        where = f"{path}, click {index}"
+        if not isinstance(entry, dict):
+            fail(f"{where}: must be an object, got {entry!r}")
+        xy = entry.get("xy")
+        if (not isinstance(xy, (list, tuple)) or len(xy) != 2
+                or not all(isinstance(v, (int, float)) and math.isfinite(v) for v in xy)):
+            fail(f"{where}: 'xy' must be two finite numbers [x, y], got {xy!r}")
+        has_image, has_index = "image" in entry, "camera_index" in entry
+        if has_image == has_index:
+            fail(f"{where}: give exactly one of 'image' (a path as in transforms.json) and 'camera_index'")
+        if has_index and not isinstance(entry["camera_index"], int):
+            fail(f"{where}: 'camera_index' must be an integer, got {entry['camera_index']!r}")
+        if has_image and not isinstance(entry["image"], str):
+            fail(f"{where}: 'image' must be a string, got {entry['image']!r}")
+        spec = ClickSpec((float(xy[0]), float(xy[1])), entry.get("level", "coarse"), entry.get("mode", "add"),
+                         camera_index=entry.get("camera_index"), image=entry.get("image"))
+        check_click(spec, where)
+        specs.append(spec)
+    return specs
+
+
+def apply_click(scene: Any, views: Any, spec: ClickSpec) -> Any:
+    """Make one click on a loaded scene; errors name the click."""
+    from clickgs_ns.evaluate import click_view
+
+    if spec.image is not None:
+        view = views.get(spec.image)
+        if view is None:
+            fail(f"Click {spec.where}: {spec.image} is not a view of the run ({views.describe()})")
+    else:
+        if not 0 <= int(spec.camera_index) < scene.num_views:
+            fail(f"Click {spec.where}: camera_index out of range, the run has {scene.num_views} training views "
+                 "(0 .. {})".format(scene.num_views - 1))
+        view = next((v for v in views.views.values() if v.split == "train" and v.index == spec.camera_index), None)
+        if view is None:  # no image files to look sizes up: the API maps the pixel itself
+            return scene.click(spec.camera_index, spec.xy[0], spec.xy[1], spec.level, spec.mode)
+    try:
+        return click_view(scene, view, spec.xy[0], spec.xy[1], spec.level, spec.mode)
+    except ValueError as err:
+        fail(f"Click {spec.where}: {err}")
+
+
+@dataclass
+class Segment:
+    """Click to segment a trained run by script and save the selection ([N] bool .npy) for `clickgs export`."""
+
+    load_config: Path
+    """config.yml of a click-gaussian run."""
+    output: Path
+    """The selection .npy to write."""
+    click: Annotated[List[List[str]], tyro.conf.UseAppendAction,
+                     tyro.conf.arg(metavar="CAMERA_INDEX X Y LEVEL [add|subtract]")] = field(default_factory=list)
+    """One click: training view index, pixel x y of the full-resolution image, level (coarse or fine), and
+    optionally the mode (add, the default, or subtract). Repeat for more clicks; they apply in order."""
+    clicks: Optional[Path] = None
+    """Instead of --click: a JSON list of {"image": "images/NAME.png" (train or eval view) or "camera_index": i,
+    "xy": [x, y], "level": "coarse"|"fine", "mode": "add"|"subtract"}."""
+
+    def main(self) -> None:
+        from clickgs_ns.evaluate import ViewIndex
+        from nerfstudio.utils.rich_utils import CONSOLE
+
+        if bool(self.click) == (self.clicks is not None):
+            fail("Give the clicks either as --click CAMERA_INDEX X Y LEVEL [add|subtract] (repeatable) or as "
+                 "--clicks FILE.json, not both and not neither.")
+        specs = parse_click_args(self.click) if self.click else load_clicks_file(self.clicks)  # type: ignore[arg-type]
+        if self.output.suffix != ".npy":
+            fail(f"--output {self.output}: a selection is saved as a .npy file (e.g. selection.npy)")
+        scene = load_run(self.load_config)
+        views = ViewIndex(scene.scene.pipeline.datamanager)
+        for spec in specs:
+            result = apply_click(scene, views, spec)
+            CONSOLE.print(f"{spec.where}: {result.message} Selection: {result.total_selected} Gaussians. "
+                          f"[dim]({1000 * result.seconds:.1f} ms, of which rendering {1000 * result.render_seconds:.1f}"
+                          " ms)[/]")
+        selection = scene.selection
+        start = time.perf_counter()
+        scene.save_selection(self.output)
+        count = int(selection.sum())
+        colour = "green" if count else "yellow"
+        CONSOLE.print(f"[bold {colour}]Saved a selection of {count} of {scene.num_gaussians} Gaussians to "
+                      f"{self.output}[/] ({1000 * (time.perf_counter() - start):.1f} ms)"
+                      + ("" if count else ": nothing is selected, so `clickgs export --selection` will refuse it."))
+
+
+@dataclass
+class Export:
+    """Export Gaussians of a run as standard 3DGS .ply files in the dataset's frame, with a label per Gaussian:
+    a saved selection (--selection), one file per segment (--segment-everything), or the whole splat."""
+
+    load_config: Path
+    """config.yml of a click-gaussian run."""
+    output: Path
+    """The .ply to write; a folder with --segment-everything."""
+    selection: Optional[Path] = None
+    """A selection .npy from `clickgs segment` (bool [N] or Gaussian indices)."""
+    segment_everything: Optional[Literal["coarse", "fine"]] = None
+    """Write one .ply per whole-scene segment at this level into the --output folder (with segments.json)."""
+    level: Literal["coarse", "fine"] = "coarse"
+    """Level of the "segment everything" ids written as each Gaussian's label (with --selection or the whole
+    splat)."""
+    include_features: bool = False
+    """Also write each Gaussian's features as float properties feature_0 ... (with --selection or the whole
+    splat)."""
+    min_gaussians: int = 1
+    """With --segment-everything: skip segments with fewer Gaussians."""
+
+    def main(self) -> None:
+        import torch
+        from nerfstudio.utils.rich_utils import CONSOLE
+
+        if self.selection is not None and self.segment_everything is not None:
+            fail("Give --selection or --segment-everything, not both.")
+        if self.segment_everything is None and self.output.suffix != ".ply":
+            fail(f"--output {self.output}: give a .ply file (or use --segment-everything with a folder)")
+        if self.segment_everything is not None and self.output.suffix == ".ply":
+            fail(f"--output {self.output}: --segment-everything writes one .ply per segment into a folder; give a "
+                 "folder path")
+        if self.selection is not None and not self.selection.is_file():
+            fail(f"--selection {self.selection} does not exist (write one with `clickgs segment`).")
+        scene = load_run(self.load_config)
+        start = time.perf_counter()
+        if self.segment_everything is not None:
+            segmentation = scene.segmentation(self.segment_everything)
+            results = scene.export_segments(self.output, self.segment_everything, min_gaussians=self.min_gaussians)
+            CONSOLE.print(segmentation.message)
+            exported = sum(r.num_exported for r in results)
+            dropped = sum(r.num_dropped_nonfinite for r in results)
+            CONSOLE.print(f"[bold green]Wrote {len(results)} segment .ply files ({exported} Gaussians) to "
+                          f"{self.output}[/] in {time.perf_counter() - start:.2f} s"
+                          + (f"; left out {dropped} non-finite Gaussians" if dropped else ""))
+            return
+        if self.selection is not None:
+            try:
+                mask = scene.load_selection(self.selection)
+            except ValueError as err:
+                fail(str(err))
+            what = f"the selection {self.selection}"
+        else:
+            mask = torch.ones(scene.num_gaussians, dtype=torch.bool)
+            what = "every Gaussian"
+        if not bool(mask.any()):
+            fail(f"{self.selection} selects no Gaussian: nothing to export.")
+        result = scene.export(self.output, selection=mask, level=self.level, include_features=self.include_features)
+        CONSOLE.print(f"[bold green]Wrote {result.num_exported} Gaussians ({what}: {int(mask.sum())} of "
+                      f"{scene.num_gaussians}) to {self.output}[/] with labels ({self.level} ids) in "
+                      f"{time.perf_counter() - start:.2f} s"
+                      + (f"; left out {result.num_dropped_nonfinite} non-finite Gaussians"
+                         if result.num_dropped_nonfinite else ""))
+
+
+@dataclass
+class Eval:
+    """Evaluate click segmentation on a prompts file (clickgs_ns/evaluate.py): IoU and boundary IoU per prompt,
+    mIoU and mBIoU per level; prints a table and writes a JSON report."""
+
+    load_config: Path
+    """config.yml of a click-gaussian run."""
+    prompts: Path
+    """Prompts JSON (a synthetic scene has prompts.json)."""
+    output: Optional[Path] = None
+    """The JSON report; default: eval_<prompts file name>.json in the run's folder."""
+    eval: Annotated[EvalConfig, tyro.conf.OmitArgPrefixes] = field(default_factory=EvalConfig)
+
+    def main(self) -> None:
+        from clickgs_ns.evaluate import PromptError, evaluate_prompts, load_prompts, report_table, write_report
+        from nerfstudio.utils.rich_utils import CONSOLE
+
+        try:
+            prompts = load_prompts(self.prompts)
+        except PromptError as err:
+            fail(str(err))
+        scene = load_run(self.load_config)
+        start = time.perf_counter()
+        try:
+            report = evaluate_prompts(scene, prompts, self.prompts, self.eval)
+        except PromptError as err:
+            fail(str(err))
+        report["load_config"] = str(self.load_config)
+        report["seconds"] = time.perf_counter() - start
+        output = self.output or Path(self.load_config).parent / f"eval_{self.prompts.stem}.json"
+        write_report(report, output)
+        CONSOLE.print(report_table(report))
+        CONSOLE.print(f"[bold green]Wrote {output}[/] ({len(prompts)} prompts in {report['seconds']:.1f} s)")
+
+
 Commands = Union[
     Annotated[Synth, tyro.conf.subcommand(name="synth")],
     Annotated[Masks, tyro.conf.subcommand(name="masks")],
     Annotated[RenderFeatures, tyro.conf.subcommand(name="render-features")],
+    Annotated[Segment, tyro.conf.subcommand(name="segment")],
+    Annotated[Export, tyro.conf.subcommand(name="export")],
+    Annotated[Eval, tyro.conf.subcommand(name="eval")],
 ]
 
 

@@ -111,7 +111,7 @@ class ClickGaussianPipeline(VanillaPipeline):
             except ValueError as err:
                 raise ValueError(f"{SELECTION_ENV}={path}: {err}") from err
             self.keep_gaussians(mask)
-            CONSOLE.log(f"{SELECTION_ENV}={path}: kept the {int(mask.sum())} selected of {mask.shape[0]} Gaussians.")
+            CONSOLE.print(f"Kept {int(mask.sum())} of {mask.shape[0]} Gaussians: the selection {SELECTION_ENV}={path}")
 
     @torch.no_grad()
     def keep_gaussians(self, mask: Tensor) -> None:

@@ -51,7 +51,16 @@ def load(config_path: Path) -> ClickScene:
     if not config_path.is_file():
         raise FileNotFoundError(f"{config_path} does not exist: give the config.yml of a click-gaussian run "
                                 "(outputs/<data>/click-gaussian/<timestamp>/config.yml).")
-    _, pipeline, _, step = eval_setup(config_path, test_mode="inference")
+    import os
+
+    from clickgs_ns.pipeline import SELECTION_ENV
+
+    selection = os.environ.pop(SELECTION_ENV, None)  # that variable is for ns-export, not for scripts
+    try:
+        _, pipeline, _, step = eval_setup(config_path, test_mode="inference")
+    finally:
+        if selection is not None:
+            os.environ[SELECTION_ENV] = selection
     from clickgs_ns.model import ClickGaussianModel
 
     if not isinstance(pipeline.model, ClickGaussianModel):

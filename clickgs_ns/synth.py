@@ -15,6 +15,8 @@ It renders the Gaussians from a ring of cameras and writes a nerfstudio dataset 
     scene_labels.npz           int32 object_id [N], part_id [N], part_to_object [P]; object_names, part_names
     gt/frame_00000.npz         ground-truth int32 maps coarse (object id) and fine (part id) [H, W], -1 = background
     clickgs_masks/frame_00000.npz  SAM-like masks derived from the ground truth (see ``sam_like_id_maps``)
+    prompts.json               click prompts with ground-truth target masks for ``clickgs eval`` (``make_prompts``)
+    prompts/*.png              the prompts' target masks (255 = the segment)
     scene.json                 metadata: the config, names, counts
 
 Everything is deterministic given ``SynthConfig.seed`` (numpy Generators spawned from one SeedSequence; the
@@ -28,7 +30,7 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -135,6 +137,24 @@ class SynthConfig:
     small_segment_area_px: int = 60
     """Segments smaller than mask_noise * this many pixels are left out (SAM misses small regions)."""
 
+    # ---- evaluation prompts (prompts.json) ----
+    prompt_fine_objects: int = 3
+    """Objects (with more than one part, in object order) whose parts get fine-level prompts; every object but
+    the ground gets a coarse-level prompt."""
+    prompt_max_targets: int = 3
+    """Target views per prompt, at most."""
+    prompt_min_targets: int = 2
+    """A segment with fewer usable target views gets no prompt."""
+    prompt_min_target_area: float = 0.005
+    """A target view must show at least this fraction of the image's pixels of the segment."""
+    prompt_min_visible_fraction: float = 0.8
+    """A target view must show at least this share of the segment's unoccluded silhouette (the selection's mask
+    is rendered without the other Gaussians, the ground-truth mask shows only what is visible)."""
+    prompt_min_click_depth_px: float = 2.0
+    """The click pixel lies at least this far (Euclidean, pixels) from the segment's edge."""
+    prompt_train_fraction: float = 0.9
+    """Clicks go in training views: nerfstudio's default split (``train_split_fraction``, by frame order)."""
+
 
 @dataclass
 class SynthScene:
@@ -156,6 +176,9 @@ class SynthScene:
     num_parts: int
     object_names: List[str]
     part_names: List[str]
+    prompts_path: Path
+    """prompts.json: click prompts with ground-truth target masks (format: ``clickgs_ns.evaluate``)."""
+    num_prompts: int = 0
 
 
 # ------------------------------------------------------------------------------------------------------------------
@@ -719,6 +742,174 @@ def id_map_disagreement(pred: np.ndarray, gt: np.ndarray) -> float:
 
 
 # ------------------------------------------------------------------------------------------------------------------
+# Evaluation prompts
+# ------------------------------------------------------------------------------------------------------------------
+
+
+def prompt_segments(gaussians: SynthGaussians, config: SynthConfig) -> List[Tuple[str, int, str]]:
+    """The segments that get a prompt, as (level, id, name): every object but the ground at the coarse level, then
+    the parts of the first ``prompt_fine_objects`` objects that have more than one part at the fine level."""
+    first_object = 1 if config.ground_plane else 0
+    num_objects = len(gaussians.object_names)
+    segments = [("coarse", obj, gaussians.object_names[obj]) for obj in range(first_object, num_objects)]
+    fine_objects = 0
+    for obj in range(first_object, num_objects):
+        parts = np.flatnonzero(gaussians.part_to_object == obj)
+        if len(parts) < 2:
+            continue
+        if fine_objects >= config.prompt_fine_objects:
+            break
+        fine_objects += 1
+        segments.extend(("fine", int(part), gaussians.part_names[part]) for part in parts)
+    return segments
+
+
+@torch.no_grad()
+def render_silhouettes(gaussians: SynthGaussians, members: np.ndarray, camera_to_worlds: np.ndarray,
+                       config: SynthConfig) -> np.ndarray:
+    """Unoccluded silhouette of a set of Gaussians: [C, H, W] bool, where they alone (no other Gaussian in front)
+    accumulate opacity above ``gt_alpha_threshold``.
+
+    Args:
+        members: [N] bool, the Gaussians of one segment.
+        camera_to_worlds: [C, 4, 4] (OpenGL convention).
+    """
+    index = torch.from_numpy(np.flatnonzero(members))
+    means = torch.from_numpy(gaussians.means)[index]
+    quats = torch.from_numpy(gaussians.quats)[index]
+    scales = torch.from_numpy(gaussians.log_scales)[index].exp()
+    opacities = torch.sigmoid(torch.from_numpy(gaussians.opacity_logits)[index])
+    viewmats = get_viewmat(torch.from_numpy(camera_to_worlds[:, :3, :4]).float())
+    fx, fy, cx, cy = intrinsics(config)
+    K = torch.tensor([[fx, 0.0, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]], dtype=torch.float32)
+    out = np.zeros((len(viewmats), config.image_height, config.image_width), dtype=bool)
+    if len(index) == 0:
+        return out
+    batch = max(1, config.render_batch_views)
+    for start in range(0, len(viewmats), batch):
+        views = viewmats[start : start + batch]
+        _, alphas, _ = rasterize(means, quats, scales, opacities, torch.ones(len(index), 1), views,
+                                 K.expand(len(views), 3, 3), config.image_width, config.image_height)
+        out[start : start + len(views)] = alphas[..., 0].numpy() > config.gt_alpha_threshold
+    return out
+
+
+def click_pixel(mask: np.ndarray) -> Tuple[Tuple[int, int], float]:
+    """The pixel of ``mask`` [H, W] (bool) farthest from its edge (the image border counts as edge), as (x, y),
+    and that Euclidean distance in pixels (0 for an empty mask). Ties go to the first pixel in raster order."""
+    from scipy.ndimage import distance_transform_edt
+
+    depth = distance_transform_edt(np.pad(mask, 1))[1:-1, 1:-1]
+    flat = int(np.argmax(depth))
+    row, column = divmod(flat, mask.shape[1])
+    return (column, row), float(depth.ravel()[flat])
+
+
+def segment_prompt(visible: np.ndarray, silhouette: np.ndarray, click_views: Sequence[int],
+                   config: SynthConfig) -> Optional[Tuple[int, Tuple[int, int], List[int]]]:
+    """Where to click one segment and in which views to check the result.
+
+    The click goes to the pixel deepest inside the segment over the ``click_views`` (ties: the first view); the
+    targets are the other views that show at least ``prompt_min_target_area`` of the image and at least
+    ``prompt_min_visible_fraction`` of the segment's silhouette, most visible pixels first (ties: view order), at
+    most ``prompt_max_targets`` of them.
+
+    Args:
+        visible: [C, H, W] bool, the segment's ground-truth (visible) mask in each view.
+        silhouette: [C, H, W] bool, its unoccluded silhouette in each view.
+        click_views: indices of the views a click may go in.
+
+    Returns:
+        (click view, (x, y), target views), or None when no click pixel is ``prompt_min_click_depth_px`` deep or
+        fewer than ``prompt_min_targets`` views qualify as targets.
+    """
+    best: Optional[Tuple[int, Tuple[int, int], float]] = None
+    for view in click_views:
+        xy, depth = click_pixel(visible[view])
+        if depth >= config.prompt_min_click_depth_px and (best is None or depth > best[2]):
+            best = (int(view), xy, depth)
+    if best is None:
+        return None
+    click_view, xy, _ = best
+    pixels = visible.reshape(len(visible), -1).sum(axis=1)  # [C]
+    silhouette_pixels = np.maximum(silhouette.reshape(len(silhouette), -1).sum(axis=1), 1)
+    min_pixels = config.prompt_min_target_area * visible.shape[1] * visible.shape[2]
+    usable = [
+        view for view in range(len(visible))
+        if view != click_view and pixels[view] >= max(min_pixels, 1)
+        and pixels[view] >= config.prompt_min_visible_fraction * silhouette_pixels[view]
+    ]
+    usable.sort(key=lambda view: (-int(pixels[view]), view))
+    targets = usable[: config.prompt_max_targets]
+    if len(targets) < max(1, config.prompt_min_targets):
+        return None
+    return click_view, xy, targets
+
+
+def make_prompts(segments: Sequence[Tuple[str, str, np.ndarray, np.ndarray]], image_files: Sequence[str],
+                 click_views: Sequence[int], config: SynthConfig,
+                 mask_dir: str = "prompts") -> Tuple[List[Dict], Dict[str, np.ndarray]]:
+    """A prompts file's entries (format: ``clickgs_ns.evaluate``) and their target masks.
+
+    Args:
+        segments: (level, name, visible [C, H, W] bool, silhouette [C, H, W] bool) per segment.
+        image_files: each view's image as in transforms.json ("images/frame_00000.png").
+        click_views: views a click may go in (the training split).
+        mask_dir: folder of the target masks, relative to the prompts file.
+
+    Returns:
+        prompts: JSON-ready list of {"level", "segment", "click": {"image", "xy"}, "targets": [{"image", "mask"}]};
+        masks: {mask path relative to the prompts file: uint8 [H, W], 255 on the segment}.
+    """
+    prompts: List[Dict] = []
+    masks: Dict[str, np.ndarray] = {}
+    for level, name, visible, silhouette in segments:
+        found = segment_prompt(visible, silhouette, click_views, config)
+        if found is None:
+            continue
+        click_view, (x, y), targets = found
+        slug = "".join(c if c.isalnum() or c in "_-" else "-" for c in name)
+        entry_targets = []
+        for view in targets:
+            path = f"{mask_dir}/{len(prompts):03d}_{level}_{slug}_{Path(image_files[view]).stem}.png"
+            masks[path] = visible[view].astype(np.uint8) * 255
+            entry_targets.append({"image": image_files[view], "mask": path})
+        prompts.append({"level": level, "segment": name,
+                        "click": {"image": image_files[click_view], "xy": [int(x), int(y)]},
+                        "targets": entry_targets})
+    return prompts, masks
+
+
+def train_view_indices(num_views: int, train_fraction: float) -> List[int]:
+    """The views of nerfstudio's default train split (``train_split_fraction``, evenly spaced by frame order)."""
+    from nerfstudio.data.utils.dataparsers_utils import get_train_eval_split_fraction
+
+    return [int(i) for i in get_train_eval_split_fraction(list(range(num_views)), train_fraction)[0]]
+
+
+def write_prompts(gaussians: SynthGaussians, camera_to_worlds: np.ndarray, gt_coarse: np.ndarray,
+                  gt_fine: np.ndarray, image_files: Sequence[str], config: SynthConfig, out_dir: Path) -> Tuple[Path, int]:
+    """Write ``prompts.json`` and ``prompts/*.png`` into ``out_dir`` from the ground truth; returns the path of
+    prompts.json and the number of prompts.
+
+    Args:
+        camera_to_worlds: [C, 4, 4]; gt_coarse, gt_fine: [C, H, W] int32 object and part ids (-1 = background).
+    """
+    segments = []
+    for level, segment_id, name in prompt_segments(gaussians, config):
+        ids, gt = (gaussians.object_id, gt_coarse) if level == "coarse" else (gaussians.part_id, gt_fine)
+        silhouette = render_silhouettes(gaussians, ids == segment_id, camera_to_worlds, config)
+        segments.append((level, name, gt == segment_id, silhouette))
+    click_views = train_view_indices(len(image_files), config.prompt_train_fraction)
+    prompts, masks = make_prompts(segments, image_files, click_views, config)
+    for path, mask in masks.items():
+        _save_png(out_dir / path, mask)
+    prompts_path = out_dir / "prompts.json"
+    atomic_write_text(prompts_path, json.dumps(prompts, indent=1))
+    return prompts_path, len(prompts)
+
+
+# ------------------------------------------------------------------------------------------------------------------
 # The dataset
 # ------------------------------------------------------------------------------------------------------------------
 
@@ -799,6 +990,9 @@ def generate_scene(config: SynthConfig, out_dir: Path) -> SynthScene:
     transforms_path = out_dir / "transforms.json"
     atomic_write_text(transforms_path, json.dumps(transforms, indent=2))
 
+    prompts_path, num_prompts = write_prompts(gaussians, camera_to_worlds, gt_coarse, gt_fine,
+                                              [frame["file_path"] for frame in frames], config, out_dir)
+
     metadata = {
         "generator": "clickgs_ns.synth",
         "seed": config.seed,
@@ -811,6 +1005,7 @@ def generate_scene(config: SynthConfig, out_dir: Path) -> SynthScene:
         "num_parts": len(gaussians.part_names),
         "num_views": len(camera_to_worlds),
         "num_seed_points": int(len(seed_index)),
+        "num_prompts": num_prompts,
         "gaussians_per_part": np.bincount(gaussians.part_id, minlength=len(gaussians.part_names)).tolist(),
     }
     metadata_path = out_dir / "scene.json"
@@ -821,5 +1016,5 @@ def generate_scene(config: SynthConfig, out_dir: Path) -> SynthScene:
         sparse_pc_path=sparse_pc_path, metadata_path=metadata_path, image_paths=image_paths, gt_paths=gt_paths,
         mask_paths=mask_paths, num_gaussians=n, num_objects=len(gaussians.object_names),
         num_parts=len(gaussians.part_names), object_names=list(gaussians.object_names),
-        part_names=list(gaussians.part_names),
+        part_names=list(gaussians.part_names), prompts_path=prompts_path, num_prompts=num_prompts,
     )

@@ -217,3 +217,38 @@ def test_nerfstudio_dataparser_loads_the_dataset(scenes):
     np.testing.assert_allclose(points, expected, atol=1e-4)
     rgb = outputs.metadata["points3D_rgb"].numpy()
     np.testing.assert_array_equal(rgb, np.stack([seed["red"], seed["green"], seed["blue"]], 1))
+
+
+def test_prompts_file_clicks_inside_and_targets_are_ground_truth(scenes):
+    from clickgs_ns.evaluate import load_prompts, read_mask_png
+    from clickgs_ns.synth import train_view_indices
+    from nerfstudio.data.utils.dataparsers_utils import get_train_eval_split_fraction
+
+    scene = scenes["a"]
+    assert scene.prompts_path == scene.root / "prompts.json"
+    assert scene.prompts_path.read_bytes() == scenes["a_again"].prompts_path.read_bytes(), "deterministic"
+    prompts = load_prompts(scene.prompts_path)  # the format clickgs eval reads
+    assert len(prompts) == scene.num_prompts == json.loads((scene.root / "scene.json").read_text())["num_prompts"]
+    assert {p.level for p in prompts} == {"coarse", "fine"}
+    labels = np.load(scene.labels_path)
+    names = {"coarse": list(labels["object_names"]), "fine": list(labels["part_names"])}
+    assert "ground" not in [p.extra["segment"] for p in prompts]
+    expected_train = get_train_eval_split_fraction(list(range(SMALL.num_views)), 0.9)[0].tolist()
+    assert train_view_indices(SMALL.num_views, 0.9) == expected_train
+    frames = [f"images/frame_{i:05d}.png" for i in range(SMALL.num_views)]
+    for prompt in prompts:
+        segment_id = names[prompt.level].index(prompt.extra["segment"])
+        click_view = frames.index(prompt.image)
+        assert click_view in expected_train, "clicks go in training views"
+        with np.load(scene.gt_paths[click_view]) as gt:
+            x, y = (int(v) for v in prompt.xy)
+            assert gt[prompt.level][y, x] == segment_id, "the click lies on its segment"
+            assert (gt[prompt.level][y - 1 : y + 2, x - 1 : x + 2] == segment_id).all(), "well inside it"
+        assert SMALL.prompt_min_targets <= len(prompt.targets) <= SMALL.prompt_max_targets
+        target_views = [frames.index(t.image) for t in prompt.targets]
+        assert click_view not in target_views and len(set(target_views)) == len(target_views)
+        for target, view in zip(prompt.targets, target_views):
+            with np.load(scene.gt_paths[view]) as gt:
+                truth = gt[prompt.level] == segment_id
+            np.testing.assert_array_equal(read_mask_png(target.mask), truth)
+            assert truth.sum() >= SMALL.prompt_min_target_area * truth.size

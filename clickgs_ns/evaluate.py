@@ -1,0 +1,430 @@
+"""Click-prompt evaluation: click a view, render the selection in other views, compare with ground-truth masks.
+
+A prompts file is a JSON list; each entry is one click at one level and the views to check it in::
+
+    [{"level": "coarse",                                            # or "fine"
+      "click": {"image": "images/frame_00007.png", "xy": [54, 47]}, # pixel of the full-resolution image
+      "targets": [{"image": "images/frame_00002.png", "mask": "prompts/000_coarse_snowman_frame_00002.png"}]},
+     ...]
+
+``image`` is a file path as in the dataset's transforms.json (a view of the train OR the eval split); ``xy`` is
+(x right, y down); ``mask`` is a PNG (non-zero = the object) at the image's full resolution, relative to the prompts
+file. Other keys (e.g. ``segment``, a name) are carried into the report. ``clickgs synth`` writes such a file
+(``prompts.json``) for its scenes.
+
+For each prompt the selection is cleared, the click is made (``clickgs_ns.selection.Segmenter``), and in each
+target view the selected Gaussians alone are rendered at the image's full resolution; where their accumulated
+opacity exceeds ``mask_alpha_threshold`` is the predicted mask. Scores per target: IoU and boundary IoU (Cheng et
+al., CVPR 2021: the IoU of the pixels of each mask within distance d of its own contour, d = 2% of the image
+diagonal, at least 1 px, the image border counting as contour). A prompt's score is the mean over its targets;
+mIoU / mBIoU average the prompts of a level, and of both levels ("all").
+
+Layers: pure metric functions on arrays (``mask_iou``, ``boundary_region``, ``boundary_iou``, ``summarize``);
+prompt parsing and validation (``load_prompts``, ``ViewIndex``); ``evaluate_prompts`` over a loaded run.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from clickgs_ns.io_utils import atomic_write_text
+from clickgs_ns.selection import LEVELS
+
+# ------------------------------------------------------------------------------------------------ metrics
+
+
+def mask_iou(pred: np.ndarray, gt: np.ndarray) -> float:
+    """|pred & gt| / |pred | gt| of two [H, W] masks (non-zero = inside); 1.0 when both are empty."""
+    pred, gt = np.asarray(pred) != 0, np.asarray(gt) != 0
+    if pred.shape != gt.shape:
+        raise ValueError(f"Masks of different shapes: {pred.shape} and {gt.shape}")
+    union = int(np.count_nonzero(pred | gt))
+    return 1.0 if union == 0 else int(np.count_nonzero(pred & gt)) / union
+
+
+def boundary_width(height: int, width: int, dilation_ratio: float = 0.02) -> int:
+    """Boundary band width d in pixels: ``round(dilation_ratio * image diagonal)``, at least 1."""
+    return max(1, int(round(dilation_ratio * math.hypot(height, width))))
+
+
+def boundary_region(mask: np.ndarray, width_px: int) -> np.ndarray:
+    """[H, W] bool: the pixels of ``mask`` within ``width_px`` of its contour (Cheng et al.'s ``mask_to_boundary``).
+
+    ``mask`` minus its erosion by a 3x3 square, ``width_px`` times, with the outside of the image counting as
+    background (so a mask cut by the image border has a boundary there).
+    """
+    from scipy.ndimage import binary_erosion
+
+    mask = np.asarray(mask) != 0
+    if width_px < 1:
+        raise ValueError(f"width_px must be at least 1, got {width_px}")
+    if not mask.any():
+        return mask
+    eroded = binary_erosion(mask, structure=np.ones((3, 3), dtype=bool), iterations=int(width_px), border_value=0)
+    return mask & ~eroded
+
+
+def boundary_iou(pred: np.ndarray, gt: np.ndarray, dilation_ratio: float = 0.02) -> float:
+    """Boundary IoU of two [H, W] masks: IoU of their ``boundary_region`` s, d = ``boundary_width``; 1.0 when both
+    masks are empty."""
+    pred, gt = np.asarray(pred) != 0, np.asarray(gt) != 0
+    if pred.shape != gt.shape:
+        raise ValueError(f"Masks of different shapes: {pred.shape} and {gt.shape}")
+    width_px = boundary_width(*gt.shape, dilation_ratio=dilation_ratio)
+    return mask_iou(boundary_region(pred, width_px), boundary_region(gt, width_px))
+
+
+def summarize(levels: Sequence[str], ious: Sequence[float], bious: Sequence[float]) -> Dict[str, Dict[str, Any]]:
+    """Per level and over all prompts ("all"): {"num_prompts", "mIoU", "mBIoU"} (NaN means with no prompt).
+
+    Args:
+        levels, ious, bious: one entry per prompt.
+    """
+    summary: Dict[str, Dict[str, Any]] = {}
+    for name in list(LEVELS) + ["all"]:
+        chosen = [i for i, level in enumerate(levels) if name in ("all", level)]
+        summary[name] = {
+            "num_prompts": len(chosen),
+            "mIoU": float(np.mean([ious[i] for i in chosen])) if chosen else math.nan,
+            "mBIoU": float(np.mean([bious[i] for i in chosen])) if chosen else math.nan,
+        }
+    return summary
+
+
+# ------------------------------------------------------------------------------------------------ prompts
+
+
+class PromptError(ValueError):
+    """A prompts file that cannot be evaluated (malformed, or naming an image or mask that is not there)."""
+
+
+@dataclass
+class Target:
+    image: str
+    """The view, as in transforms.json ("images/NAME.png")."""
+    mask: Path
+    """Ground-truth mask PNG (absolute, or relative to the working directory)."""
+
+
+@dataclass
+class Prompt:
+    index: int
+    """Position in the prompts file."""
+    level: str
+    image: str
+    """The clicked view, as in transforms.json."""
+    xy: Tuple[float, float]
+    """Clicked pixel (x right, y down) of the full-resolution image."""
+    targets: List[Target]
+    extra: Dict[str, Any] = field(default_factory=dict)
+    """The entry's other keys (e.g. "segment"), copied into the report."""
+
+
+def _fail(path: Path, index: Optional[int], message: str) -> PromptError:
+    where = f"{path}" if index is None else f"{path}, prompt {index}"
+    return PromptError(f"{where}: {message}")
+
+
+def load_prompts(path: Path) -> List[Prompt]:
+    """Parse and check the format of a prompts file (module doc); mask paths are resolved against its folder and
+    must exist. Errors name the file, the prompt index and the missing or malformed item."""
+    path = Path(path)
+    if not path.is_file():
+        raise PromptError(f"Prompts file {path} does not exist (``clickgs synth`` writes prompts.json into a "
+                          "synthetic scene; see clickgs_ns/evaluate.py for the format).")
+    try:
+        entries = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise _fail(path, None, f"not valid JSON ({err})") from err
+    if not isinstance(entries, list) or not entries:
+        raise _fail(path, None, "must hold a non-empty JSON list of prompts")
+    prompts = []
+    for index, entry in enumerate(entries):
+        if not isinstance(entry, dict):
+            raise _fail(path, index, f"must be an object, got {type(entry).__name__}")
+        level = entry.get("level")
+        if level not in LEVELS:
+            raise _fail(path, index, f"'level' must be one of {LEVELS}, got {level!r}")
+        click = entry.get("click")
+        if not isinstance(click, dict) or not isinstance(click.get("image"), str):
+            raise _fail(path, index, "needs 'click': {\"image\": \"images/NAME.png\", \"xy\": [x, y]}")
+        xy = click.get("xy")
+        if (not isinstance(xy, (list, tuple)) or len(xy) != 2
+                or not all(isinstance(v, (int, float)) and math.isfinite(v) for v in xy)):
+            raise _fail(path, index, f"'click.xy' must be two finite numbers [x, y], got {xy!r}")
+        targets = entry.get("targets")
+        if not isinstance(targets, list) or not targets:
+            raise _fail(path, index, "needs a non-empty 'targets' list of {\"image\": ..., \"mask\": ...}")
+        parsed_targets = []
+        for t, target in enumerate(targets):
+            if not isinstance(target, dict) or not isinstance(target.get("image"), str) \
+                    or not isinstance(target.get("mask"), str):
+                raise _fail(path, index, f"target {t} must be {{\"image\": \"images/NAME.png\", \"mask\": "
+                                         f"\"PATH.png\"}}, got {target!r}")
+            mask = (path.parent / target["mask"])
+            if not mask.is_file():
+                raise _fail(path, index, f"target {t}: mask {target['mask']} not found (looked for {mask}; mask "
+                                         "paths are relative to the prompts file)")
+            parsed_targets.append(Target(target["image"], mask))
+        extra = {key: value for key, value in entry.items() if key not in ("level", "click", "targets")}
+        prompts.append(Prompt(index, level, click["image"], (float(xy[0]), float(xy[1])), parsed_targets, extra))
+    return prompts
+
+
+def read_mask_png(path: Path) -> np.ndarray:
+    """[H, W] bool: the non-zero pixels of a mask PNG (any mode; colour images count a pixel non-zero in any
+    channel)."""
+    from PIL import Image
+
+    with Image.open(path) as image:
+        array = np.asarray(image)
+    return array.reshape(array.shape[0], array.shape[1], -1).any(axis=-1)
+
+
+# ------------------------------------------------------------------------------------------------ views
+
+
+def image_key(name: str) -> str:
+    """A transforms.json-style image path normalised for matching ("./images/a.png" -> "images/a.png")."""
+    return Path(name.replace("\\", "/")).as_posix()
+
+
+@dataclass
+class View:
+    """One camera of the run, train or eval split."""
+
+    key: str
+    """Image path relative to the dataset root, as in transforms.json ("images/NAME.png")."""
+    split: str
+    """"train" or "eval"."""
+    index: int
+    """Index within its split's dataset (for "train": the API's ``camera_index``)."""
+    camera: Any
+    """nerfstudio Cameras [1] in the training frame, at the training resolution."""
+    full_size: Tuple[int, int]
+    """(H, W) of the full-resolution image."""
+
+
+class ViewIndex:
+    """Every camera of a loaded run (train and eval splits), looked up by image path as in transforms.json."""
+
+    def __init__(self, datamanager: Any):
+        from clickgs_ns.datamanager import full_resolution_path, full_resolution_size
+
+        self.views: Dict[str, View] = {}
+        for split in ("train", "eval"):
+            dataset = getattr(datamanager, f"{split}_dataset", None)
+            if dataset is None:
+                continue
+            data_root = Path(getattr(dataset, "data_root", getattr(datamanager, "data_root", ".")))
+            for index, filename in enumerate(dataset.image_filenames):
+                full = full_resolution_path(Path(filename), data_root)
+                try:
+                    key = full.resolve().relative_to(data_root.resolve()).as_posix()
+                except ValueError:
+                    key = Path(filename).name
+                camera = dataset.cameras[index : index + 1]
+                try:
+                    size = full_resolution_size(Path(filename), data_root)
+                except (OSError, ValueError):
+                    size = (int(camera.height.reshape(-1)[0]), int(camera.width.reshape(-1)[0]))
+                self.views.setdefault(key, View(key, split, index, camera, size))
+
+    def __len__(self) -> int:
+        return len(self.views)
+
+    def get(self, image: str) -> Optional[View]:
+        return self.views.get(image_key(image))
+
+    def describe(self, limit: int = 4) -> str:
+        """A few of the known image paths, for error messages."""
+        names = sorted(self.views)
+        shown = ", ".join(names[:limit]) + (", ..." if len(names) > limit else "")
+        return f"{len(names)} views: {shown}"
+
+
+def full_resolution_camera(camera: Any, full_size: Tuple[int, int]) -> Any:
+    """``camera`` [1] with its intrinsics and size scaled to the full-resolution image (H, W)."""
+    from nerfstudio.cameras.cameras import Cameras
+
+    height, width = int(camera.height.reshape(-1)[0]), int(camera.width.reshape(-1)[0])
+    if (height, width) == tuple(full_size):
+        return camera
+    sx, sy = full_size[1] / width, full_size[0] / height
+    return Cameras(
+        camera_to_worlds=camera.camera_to_worlds, fx=camera.fx * sx, fy=camera.fy * sy, cx=camera.cx * sx,
+        cy=camera.cy * sy, width=torch.full_like(camera.width, full_size[1]),
+        height=torch.full_like(camera.height, full_size[0]), distortion_params=camera.distortion_params,
+        camera_type=camera.camera_type,
+    )
+
+
+def camera_pixel(x: float, y: float, full_size: Tuple[int, int], camera_size: Tuple[int, int]) -> Tuple[float, float]:
+    """The centre (x, y) of the camera-resolution pixel that holds full-resolution pixel (x, y); sizes are (H, W).
+    The same mapping as ``ClickGaussianScene.click``."""
+    (full_h, full_w), (h, w) = full_size, camera_size
+    column = min(int((math.floor(x) + 0.5) * w / full_w), w - 1)
+    row = min(int((math.floor(y) + 0.5) * h / full_h), h - 1)
+    return column + 0.5, row + 0.5
+
+
+def click_view(scene: Any, view: View, x: float, y: float, level: str, mode: str = "add") -> Any:
+    """Click full-resolution pixel (x, y) of ``view`` (either split) through ``scene.segmenter``; returns the
+    ``ClickResult``. Errors name the image when the pixel lies outside it."""
+    height, width = view.full_size
+    if not (0 <= x < width and 0 <= y < height):
+        raise ValueError(f"Pixel ({x:g}, {y:g}) lies outside {view.key} ({width}x{height})")
+    camera_size = (int(view.camera.height.reshape(-1)[0]), int(view.camera.width.reshape(-1)[0]))
+    column, row = camera_pixel(x, y, view.full_size, camera_size)
+    return scene.segmenter.click(view.camera, column, row, level, mode)
+
+
+def check_prompts(prompts: Sequence[Prompt], views: ViewIndex, prompts_path: Path) -> None:
+    """Every clicked and target image must be a view of the run and every click inside its image; errors name the
+    prompt index and the image."""
+    for prompt in prompts:
+        view = views.get(prompt.image)
+        if view is None:
+            raise _fail(prompts_path, prompt.index, f"clicked image {prompt.image} is not a view of the run "
+                                                    f"(train or eval split; {views.describe()})")
+        height, width = view.full_size
+        if not (0 <= prompt.xy[0] < width and 0 <= prompt.xy[1] < height):
+            raise _fail(prompts_path, prompt.index, f"click {list(prompt.xy)} lies outside {prompt.image} "
+                                                    f"({width}x{height})")
+        for t, target in enumerate(prompt.targets):
+            if views.get(target.image) is None:
+                raise _fail(prompts_path, prompt.index, f"target {t}: image {target.image} is not a view of the "
+                                                        f"run (train or eval split; {views.describe()})")
+
+
+# ------------------------------------------------------------------------------------------------ evaluation
+
+
+@dataclass
+class EvalConfig:
+    """Settings of ``clickgs eval``."""
+
+    boundary_dilation_ratio: float = 0.02
+    """Boundary IoU band width as a fraction of the image diagonal (Cheng et al.: 0.02)."""
+    mask_alpha_threshold: float = 0.5
+    """A target pixel is predicted inside when the selected Gaussians' accumulated opacity exceeds this."""
+
+
+def selection_mask(model: Any, selection: Tensor, camera: Any, threshold: float = 0.5) -> np.ndarray:
+    """[H, W] bool at ``camera``'s resolution: where the selected Gaussians alone accumulate opacity above
+    ``threshold`` (``render_selection_alpha``)."""
+    from clickgs_ns.selection import render_selection_alpha
+
+    params = model.gauss_params
+    alpha = render_selection_alpha(
+        params["means"], params["quats"], params["scales"], params["opacities"], selection, camera,
+        backend=getattr(model.config, "render_backend", "auto"),
+        rasterize_mode=getattr(model.config, "rasterize_mode", "classic"),
+    )
+    return (alpha > threshold).cpu().numpy()
+
+
+def evaluate_prompts(scene: Any, prompts: Sequence[Prompt], prompts_path: Path,
+                     config: EvalConfig = EvalConfig()) -> Dict[str, Any]:
+    """Run every prompt on a loaded run and score it (module doc).
+
+    Args:
+        scene: ``clickgs_ns.api.ClickGaussianScene`` (its ``segmenter``, ``model`` and ``scene.pipeline``).
+        prompts: from ``load_prompts``.
+        prompts_path: the prompts file (named in errors).
+
+    Returns:
+        A JSON-ready report: "summary" (``summarize``), "prompts" (per prompt: level, click, what the click selected
+        and its message, per-target IoU and boundary IoU, their means, seconds) and "config".
+    """
+    views = ViewIndex(scene.scene.pipeline.datamanager)
+    check_prompts(prompts, views, prompts_path)
+    segmenter = scene.segmenter
+    records: List[Dict[str, Any]] = []
+    for prompt in prompts:
+        start = time.perf_counter()
+        view = views.get(prompt.image)
+        assert view is not None
+        segmenter.clear()
+        result = click_view(scene, view, prompt.xy[0], prompt.xy[1], prompt.level, "add")
+        selection = segmenter.selection.clone()
+        target_records = []
+        for t, target in enumerate(prompt.targets):
+            target_view = views.get(target.image)
+            assert target_view is not None
+            gt = read_mask_png(target.mask)
+            if gt.shape != tuple(target_view.full_size):
+                raise _fail(prompts_path, prompt.index,
+                            f"target {t}: mask {target.mask} is {gt.shape[1]}x{gt.shape[0]} but {target.image} is "
+                            f"{target_view.full_size[1]}x{target_view.full_size[0]} at full resolution")
+            pred = selection_mask(scene.model, selection, full_resolution_camera(target_view.camera,
+                                                                                 target_view.full_size),
+                                  config.mask_alpha_threshold)
+            target_records.append({
+                "image": target.image, "mask": str(target.mask), "split": target_view.split,
+                "iou": mask_iou(pred, gt), "biou": boundary_iou(pred, gt, config.boundary_dilation_ratio),
+                "pred_pixels": int(pred.sum()), "gt_pixels": int(gt.sum()),
+            })
+        records.append({
+            "index": prompt.index, "level": prompt.level, **prompt.extra,
+            "click": {"image": prompt.image, "xy": list(prompt.xy), "split": view.split},
+            "num_selected": int(selection.sum()), "candidate": result.candidate,
+            "used_fallback": result.used_fallback, "hit_background": result.hit_background, "message": result.message,
+            "iou": float(np.mean([r["iou"] for r in target_records])),
+            "biou": float(np.mean([r["biou"] for r in target_records])),
+            "targets": target_records, "seconds": time.perf_counter() - start,
+        })
+    segmenter.clear()
+    return {
+        "prompts_file": str(prompts_path),
+        "config": {"boundary_dilation_ratio": config.boundary_dilation_ratio,
+                   "mask_alpha_threshold": config.mask_alpha_threshold},
+        "summary": summarize([r["level"] for r in records], [r["iou"] for r in records],
+                             [r["biou"] for r in records]),
+        "prompts": records,
+    }
+
+
+def write_report(report: Dict[str, Any], path: Path) -> None:
+    """Write an ``evaluate_prompts`` report as JSON, atomically (NaN written as null)."""
+    def clean(value: Any) -> Any:
+        if isinstance(value, float) and not math.isfinite(value):
+            return None
+        if isinstance(value, dict):
+            return {k: clean(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [clean(v) for v in value]
+        return value
+
+    atomic_write_text(Path(path), json.dumps(clean(report), indent=1))
+
+
+def report_table(report: Dict[str, Any]):
+    """A rich Table of a report: one row per prompt, then mIoU / mBIoU per level and over all prompts."""
+    from rich.table import Table
+
+    table = Table(title=f"Click evaluation: {report['prompts_file']}")
+    for name, justify in (("#", "right"), ("level", "left"), ("segment", "left"), ("click", "left"),
+                          ("selected", "right"), ("targets", "right"), ("IoU", "right"), ("BIoU", "right")):
+        table.add_column(name, justify=justify)  # type: ignore[arg-type]
+    for r in report["prompts"]:
+        click = f"{Path(r['click']['image']).name} ({r['click']['xy'][0]:g}, {r['click']['xy'][1]:g})"
+        note = " bg" if r["hit_background"] else (" fallback" if r["used_fallback"] else "")
+        table.add_row(str(r["index"]), r["level"], str(r.get("segment", "")), click, f"{r['num_selected']}{note}",
+                      str(len(r["targets"])), f"{100 * r['iou']:.1f}", f"{100 * r['biou']:.1f}")
+    table.add_section()
+    for name, s in report["summary"].items():
+        if s["num_prompts"] == 0:
+            continue
+        table.add_row("", f"[bold]{name}[/]", f"{s['num_prompts']} prompts", "", "", "",
+                      f"[bold]{100 * s['mIoU']:.1f}[/]", f"[bold]{100 * s['mBIoU']:.1f}[/]")
+    return table
