@@ -187,6 +187,11 @@ class ClickGaussianModel(SplatfactoModel):
         self.register_buffer("fine_candidates", torch.zeros(0, cfg.feature_dim))
         self.register_buffer("coarse_labels", torch.full((num_points,), -1, dtype=torch.long))
         self.register_buffer("fine_labels", torch.full((num_points,), -1, dtype=torch.long))
+        # Viewer controls (click segmentation, display modes): a parameter-free child module that nerfstudio's
+        # viewer finds; its state is created on first use, so renders without a viewer are unchanged.
+        from clickgs_ns.viewer import ClickViewerControls
+
+        self.click_segmentation = ClickViewerControls(self)
 
     # ----------------------------------------------------------------------------------------------- state
     @property
@@ -314,12 +319,20 @@ class ClickGaussianModel(SplatfactoModel):
         )  # [1, 3, 4]
 
         params = {name: self.gauss_params[name] for name in GEOMETRY_AND_COLOUR + ("features",)}
+        crop_ids = None
         if self.crop_box is not None and not self.training:
             crop_ids = self.crop_box.within(params["means"]).squeeze()
             if crop_ids.sum() == 0:
                 return self.get_empty_outputs(int(camera.width.item()), int(camera.height.item()),
                                               self.background_color)
             params = {name: value[crop_ids] for name, value in params.items()}
+        # The viewer's display mode (clickgs_ns.viewer): None until the viewer is used, and never in training.
+        viewer_state = None if self.training else self.click_segmentation.render_state()
+        viewer_rows = None  # model index of each row of params after the display mode's filtering (None: all)
+        if viewer_state is not None:
+            params, viewer_rows = viewer_state.filter_params(params, crop_ids)
+            if params["means"].shape[0] == 0:
+                return viewer_state.empty_outputs(self, camera)
         if feature_training:  # frozen splat: only the features receive gradients
             params = {name: (value if name == "features" else value.detach()) for name, value in params.items()}
 
@@ -337,6 +350,8 @@ class ClickGaussianModel(SplatfactoModel):
             colors = self._colors_for_camera(params["features_dc"], params["features_rest"], params["means"],
                                              camera_to_world.detach())
             if not self.training:
+                if viewer_state is not None:  # highlight / segment colours
+                    colors = viewer_state.recolor(colors, viewer_rows)
                 colors = torch.cat([colors, params["features"]], dim=-1)  # [N, 3 + 24]
         render_mode = "RGB+ED" if (not self.training or self.config.output_depth_during_training) else "RGB"
         if feature_training:
@@ -383,6 +398,8 @@ class ClickGaussianModel(SplatfactoModel):
             outputs["fine_features"] = features
             background = background.expand(H, W, 3)
         outputs["background"] = background
+        if viewer_state is not None:  # PCA display, and the feature maps kept for clicks
+            outputs = viewer_state.finish_outputs(camera, outputs)
         return outputs
 
     @torch.no_grad()

@@ -1,0 +1,356 @@
+"""Viewer controls of click segmentation (clickgs_ns.viewer) without a browser, on a tiny scene trained on the CPU:
+display modes in the model's eval render, the click handler, marker, status line and export."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import threading
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import make_trainer_config, train
+
+VIEW = 0  # training view used throughout
+
+
+def trained_run(tmp_path_factory, tiny_scene) -> Path:
+    """config.yml of a short click-gaussian run (feature stage from the scene's .ply, with GFL candidates), trained
+    once per test session and shared with tests/test_viewer_browser.py through the session's base temp dir."""
+    from clickgs_ns.gfl import GFLConfig
+
+    out = tmp_path_factory.getbasetemp() / "clickgs_viewer_run"
+    for config_path in sorted(out.glob("*/click-gaussian/test/config.yml")):
+        if list((config_path.parent / "nerfstudio_models").glob("*.ckpt")):
+            return config_path
+    config = make_trainer_config(tiny_scene.root, out, init_ply=tiny_scene.scene_ply_path, feature_stage_steps=120,
+                                 gfl=dataclasses.replace(GFLConfig(), start_step=80, update_every=40))
+    return train(config)
+
+
+@pytest.fixture(scope="module")
+def scene(tmp_path_factory, tiny_scene):
+    from clickgs_ns.scene import load
+
+    return load(trained_run(tmp_path_factory, tiny_scene))
+
+
+@pytest.fixture
+def controls(scene):
+    """The model's viewer controls with a fresh state (display modes apply to every eval render here)."""
+    controls = scene.model.click_segmentation
+    controls._state = None
+    controls._marker = None
+    controls.export_dir = None
+    if hasattr(controls.z_viewer_control, "viewer"):
+        del controls.z_viewer_control.viewer
+    yield controls
+    controls._state = None
+
+
+def camera(scene):
+    return scene.cameras[VIEW : VIEW + 1]
+
+
+def render(scene):
+    with torch.no_grad():
+        return scene.model.get_outputs_for_camera(camera(scene))
+
+
+def foreground_pixel(outputs, quantile: float = 0.5):
+    """(column, row) of an opaque pixel inside one segment (its 5x5 neighbourhood is opaque and has nearly the
+    same coarse feature), picked reproducibly."""
+    features = torch.nn.functional.normalize(outputs["coarse_features"], dim=-1).permute(2, 0, 1)[None]  # [1,D,H,W]
+    opaque = (outputs["accumulation"][..., 0] > 0.95).float()[None, None]
+    neighbours = torch.nn.functional.unfold(features, 5, padding=2).reshape(features.shape[1], 25, -1)  # [D,25,HW]
+    cosine = (neighbours * features.reshape(features.shape[1], 1, -1)).sum(0).min(0).values  # [HW]
+    all_opaque = torch.nn.functional.unfold(opaque, 5, padding=2).min(1).values.reshape(-1)
+    good = ((cosine > 0.95) & (all_opaque > 0)).reshape(opaque.shape[-2:])
+    rows, columns = torch.nonzero(good, as_tuple=True)
+    assert len(rows) > 0, "no pixel well inside an object"
+    i = int(quantile * (len(rows) - 1))
+    return int(columns[i]), int(rows[i])
+
+
+def select_object(scene, controls):
+    """Click an object of view VIEW through the state (replace); returns the selection [N]."""
+    state = controls.get_state()
+    state.only_viewer_renders = False
+    outputs = render(scene)
+    column, row = foreground_pixel(outputs)
+    height, width = outputs["rgb"].shape[:2]
+    state.mode = "add"
+    outcome = state.click(camera(scene), (column + 0.5) / width, (row + 0.5) / height)
+    assert outcome.result is not None and outcome.result.num_selected > 0, outcome.status
+    return state.selection.clone()
+
+
+def selection_alpha(scene, mask):
+    from clickgs_ns.selection import render_selection_alpha
+
+    params = scene.model.gauss_params
+    return render_selection_alpha(params["means"], params["quats"], params["scales"], params["opacities"], mask,
+                                  camera(scene), backend="torch")
+
+
+class FakeViewer:
+    """The parts of nerfstudio's Viewer the controls use, with a real viser server for the marker and the pointer
+    callback."""
+
+    def __init__(self, run_dir: Path, pipeline):
+        import viser
+
+        from nerfstudio.viewer_legacy.server.viewer_utils import get_free_port
+
+        self.viser_server = viser.ViserServer(host="127.0.0.1", port=get_free_port(), verbose=False)
+        self.train_lock = threading.Lock()
+        self.log_filename = run_dir / "viewer_log_filename.txt"
+        self.pipeline = pipeline
+        self.rerenders = 0
+
+    def _trigger_rerender(self):
+        self.rerenders += 1
+
+
+@pytest.fixture
+def fake_viewer(scene, controls, tmp_path):
+    viewer = FakeViewer(tmp_path / "run", scene.pipeline)
+    controls.z_viewer_control._setup(viewer)
+    yield viewer
+    viewer.viser_server.stop()
+
+
+def viewer_camera_source(scene, monkeypatch, controls):
+    """Make ViewerControl.get_camera return training view VIEW at the asked resolution (as a browser would)."""
+    base = camera(scene)
+    base_height = int(base.height.reshape(-1)[0])
+
+    def get_camera(img_height, img_width, client_id=None):
+        cam = copy.deepcopy(base.to("cpu"))
+        cam.rescale_output_resolution(img_height / base_height)
+        return cam
+
+    monkeypatch.setattr(controls.z_viewer_control, "get_camera", get_camera)
+    return get_camera
+
+
+def click_at(scene, column, row, width, height):
+    """A ViewerClick through pixel (column, row) of view VIEW."""
+    from nerfstudio.viewer.viewer_elements import ViewerClick
+
+    cam = camera(scene)
+    c2w = cam.camera_to_worlds[0].double()
+    fx, fy, cx, cy = (float(v.reshape(-1)[0]) * (height / int(cam.height.reshape(-1)[0])) for v in
+                      (cam.fx, cam.fy, cam.cx, cam.cy))
+    local = torch.tensor([(column + 0.5 - cx) / fx, -(row + 0.5 - cy) / fy, -1.0], dtype=torch.float64)
+    direction = torch.nn.functional.normalize(c2w[:, :3] @ local, dim=0)
+    return ViewerClick(origin=tuple(c2w[:, 3].tolist()), direction=tuple(direction.tolist()),
+                       screen_pos=((column + 0.5) / width, (row + 0.5) / height))
+
+
+# ------------------------------------------------------------------------------------------------------- tests
+def test_controls_are_found_in_order_and_cost_nothing_until_used(scene, controls):
+    from nerfstudio.viewer.utils import parse_object
+    from nerfstudio.viewer.viewer_elements import ViewerControl, ViewerElement
+
+    elements = parse_object(scene.pipeline, ViewerElement, "Custom Elements")
+    names = [path.split("/")[-1] for path, _ in elements]
+    assert names == ["a_start_clicking", "a_stop_clicking", "b_status", "c_level", "d_mode", "e_edit", "f_display",
+                     "h_export"]
+    assert all("/click_segmentation/" in path for path, _ in elements)
+    assert [e for _, e in parse_object(scene.pipeline, ViewerControl, "Custom Elements")] == \
+        [controls.z_viewer_control]
+    assert controls._state is None, "walking the controls must not create the state"
+    assert not [key for key in scene.model.state_dict() if "click_segmentation" in key]
+    before = render(scene)
+    assert controls.render_state() is None and controls._state is None
+
+    # a selection highlighted, but only for the viewer's render threads: other eval renders are untouched
+    selection = select_object(scene, controls)
+    controls.get_state().only_viewer_renders = True
+    assert torch.equal(render(scene)["rgb"], before["rgb"])
+    assert controls.get_state().view is None
+
+    from nerfstudio.viewer.render_state_machine import RenderStateMachine
+
+    class RenderThread(RenderStateMachine):
+        def __init__(self):
+            threading.Thread.__init__(self)
+            self.outputs = None
+
+        def run(self):
+            self.outputs = render(scene)
+
+    thread = RenderThread()
+    thread.start()
+    thread.join()
+    assert not torch.equal(thread.outputs["rgb"], before["rgb"])  # highlighted (the default display mode)
+    assert bool(selection.any())
+
+
+def test_display_modes_change_the_render(scene, controls):
+    from clickgs_ns import viewer as V
+
+    state = controls.get_state()
+    state.only_viewer_renders = False
+    state.display_mode = V.RGB
+    base = render(scene)
+    keys = set(base)
+    selection = select_object(scene, controls)
+    alpha = selection_alpha(scene, selection)
+    inside, outside = alpha > 0.95, alpha < 1e-3
+    assert int(inside.sum()) > 20 and int(outside.sum()) > 20
+    background = base["background"]
+
+    state.display_mode = V.SELECTION_ONLY
+    only = render(scene)
+    assert set(only) == keys
+    torch.testing.assert_close(only["rgb"][outside], background[outside], atol=1e-5, rtol=0)
+    assert (only["rgb"][inside] - background[inside]).abs().max() > 0.1
+    assert float(only["accumulation"][outside].max()) < 1e-3
+
+    state.display_mode = V.HIGHLIGHT
+    highlighted = render(scene)
+    torch.testing.assert_close(highlighted["rgb"][outside], base["rgb"][outside], atol=1e-5, rtol=0)
+    tint = torch.tensor(V.HIGHLIGHT_COLOR)
+    distance_before = (base["rgb"][inside] - tint).norm(dim=-1).mean()
+    distance_after = (highlighted["rgb"][inside] - tint).norm(dim=-1).mean()
+    assert distance_after < 0.6 * distance_before, (distance_before, distance_after)
+    torch.testing.assert_close(highlighted["fine_features"], base["fine_features"])  # colours only
+
+    state.display_mode = V.HIDE_SELECTION
+    hidden = render(scene)
+    torch.testing.assert_close(hidden["rgb"][outside], base["rgb"][outside], atol=1e-4, rtol=0)
+    assert (hidden["rgb"][inside] - base["rgb"][inside]).abs().mean() > 0.02
+
+    state.display_mode = V.SEGMENTS
+    segments = render(scene)
+    # the splat drawn with each Gaussian in its segment's colour, straight through the rasterizer
+    labels = state.segmenter.segment_everything(state.level).labels
+    colors = state.gaussian_segment_colors(state.level)
+    assert len(colors.unique(dim=0)) == len(labels.unique())  # one colour per segment id (and -1)
+    model, cam = scene.model, camera(scene)
+    from clickgs_ns.rendering import get_viewmat, rasterize
+
+    reference, ref_alpha, _ = rasterize(
+        means=model.means.detach(), quats=model.quats.detach(), scales=torch.exp(model.scales.detach()),
+        opacities=torch.sigmoid(model.opacities.detach()).squeeze(-1), colors=colors,
+        viewmats=get_viewmat(cam.camera_to_worlds), Ks=cam.get_intrinsics_matrices(), width=int(cam.width),
+        height=int(cam.height), backend="torch")
+    expected = torch.clamp(reference[0] + (1 - ref_alpha[0]) * background, 0, 1)
+    torch.testing.assert_close(segments["rgb"], expected, atol=1e-4, rtol=0)
+    assert (segments["rgb"] - base["rgb"]).abs().mean() > 0.02
+
+    state.display_mode = V.PCA
+    pca = render(scene)
+    assert set(pca) == keys | {"features_pca"}
+    assert pca["features_pca"].shape == base["rgb"].shape
+    assert float(pca["features_pca"].min()) >= 0 and float(pca["features_pca"].max()) <= 1
+    assert (pca["rgb"] - base["rgb"]).abs().mean() > 0.02
+
+    # nothing left to draw: every key is still there and the view is background
+    state.segmenter.clear()
+    state.display_mode = V.SELECTION_ONLY
+    empty = render(scene)
+    assert set(empty) == keys
+    torch.testing.assert_close(empty["rgb"], background)
+    assert empty["coarse_features"].shape[-1] == scene.model.config.coarse_dim
+    # the model itself was never modified
+    state.display_mode = V.RGB
+    torch.testing.assert_close(render(scene)["rgb"], base["rgb"])
+
+
+def test_click_handler_updates_selection_status_and_marker(scene, controls, fake_viewer, monkeypatch):
+    state = controls.get_state()
+    state.only_viewer_renders = False
+    controls.set_click_enabled(True)
+    assert state.click_enabled and fake_viewer.viser_server.scene._scene_pointer_cb is not None
+    viewer_camera_source(scene, monkeypatch, controls)
+
+    outputs = render(scene)  # a viewer render: it is cached for clicks
+    height, width = outputs["rgb"].shape[:2]
+    assert state.view is not None and (state.view.height, state.view.width) == (height, width)
+    column, row = foreground_pixel(outputs)
+    rerenders = fake_viewer.rerenders
+    controls.on_pointer_click(click_at(scene, column, row, width, height))
+    status = controls.b_status.value
+    assert "Selected" in status and "cached view" in status and "ms" in status, status
+    count = int(state.selection.sum())
+    assert count > 0 and fake_viewer.rerenders == rerenders + 1
+    # the marker sits on the surface, in viser's scaled coordinates
+    depth = float(outputs["depth"][row, column, 0])
+    c2w = camera(scene).camera_to_worlds[0].double()
+    marker = torch.tensor(np.asarray(controls._marker.position), dtype=torch.float64) / 10.0
+    assert abs(float((marker - c2w[:, 3]) @ -c2w[:, 2]) - depth) < 1e-3 * max(depth, 1.0)
+
+    # the view moved (no cached render for it): a small window is rendered instead, same answer
+    state.view = None
+    controls._on_mode(SimpleNamespace(value="subtract"))
+    controls.on_pointer_click(click_at(scene, column, row, width, height))
+    status = controls.b_status.value
+    assert "window render" in status and "coarse level, subtract" in status, status
+    assert int(state.selection.sum()) == 0
+
+    # background: nothing selected, and the status says why
+    controls._on_edit(SimpleNamespace(value="Undo"))
+    assert int(state.selection.sum()) == count
+    render(scene)
+    rows, columns = torch.nonzero(outputs["accumulation"][..., 0] < 0.05, as_tuple=True)
+    controls._on_mode(SimpleNamespace(value="add"))
+    controls.on_pointer_click(click_at(scene, int(columns[0]), int(rows[0]), width, height))
+    assert "background" in controls.b_status.value and int(state.selection.sum()) == count
+    assert controls._marker is not None
+
+    # fine level works too; errors are reported, not swallowed
+    controls._on_level(SimpleNamespace(value="fine"))
+    controls._on_edit(SimpleNamespace(value="Clear"))
+    assert int(state.selection.sum()) == 0 and "cleared" in controls.b_status.value
+    render(scene)
+    controls.on_pointer_click(click_at(scene, column, row, width, height))
+    assert "fine level, add" in controls.b_status.value and int(state.selection.sum()) > 0
+    monkeypatch.setattr(state, "sample_pixel", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("boom")))
+    controls.on_pointer_click(click_at(scene, column, row, width, height))
+    assert controls.b_status.value.startswith("Click failed: RuntimeError: boom")
+
+    controls.set_click_enabled(False)
+    assert not state.click_enabled and state.view is None
+    assert fake_viewer.viser_server.scene._scene_pointer_cb is None
+
+
+def test_click_without_a_connected_browser(scene, controls, fake_viewer):
+    from nerfstudio.viewer.viewer_elements import ViewerClick
+
+    controls.set_click_enabled(True)
+    controls.on_pointer_click(ViewerClick((0.0, 0.0, 0.0), (0.0, 0.0, -1.0), (0.5, 0.5)))
+    assert "No viewer client" in controls.b_status.value
+
+
+def test_export_button_writes_ply_and_selection(scene, controls, fake_viewer):
+    from plyfile import PlyData
+
+    from clickgs_ns.export import load_selection, sidecar_paths
+    from clickgs_ns.viewer import SELECTION_NPY, SELECTION_PLY
+
+    run_dir = fake_viewer.log_filename.parent
+    assert controls.export() is None and "Nothing to export" in controls.b_status.value
+    selection = select_object(scene, controls)
+    path = controls.export()
+    assert path == run_dir / SELECTION_PLY and path.is_file(), controls.b_status.value
+    assert "Exported" in controls.b_status.value
+    vertices = PlyData.read(str(path))["vertex"]
+    assert len(vertices) == int(selection.sum())
+    assert {"x", "y", "z", "opacity", "f_dc_0", "scale_0", "rot_0", "label"} <= set(vertices.data.dtype.names)
+    assert sidecar_paths(path)["json"].is_file()
+    loaded = load_selection(run_dir / SELECTION_NPY, scene.model.num_points)
+    assert torch.equal(loaded, selection.cpu())
+    # in the dataset's frame: the means differ from the model's (training-frame) ones by the dataparser transform
+    outputs = scene.pipeline.datamanager.train_dataparser_outputs
+    transform, scale = outputs.dataparser_transform.double(), float(outputs.dataparser_scale)
+    means = scene.model.means.detach().double()[selection.to(scene.model.device)]
+    world = np.stack([vertices["x"], vertices["y"], vertices["z"]], axis=-1)
+    back = (torch.from_numpy(world).double() @ transform[:, :3].T + transform[:, 3]) * scale
+    torch.testing.assert_close(back, means.cpu(), atol=1e-4, rtol=0)
