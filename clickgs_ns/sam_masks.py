@@ -46,7 +46,6 @@ SAM_CHECKPOINT_FILES = {
 """The official segment-anything checkpoint file of each model type."""
 
 SAM_CHECKPOINTS_PAGE = "https://github.com/facebookresearch/segment-anything#model-checkpoints"
-SAM_CHECKPOINTS_URL = "https://dl.fbaipublicfiles.com/segment_anything/"
 
 GENERATOR_FIXED_SETTINGS = {
     "stability_score_offset": 1.0,
@@ -237,8 +236,8 @@ def checked_checkpoint(config: SamMaskConfig) -> Path:
     official = ", ".join(f"{model}: {name}" for model, name in SAM_CHECKPOINT_FILES.items())
     how = (
         f"This project does not download weights: download the official segment-anything checkpoint yourself "
-        f"from {SAM_CHECKPOINTS_PAGE} ({official}; e.g. "
-        f"{SAM_CHECKPOINTS_URL}{SAM_CHECKPOINT_FILES[config.sam_model]} for {config.sam_model}) and pass its path "
+        f"from {SAM_CHECKPOINTS_PAGE} ({official}; {SAM_CHECKPOINT_FILES[config.sam_model]} for "
+        f"{config.sam_model}) and pass its path "
         f"with --sam-checkpoint PATH (and --sam-model if it is not vit_h)."
     )
     if config.sam_checkpoint is None:
