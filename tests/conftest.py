@@ -41,6 +41,9 @@ def make_trainer_config(data: Path, output_dir: Path, **model_overrides):
 
 def train(config) -> Path:
     """Train in-process as ns-train does; returns the run's config.yml."""
+    from nerfstudio.scripts.train import _set_random_seed
+
+    _set_random_seed(config.machine.seed)  # as ns-train does: the same run every time
     config.save_config()
     trainer = config.setup(local_rank=0, world_size=1)
     trainer.setup()
