@@ -22,20 +22,13 @@ from nerfstudio.data.datasets.base_dataset import InputDataset
 from clickgs_ns.masks import (
     MaskFileError,
     compact_ids,
+    full_resolution_path,
     mask_path_for_image,
     read_id_maps,
     renumber_ids,
     resize_ids_nearest,
 )
 from clickgs_ns.sam_masks import SamMaskConfig
-
-
-def full_resolution_path(image_path: Path, data_root: Path) -> Path:
-    """The full-resolution version of ``image_path``: nerfstudio may train on ``images_N/``, masks are made on
-    ``images/``."""
-    rel = Path(image_path).resolve().relative_to(Path(data_root).resolve())
-    full = Path(data_root) / "images" / Path(*rel.parts[1:]) if len(rel.parts) > 1 else Path(image_path)
-    return full if full.exists() else Path(image_path)
 
 
 def full_resolution_size(image_path: Path, data_root: Path) -> Tuple[int, int]:

@@ -218,7 +218,8 @@ class ViewIndex:
     """Every camera of a loaded run (train and eval splits), looked up by image path as in transforms.json."""
 
     def __init__(self, datamanager: Any):
-        from clickgs_ns.datamanager import full_resolution_path, full_resolution_size
+        from clickgs_ns.datamanager import full_resolution_size
+        from clickgs_ns.masks import full_resolution_path
 
         self.views: Dict[str, View] = {}
         for split in ("train", "eval"):

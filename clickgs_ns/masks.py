@@ -41,6 +41,21 @@ def mask_path_for_image(image_path: Path, data_root: Path) -> Path:
     return data_root / MASKS_DIRNAME / Path(*parts).with_suffix(".npz")
 
 
+def full_resolution_path(image_path: Path, data_root: Path) -> Path:
+    """The full-resolution version of ``image_path``: nerfstudio may train on ``DATA/images_N/...``; masks are
+    made on (and sized like) ``DATA/images/...``, when that file exists."""
+    image_path, data_root = Path(image_path), Path(data_root)
+    try:
+        rel = image_path.resolve().relative_to(data_root.resolve())
+    except ValueError:
+        return image_path
+    if len(rel.parts) > 1 and rel.parts[0].startswith("images_"):
+        full = data_root / "images" / Path(*rel.parts[1:])
+        if full.is_file():
+            return full
+    return image_path
+
+
 def write_id_maps(path: Path, coarse: np.ndarray, fine: np.ndarray, **extra: np.ndarray) -> None:
     """Write one image's coarse and fine id maps [H, W] (int32, -1 = no segment) atomically."""
     coarse, fine = np.asarray(coarse), np.asarray(fine)

@@ -33,7 +33,14 @@ import numpy as np
 import tyro
 from typing_extensions import Annotated
 
-from clickgs_ns.masks import MASKS_DIRNAME, MaskFileError, mask_path_for_image, read_id_maps, write_id_maps
+from clickgs_ns.masks import (
+    MASKS_DIRNAME,
+    MaskFileError,
+    full_resolution_path,
+    mask_path_for_image,
+    read_id_maps,
+    write_id_maps,
+)
 
 ID_MAP_VERSION = "area-priority-v1"
 """Names the conversion of segments to id maps; change it whenever ``segments_to_id_maps`` changes its output."""
@@ -642,12 +649,7 @@ def _transforms_images(root: Path, transforms: Path) -> List[Path]:
     images = []
     for file_path in file_paths:
         path = Path(file_path)
-        path = path if path.is_absolute() else root / path
-        rel = path.relative_to(root) if path.is_relative_to(root) else None
-        if rel is not None and len(rel.parts) > 1 and rel.parts[0].startswith("images_"):
-            full = root / "images" / Path(*rel.parts[1:])
-            path = full if full.is_file() else path
-        images.append(path)
+        images.append(full_resolution_path(path if path.is_absolute() else root / path, root))
     missing = [p for p in images if not p.is_file()]
     if missing:
         shown = ", ".join(str(p) for p in missing[:5])

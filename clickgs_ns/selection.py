@@ -124,7 +124,8 @@ def best_candidates(features: Tensor, candidates: Tensor, chunk_size: int = 1 <<
     """
     from clickgs_ns.gfl import assign_candidates
 
-    return assign_candidates(features.float(), candidates.detach().float(), chunk_elements=chunk_size * max(1, len(candidates)))
+    chunk_elements = chunk_size * max(1, len(candidates))
+    return assign_candidates(features.float(), candidates.detach().float(), chunk_elements=chunk_elements)
 
 
 def precompute_labels(level_features: Tensor, candidates: Tensor, chunk_size: int = 1 << 16) -> Tensor:

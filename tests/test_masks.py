@@ -80,3 +80,14 @@ def test_renumber_keeps_segments_and_minus_one():
     ids = np.array([[7000, -1], [12, 7000]])
     np.testing.assert_array_equal(renumber_ids(ids), [[1, -1], [0, 1]])
     np.testing.assert_array_equal(renumber_ids(np.array([[3, 5]])), [[0, 1]])
+
+
+def test_full_resolution_path_maps_downscaled_folders_only(tmp_path):
+    from clickgs_ns.masks import full_resolution_path
+
+    (tmp_path / "images").mkdir()
+    (tmp_path / "images" / "a.png").write_bytes(b"x")
+    assert full_resolution_path(tmp_path / "images_2" / "a.png", tmp_path) == tmp_path / "images" / "a.png"
+    assert full_resolution_path(tmp_path / "images_2" / "b.png", tmp_path) == tmp_path / "images_2" / "b.png"
+    assert full_resolution_path(tmp_path / "rgb" / "a.png", tmp_path) == tmp_path / "rgb" / "a.png"
+    assert full_resolution_path(tmp_path / "images" / "a.png", tmp_path) == tmp_path / "images" / "a.png"
