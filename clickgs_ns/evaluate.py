@@ -385,8 +385,13 @@ def evaluate_prompts(scene: Any, prompts: Sequence[Prompt], prompts_path: Path,
             "targets": target_records, "seconds": time.perf_counter() - start,
         })
     segmenter.clear()
+    levels = {level: segmenter.level_data(level) for level in ("coarse", "fine")}
     return {
         "prompts_file": str(prompts_path),
+        "convergence": {level: data.convergence for level, data in levels.items()},
+        "convergence_summary": segmenter.convergence_summary(),
+        "labels": {level: "saved (lifted from the training views)" if data.saved else "nearest candidate"
+                   for level, data in levels.items()},
         "config": {"boundary_dilation_ratio": config.boundary_dilation_ratio,
                    "mask_alpha_threshold": config.mask_alpha_threshold},
         "summary": summarize([r["level"] for r in records], [r["iou"] for r in records],
@@ -428,4 +433,6 @@ def report_table(report: Dict[str, Any]):
             continue
         table.add_row("", f"[bold]{name}[/]", f"{s['num_prompts']} prompts", "", "", "",
                       f"[bold]{100 * s['mIoU']:.1f}[/]", f"[bold]{100 * s['mBIoU']:.1f}[/]")
+    if report.get("convergence_summary"):
+        table.caption = report["convergence_summary"]
     return table

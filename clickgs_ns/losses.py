@@ -54,6 +54,13 @@ class FeatureLossConfig:
     """tau^f: different-id pixel pairs are pushed apart at the fine level only while their cosine exceeds this."""
     negative_weight: float = 0.1
     """Weight of the negative term in L_cont = L_pos + negative_weight * L_neg."""
+    negative_normalisation: str = "positive_pairs"
+    """"negative_pairs" (the paper): L_neg is a mean over the different-id pairs. "positive_pairs" (this project's
+    default): its sum is divided by the number of same-id pairs instead, so that one pair weighs the same in both
+    terms (times ``negative_weight``). With importance sampling a view of S segments has about S - 1 times more
+    different-id than same-id pairs, so under the paper's mean a pair of objects (or parts) that a noisy mask
+    merges in a few views is pulled together harder than all the other views push it apart (measured: the
+    snowman's head and body, and a table and a lamp, ended with one feature)."""
     norm3d_weight: float = 0.2
     """Weight of L_3Dnorm (per-Gaussian half-feature norms pulled to 1) in the total loss."""
     norm2d_weight: float = 0.2
@@ -252,7 +259,7 @@ def contrastive_losses(
     fine_features_coarse_detached = torch.cat(
         [coarse_features.detach(), pixel_features[:, config.coarse_dim :]], dim=-1
     )  # [P, D]
-    return {
+    terms = {
         "pos_coarse": -positive_mean_cosine(coarse_features, coarse_ids),
         "pos_fine": -positive_mean_cosine(fine_features, fine_ids),
         "neg_coarse": negative_mean_cosine(coarse_features, coarse_ids, config.coarse_margin, config.pair_chunk_rows),
@@ -260,6 +267,22 @@ def contrastive_losses(
             fine_features_coarse_detached, fine_ids, config.fine_margin, config.pair_chunk_rows
         ),
     }
+    if config.negative_normalisation == "positive_pairs":
+        for level, ids in (("coarse", coarse_ids), ("fine", fine_ids)):
+            same, different = pair_counts(ids)
+            terms[f"neg_{level}"] = terms[f"neg_{level}"] * (different / max(same, 1))
+    elif config.negative_normalisation != "negative_pairs":
+        raise ValueError(f"negative_normalisation must be 'negative_pairs' or 'positive_pairs', got "
+                         f"{config.negative_normalisation!r}")
+    return terms
+
+
+def pair_counts(ids: Tensor) -> Tuple[int, int]:
+    """Ordered pairs p != q with both ids >= 0: (same id, different id)."""
+    valid = ids[ids >= 0].long()
+    _, counts = _segment_counts(valid)
+    same = int((counts * (counts - 1)).sum())
+    return same, int(valid.numel()) ** 2 - int(counts.pow(2).sum())
 
 
 def contrastive_loss(terms: Dict[str, Tensor], negative_weight: float) -> Tensor:

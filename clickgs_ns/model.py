@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Literal, Optional, Tuple, Type, Union
+from typing import Callable, Dict, List, Literal, Optional, Tuple, Type, Union
 
 import torch
 from torch import Tensor
@@ -32,10 +32,23 @@ from nerfstudio.utils.colormaps import apply_pca_colormap
 from nerfstudio.utils.rich_utils import CONSOLE
 
 from clickgs_ns.gfl import GFLConfig, assign_candidates, gfl_level_losses
+from clickgs_ns.lifting import LabellingConfig, feature_convergence, fill_unlabelled, gaussian_votes, vote_labels
 from clickgs_ns.losses import FeatureLossConfig, build_knn_index, feature_stage_losses
 from clickgs_ns.rendering import eval_sh, get_viewmat, rasterize
 
 GEOMETRY_AND_COLOUR = ("means", "scales", "quats", "features_dc", "features_rest", "opacities")
+LABEL_BUFFERS = ("coarse_labels", "fine_labels", "coarse_segment_labels", "fine_segment_labels")
+"""Per-Gaussian [N] long buffers: the candidate a click selects each Gaussian by, per level, and its segment in
+"segment everything" (-1: none)."""
+
+
+def views_by_size(cameras: Cameras, batch_size: int) -> List[Tensor]:
+    """Indices of ``cameras`` in batches [B] long of at most ``batch_size`` views of one image size."""
+    sizes = torch.stack([cameras.height.view(-1), cameras.width.view(-1)], dim=-1)  # [V, 2]
+    batches: List[Tensor] = []
+    for size in sizes.unique(dim=0):
+        batches.extend(torch.nonzero((sizes == size).all(dim=-1)).view(-1).split(max(1, int(batch_size))))
+    return batches
 
 
 def init_features(num_gaussians: int, feature_dim: int, coarse_dim: int, std: float,
@@ -87,6 +100,8 @@ class ClickGaussianModelConfig(SplatfactoModelConfig):
     """Feature-stage losses (method.md, "Losses")."""
     gfl: GFLConfig = field(default_factory=GFLConfig)
     """Global Feature-guided Learning (method.md, "GFL")."""
+    labelling: LabellingConfig = field(default_factory=LabellingConfig)
+    """The per-Gaussian labels that clicks select, computed at the end of training (clickgs_ns/lifting.py)."""
 
     @property
     def feature_start_step(self) -> int:
@@ -185,8 +200,9 @@ class ClickGaussianModel(SplatfactoModel):
         # GFL global candidates per level (unit vectors) and each Gaussian's candidate id: saved in checkpoints.
         self.register_buffer("coarse_candidates", torch.zeros(0, cfg.coarse_dim))
         self.register_buffer("fine_candidates", torch.zeros(0, cfg.feature_dim))
-        self.register_buffer("coarse_labels", torch.full((num_points,), -1, dtype=torch.long))
-        self.register_buffer("fine_labels", torch.full((num_points,), -1, dtype=torch.long))
+        # coarse/fine_labels: what a click selects; *_segment_labels: "segment everything" (clickgs_ns/lifting.py)
+        for name in LABEL_BUFFERS:
+            self.register_buffer(name, torch.full((num_points,), -1, dtype=torch.long))
         # Viewer controls (click segmentation, display modes): a parameter-free child module that nerfstudio's
         # viewer finds; its state is created on first use, so renders without a viewer are unchanged.
         from clickgs_ns.viewer import ClickViewerControls
@@ -220,6 +236,74 @@ class ClickGaussianModel(SplatfactoModel):
         features = self.features.detach()
         self.coarse_labels = assign_candidates(features[:, : self.config.coarse_dim], self.coarse_candidates)[0]
         self.fine_labels = assign_candidates(features, self.fine_candidates)[0]
+        self.coarse_segment_labels, self.fine_segment_labels = self.coarse_labels, self.fine_labels
+
+    def feature_convergence(self, min_cosine: float = 0.9) -> Dict[str, float]:
+        """Per level, the opacity-weighted share of Gaussians whose own feature has cosine above ``min_cosine``
+        with its nearest global candidate (nan without candidates)."""
+        weights = torch.sigmoid(self.opacities.detach()).reshape(-1)
+        features = self.features.detach()
+        return {
+            "coarse": feature_convergence(features[:, : self.config.coarse_dim], self.coarse_candidates, weights,
+                                          min_cosine),
+            "fine": feature_convergence(features, self.fine_candidates, weights, min_cosine),
+        }
+
+    def label_votes(self, cameras: Cameras, label_maps: Tensor, num_labels: int) -> Tensor:
+        """Rendering weight [N, num_labels] that each Gaussian gives to the pixels of each label in ``cameras`` (one
+        size), for label maps [B, H, W] or [B, H, W, K] long in [0, num_labels) (``lifting.gaussian_votes``)."""
+        return gaussian_votes(lambda colors: self.render_colors(cameras, colors)[0], label_maps.to(self.device),
+                              num_labels, self.num_points)
+
+    @torch.no_grad()
+    def candidate_label_maps(self, cameras: Cameras, covered: Optional[Tensor] = None) -> Tensor:
+        """Per-pixel candidate labels [B, H, W, 4] of ``cameras`` (one size), in the label ranges of
+        ``label_columns``: coarse (cosine >= ``min_cosine``), coarse confident (>= ``confident_cosine``), fine,
+        fine confident; the last label of each range means "none" (``pixel_label_maps``).
+
+        Args:
+            covered: optional [B, H, W, 2] bool, per level the pixels that may vote (those a SAM mask covers).
+        """
+        from clickgs_ns.lifting import pixel_label_maps
+
+        cfg = self.config.labelling
+        feature_maps, alphas = self.render_features(cameras)  # [B, H, W, D], [B, H, W, 1]
+        maps = []
+        for level, (candidates, channels) in enumerate(((self.coarse_candidates, self.config.coarse_dim),
+                                                        (self.fine_candidates, self.config.feature_dim))):
+            level_covered = None if covered is None else covered[..., level]
+            for min_cosine in (cfg.min_cosine, cfg.confident_cosine):
+                maps.append(pixel_label_maps(feature_maps[..., :channels], alphas, candidates, cfg.min_alpha,
+                                             min_cosine, level_covered))
+        offsets = torch.tensor(self.label_columns()[:-1], device=self.device)
+        return torch.stack(maps, dim=-1) + offsets
+
+    def label_columns(self) -> List[int]:
+        """Start of each label range of ``candidate_label_maps`` (coarse, coarse confident, fine, fine confident),
+        then the total: each range holds the level's candidates plus "none"."""
+        num_coarse, num_fine = self.coarse_candidates.shape[0] + 1, self.fine_candidates.shape[0] + 1
+        return [0, num_coarse, 2 * num_coarse, 2 * num_coarse + num_fine, 2 * num_coarse + 2 * num_fine]
+
+    def lift_labels(self, cameras: Cameras, coverage: Optional[Callable[[Tensor], Tensor]] = None) -> Dict[str, int]:
+        """Label every Gaussian with the candidate that receives most of its rendered weight over ``cameras`` (the
+        training views; clickgs_ns/lifting.py). Returns the number of labelled Gaussians per level.
+
+        Args:
+            coverage: optional, maps camera indices [B] to [B, H, W, 2] bool, per level the pixels a SAM mask
+                covers (the others vote "none" when ``labelling.use_mask_coverage``).
+        """
+        cfg = self.config.labelling
+        columns = self.label_columns()
+        votes = torch.zeros(self.num_points, columns[-1], device=self.device)
+        for batch in views_by_size(cameras, cfg.render_batch_views):
+            covered = coverage(batch) if (coverage is not None and cfg.use_mask_coverage) else None
+            votes += self.label_votes(cameras[batch], self.candidate_label_maps(cameras[batch], covered), columns[-1])
+        coarse, coarse_confident, fine, fine_confident = (votes[:, a:b] for a, b in zip(columns[:-1], columns[1:]))
+        self.coarse_labels = vote_labels(coarse_confident, cfg.min_weight)
+        self.fine_labels = vote_labels(fine_confident, cfg.min_weight)
+        self.coarse_segment_labels = fill_unlabelled(self.coarse_labels, vote_labels(coarse, cfg.min_weight))
+        self.fine_segment_labels = fill_unlabelled(self.fine_labels, vote_labels(fine, cfg.min_weight))
+        return {"coarse": int((self.coarse_labels >= 0).sum()), "fine": int((self.fine_labels >= 0).sum())}
 
     def load_gaussians(self, params: Dict[str, Tensor]) -> None:
         """Replace the splat by ``params`` (the six splatfacto entries, optionally ``features``).
@@ -246,8 +330,8 @@ class ClickGaussianModel(SplatfactoModel):
                                      self.config.feature_init_std)
         self.gauss_params["features"] = Parameter(features.detach().float().to(self.device))
         self.spatial_knn = None
-        self.coarse_labels = torch.full((num_points,), -1, dtype=torch.long, device=self.device)
-        self.fine_labels = torch.full((num_points,), -1, dtype=torch.long, device=self.device)
+        for name in LABEL_BUFFERS:
+            setattr(self, name, torch.full((num_points,), -1, dtype=torch.long, device=self.device))
 
     def load_state_dict(self, dict, **kwargs):  # type: ignore  # noqa: A002
         """Resize the Gaussians in place to the checkpoint's count, then load.
@@ -264,7 +348,7 @@ class ClickGaussianModel(SplatfactoModel):
             dict["gauss_params.features"] = init_features(
                 num_points, self.config.feature_dim, self.config.coarse_dim, self.config.feature_init_std
             )
-        for name in ("coarse_candidates", "fine_candidates", "coarse_labels", "fine_labels"):
+        for name in ("coarse_candidates", "fine_candidates") + LABEL_BUFFERS:
             buffer = getattr(self, name)
             if name in dict:  # buffers take the checkpoint's sizes
                 setattr(self, name, torch.zeros_like(dict[name], dtype=buffer.dtype, device=buffer.device))
@@ -406,13 +490,18 @@ class ClickGaussianModel(SplatfactoModel):
     def render_features(self, cameras: Cameras) -> Tuple[Tensor, Tensor]:
         """Feature maps [C, H, W, feature_dim] and alphas [C, H, W, 1] of C cameras of one size, in one
         rasterizer call (no crop box, no selection: the whole splat)."""
+        return self.render_colors(cameras, self.features)
+
+    def render_colors(self, cameras: Cameras, colors: Tensor) -> Tuple[Tensor, Tensor]:
+        """Any per-Gaussian colours [N, X] rendered by C cameras of one size: [C, H, W, X] and alphas [C, H, W, 1];
+        the frozen splat (no gradient to its geometry), differentiable in ``colors``."""
         widths, heights = cameras.width.unique(), cameras.height.unique()
         if len(widths) != 1 or len(heights) != 1:
-            raise ValueError("render_features needs cameras of one size; group them by size first")
+            raise ValueError("render_colors needs cameras of one size; group them by size first")
         cameras = cameras.to(self.device)
         return rasterize(
-            means=self.means, quats=self.quats, scales=torch.exp(self.scales),
-            opacities=torch.sigmoid(self.opacities).squeeze(-1), colors=self.features,
+            means=self.means.detach(), quats=self.quats.detach(), scales=torch.exp(self.scales.detach()),
+            opacities=torch.sigmoid(self.opacities.detach()).squeeze(-1), colors=colors,
             viewmats=get_viewmat(cameras.camera_to_worlds), Ks=cameras.get_intrinsics_matrices(),
             width=int(widths[0]), height=int(heights[0]), rasterize_mode=self.config.rasterize_mode,
             backend=self.config.render_backend,

@@ -27,7 +27,8 @@ from nerfstudio.utils.rich_utils import CONSOLE
 from clickgs_ns.datamanager import ClickGaussianDataManagerConfig
 from clickgs_ns.export import load_selection
 from clickgs_ns.gfl import cluster_level_candidates, mask_average_features
-from clickgs_ns.model import ClickGaussianModel, ClickGaussianModelConfig
+from clickgs_ns.lifting import merge_candidates
+from clickgs_ns.model import LABEL_BUFFERS, ClickGaussianModel, ClickGaussianModelConfig, views_by_size
 from clickgs_ns.splat_io import load_splat_checkpoint, load_splat_ply, transform_splat
 
 SELECTION_ENV = "CLICKGS_SELECTION"
@@ -121,7 +122,7 @@ class ClickGaussianPipeline(VanillaPipeline):
         for name, param in list(model.gauss_params.items()):
             model.gauss_params[name] = torch.nn.Parameter(param.data[mask.to(param.device)],
                                                           requires_grad=param.requires_grad)
-        for name in ("coarse_labels", "fine_labels"):
+        for name in LABEL_BUFFERS:
             labels = getattr(model, name)
             if labels.shape[0] == mask.shape[0]:
                 setattr(model, name, labels[mask.to(labels.device)])
@@ -137,14 +138,37 @@ class ClickGaussianPipeline(VanillaPipeline):
     def gfl_step(self, step: int) -> None:
         """Recompute the global candidates every ``gfl.update_every`` steps from the GFL start, and at once when a
         resumed run past the start has none."""
-        gfl = self.config.model.gfl
-        start = self.config.model.gfl_start_step
+        model_config = self.config.model
+        gfl, start = model_config.gfl, model_config.gfl_start_step
+        if step == model_config.total_steps - 1 and step >= model_config.feature_start_step:
+            self.finish_labels(step)  # saved with the last checkpoint
+            return
         if not gfl.enabled or step < start:
             return
         if (step - start) % gfl.update_every == 0 or not self.click_model.has_candidates:
             self.update_global_candidates(step)
-        elif step == self.config.model.total_steps - 1:
-            self.click_model.update_labels()  # labels of the final features, saved with the last checkpoint
+
+    def finish_labels(self, step: int) -> Dict[str, int]:
+        """The labels clicks select, from the final features: candidates clustered once more (also when GFL is
+        off), then each Gaussian labelled by ``labelling.method`` (clickgs_ns/lifting.py). Returns the number of
+        labelled Gaussians per level."""
+        self.update_global_candidates(step, merge=True)
+        model = self.click_model
+        if self.config.model.labelling.method == "nearest_feature":
+            labelled = {level: int((getattr(model, f"{level}_labels") >= 0).sum()) for level in ("coarse", "fine")}
+            return labelled
+        started = time.perf_counter()
+        labelled = model.lift_labels(self.datamanager.train_dataset.cameras,  # type: ignore[attr-defined]
+                                     self.mask_coverage)
+        CONSOLE.log(f"Labels lifted from {len(self.datamanager.train_dataset)} training views in "  # type: ignore
+                    f"{time.perf_counter() - started:.1f} s: {labelled['coarse']} (coarse) and {labelled['fine']} "
+                    f"(fine) of {model.num_points} Gaussians labelled; the others no training view shows.")
+        return labelled
+
+    def mask_coverage(self, indices: Tensor) -> Tensor:
+        """[B, H, W, 2] bool: per level, the pixels of training views ``indices`` [B] that a SAM mask covers."""
+        maps = [torch.stack(self.datamanager.id_maps(int(i)), dim=-1) for i in indices]  # type: ignore[attr-defined]
+        return torch.stack(maps).to(self.device) >= 0
 
     @torch.no_grad()
     def mask_averages(self) -> Tuple[Tensor, Tensor]:
@@ -155,24 +179,21 @@ class ClickGaussianPipeline(VanillaPipeline):
         model, datamanager = self.click_model, self.datamanager
         coarse_dim, gfl = self.config.model.coarse_dim, self.config.model.gfl
         cameras = datamanager.train_dataset.cameras  # type: ignore[attr-defined]
-        sizes = torch.stack([cameras.height.view(-1), cameras.width.view(-1)], dim=-1)  # [V, 2]
         coarse_averages: List[Tensor] = []
         fine_averages: List[Tensor] = []
-        for size in sizes.unique(dim=0):
-            indices = torch.nonzero((sizes == size).all(dim=-1)).view(-1)
-            for batch in indices.split(gfl.render_batch_views):
-                feature_maps, _ = model.render_features(cameras[batch])  # [B, H, W, D]
-                for feature_map, index in zip(feature_maps, batch.tolist()):
-                    coarse_ids, fine_ids = datamanager.id_maps(index)  # type: ignore[attr-defined]
-                    coarse_averages.append(mask_average_features(
-                        feature_map[..., :coarse_dim], coarse_ids.to(self.device), gfl.min_mask_pixels)[0])
-                    fine_averages.append(mask_average_features(
-                        feature_map, fine_ids.to(self.device), gfl.min_mask_pixels)[0])
+        for batch in views_by_size(cameras, gfl.render_batch_views):
+            feature_maps, _ = model.render_features(cameras[batch])  # [B, H, W, D]
+            for feature_map, index in zip(feature_maps, batch.tolist()):
+                coarse_ids, fine_ids = datamanager.id_maps(index)  # type: ignore[attr-defined]
+                coarse_averages.append(mask_average_features(
+                    feature_map[..., :coarse_dim], coarse_ids.to(self.device), gfl.min_mask_pixels)[0])
+                fine_averages.append(mask_average_features(
+                    feature_map, fine_ids.to(self.device), gfl.min_mask_pixels)[0])
         return torch.cat(coarse_averages), torch.cat(fine_averages)
 
-    def update_global_candidates(self, step: int) -> Dict[str, int]:
+    def update_global_candidates(self, step: int, merge: bool = False) -> Dict[str, int]:
         """Render every training view, average features per mask, cluster them per level with HDBSCAN and give the
-        model its new candidates. A level whose clustering degenerates keeps no candidates (its GFL term is off)
+        model its new candidates; with ``merge``, near-duplicate candidates are merged (``labelling.merge_cosine``). A level whose clustering degenerates keeps no candidates (its GFL term is off)
         and says why; training goes on either way."""
         gfl = self.config.model.gfl
         started = time.perf_counter()
@@ -187,14 +208,21 @@ class ClickGaussianPipeline(VanillaPipeline):
                             f"averages, min_cluster_size {result.min_cluster_size}, epsilon {result.epsilon}). This "
                             "level trains on the contrastive loss alone until the next update.[/]")
             candidates = result.candidates if result.status == "ok" else result.candidates[:0]
+            sizes = result.sizes if result.status == "ok" else result.sizes[:0]
+            if merge:
+                candidates = merge_candidates(candidates, sizes, self.config.model.labelling.merge_cosine)[0]
             results[level] = candidates
         self.click_model.set_candidates(results["coarse"], results["fine"])
         seconds = time.perf_counter() - started
         counts = {"coarse": int(results["coarse"].shape[0]), "fine": int(results["fine"].shape[0])}
+        converged = self.click_model.feature_convergence()
         writer.put_scalar("GFL/coarse_candidates", counts["coarse"], step)
         writer.put_scalar("GFL/fine_candidates", counts["fine"], step)
         writer.put_scalar("GFL/update_seconds", seconds, step)
+        for level, share in converged.items():
+            writer.put_scalar(f"GFL/{level}_converged", share, step)
         CONSOLE.log(f"GFL step {step}: {counts['coarse']} coarse and {counts['fine']} fine candidates from "
                     f"{len(coarse_averages)} + {len(fine_averages)} mask averages in {seconds:.2f} s "
-                    f"(rendering {rendered - started:.2f} s)")
+                    f"(rendering {rendered - started:.2f} s); converged (opacity-weighted share of Gaussians with "
+                    f"cos > 0.9 to a candidate): coarse {converged['coarse']:.2f}, fine {converged['fine']:.2f}")
         return counts

@@ -45,7 +45,8 @@ SH_C0 = 0.28209479177387814
 """Degree-0 SH basis constant: rgb = 0.5 + SH_C0 * sh_dc."""
 
 _SEGMENT_ID_RANGE = 100_000
-"""SAM-like mask ids are distinct random integers in [0, _SEGMENT_ID_RANGE)."""
+"""SAM-like mask ids are distinct random integers in [0, _SEGMENT_ID_RANGE) (background patches: in
+[_SEGMENT_ID_RANGE, 2 * _SEGMENT_ID_RANGE))."""
 
 
 @dataclass
@@ -58,11 +59,17 @@ class SynthConfig:
     # ---- scene ----
     num_objects: int = 4
     """Objects standing on the ground (the ground itself not counted), drawn without repeats from the catalogue
-    (snowman, mushroom, table, lamp, tree, gift); more than 6 repeat templates."""
+    (snowman, mushroom, table, lamp, tree, chair, gift); more than 7 repeat templates."""
     ground_plane: bool = True
     """Add the ground plane, object 0 with a single part."""
     ground_half_size: float = 1.0
     """The ground is the square [-s, s]^2 at z = 0."""
+    wall_height: float = 0.0
+    """Height of four thin walls along the ground's edges (part of the ground object); 0 = no walls."""
+    floor_checker_size: float = 0.0
+    """Side of the checkerboard cells textured onto the ground (and stripes onto the walls); 0 = plain ground."""
+    floor_checker_contrast: float = 0.45
+    """Checkerboard cells are the ground colour times (1 +- this)."""
     placement_radius: float = 0.55
     """Object centres are drawn in the disk of this radius around the origin."""
     min_object_distance: float = 0.6
@@ -136,6 +143,10 @@ class SynthConfig:
     """Largest radius of an unlabelled disc (each radius is uniform in [1, hole_radius_px])."""
     small_segment_area_px: int = 60
     """Segments smaller than mask_noise * this many pixels are left out (SAM misses small regions)."""
+    background_patches: int = 0
+    """When > 0, the ground (floor and walls) is not one segment but is cut, in every view independently, into
+    this many coarse patches and twice as many fine ones (image-space Voronoi cells around random pixels), so
+    its segment ids are inconsistent across views, as SAM's are on floors and walls."""
 
     # ---- evaluation prompts (prompts.json) ----
     prompt_fine_objects: int = 3
@@ -154,6 +165,26 @@ class SynthConfig:
     """The click pixel lies at least this far (Euclidean, pixels) from the segment's edge."""
     prompt_train_fraction: float = 0.9
     """Clicks go in training views: nerfstudio's default split (``train_split_fraction``, by frame order)."""
+    prompt_eval_targets: bool = False
+    """Target views are held-out (eval split) views only; otherwise any view but the click's."""
+
+
+ROOM_PRESET: Dict[str, object] = dict(
+    num_objects=7, ground_half_size=1.3, wall_height=0.3, floor_checker_size=0.22, placement_radius=0.8,
+    min_object_distance=0.5, object_scale=1.3, num_gaussians=40000, ground_gaussian_fraction=0.55,
+    num_seed_points=8000, num_views=40, elevations_deg=(18.0, 32.0, 50.0), camera_distance=2.6, fov_x_deg=55.0,
+    mask_noise=1.0, background_patches=6, prompt_fine_objects=7, prompt_max_targets=4, prompt_min_targets=1,
+    prompt_eval_targets=True,
+)
+"""The "room" scene family (``SynthConfig.room()``, ``clickgs synth --preset room``): a checkerboard floor with
+striped walls, seven objects with parts (thin legs and poles among them) close enough to occlude each other, 40
+views on three rings, heavily noisy SAM-like masks whose floor and wall segments change from view to view, and
+prompts scored on held-out views only. The accuracy benchmark's scenes."""
+
+
+def room_config(**overrides: object) -> SynthConfig:
+    """A ``SynthConfig`` of the room family (``ROOM_PRESET``), with ``overrides`` on top."""
+    return SynthConfig(**{**ROOM_PRESET, **overrides})  # type: ignore[arg-type]
 
 
 @dataclass
@@ -242,6 +273,14 @@ OBJECT_CATALOGUE: Tuple[ObjectTemplate, ...] = (
         PartTemplate("trunk", (0.36, 0.20, 0.08), (_p("cylinder", (0, 0, 0), 0.045, 0.17),)),
         PartTemplate("crown", (0.10, 0.55, 0.20), (
             _p("frustum", (0, 0, 0.15), 0.19, 0.0, 0.45), _p("disk", (0, 0, 0.15), 0.19, -1))),
+    )),
+    ObjectTemplate("chair", (
+        PartTemplate("seat", (0.20, 0.45, 0.30), (_p("box", (0, 0, 0.2), 0.26, 0.26, 0.035),)),
+        PartTemplate("legs", (0.85, 0.85, 0.80), tuple(
+            _p("cylinder", (sx * 0.11, sy * 0.11, 0), 0.014, 0.185) for sx in (-1, 1) for sy in (-1, 1))),
+        PartTemplate("back", (0.95, 0.55, 0.35), (
+            _p("box", (0, -0.12, 0.33), 0.26, 0.025, 0.12),
+            *(_p("cylinder", (sx * 0.11, -0.12, 0.215), 0.012, 0.06) for sx in (-1, 1)))),
     )),
     ObjectTemplate("gift", (
         PartTemplate("box", (0.75, 0.15, 0.72), (_p("box", (0, 0, 0.10), 0.28, 0.28, 0.20),)),
@@ -389,6 +428,19 @@ class PlacedPart:
         return sum(primitive_area(p) for p in self.primitives) * self.scale**2
 
 
+def checker_texture(rgb: np.ndarray, means: np.ndarray, config: SynthConfig) -> np.ndarray:
+    """Colours [M, 3] of ground Gaussians at ``means`` [M, 3] with a checkerboard on the floor (cells in x, y) and
+    stripes on the walls (cells along the wall and in height): each cell is ``rgb`` times (1 +- contrast)."""
+    cell = config.floor_checker_size
+    on_floor = means[:, 2] < 1e-3
+    along_wall = np.where(np.abs(means[:, 0]) > np.abs(means[:, 1]), means[:, 1], means[:, 0])
+    first = np.where(on_floor, means[:, 0], along_wall)
+    second = np.where(on_floor, means[:, 1], 2 * means[:, 2])
+    parity = (np.floor(first / cell) + np.floor(second / cell)) % 2  # [M] 0 or 1
+    factor = 1 + config.floor_checker_contrast * (2 * parity - 1)
+    return np.clip(rgb * factor[:, None], 0.0, 1.0).astype(rgb.dtype)
+
+
 def _place_objects(config: SynthConfig, rng: np.random.Generator) -> np.ndarray:
     """Object centres on the ground [num_objects, 2], at least ``min_object_distance`` apart where possible."""
     min_dist = config.min_object_distance
@@ -417,7 +469,11 @@ def build_gaussians(config: SynthConfig, rng: np.random.Generator) -> SynthGauss
     if config.ground_plane:
         object_names.append("ground")
         size = 2 * config.ground_half_size
-        ground = (_p("rect", (0, 0, 0), size, size),)
+        ground: Tuple[Primitive, ...] = (_p("rect", (0, 0, 0), size, size),)
+        if config.wall_height > 0:
+            h, t, s = config.wall_height, 0.02, config.ground_half_size
+            ground += tuple(_p("box", (sx * s, 0, h / 2), t, size, h) for sx in (-1, 1))
+            ground += tuple(_p("box", (0, sy * s, h / 2), size, t, h) for sy in (-1, 1))
         parts.append(PlacedPart(0, "ground/ground", GROUND_COLOR, ground, 1.0, 0.0, (0.0, 0.0, 0.0)))
     seen: Dict[str, int] = {}
     for template, centre in zip(templates, centres):
@@ -461,6 +517,9 @@ def build_gaussians(config: SynthConfig, rng: np.random.Generator) -> SynthGauss
         chunks["part"].append(np.full(n, part_index))
 
     cat = {k: np.concatenate(v) for k, v in chunks.items()}
+    if config.ground_plane and config.floor_checker_size > 0:
+        ground_rows = cat["object"] == 0
+        cat["rgb"][ground_rows] = checker_texture(cat["rgb"][ground_rows], cat["means"][ground_rows], config)
     sigma = cat["sigma"]
     log_scales = np.log(np.stack([sigma, sigma, config.gaussian_flatness * sigma], axis=1))
     opacity_logit = math.log(config.opacity / (1 - config.opacity))
@@ -598,6 +657,32 @@ def _poisson_quantile(u: float, mean: float) -> int:
     return k
 
 
+def voronoi_patches(region: np.ndarray, num_patches: int, rng: np.random.Generator) -> List[np.ndarray]:
+    """``region`` [H, W] bool cut into at most ``num_patches`` non-empty cells: each pixel goes to the nearest of
+    ``num_patches`` random pixels of the region (image-space Voronoi cells)."""
+    pixels = np.flatnonzero(region)
+    if len(pixels) == 0 or num_patches <= 0:
+        return []
+    seeds = np.stack(np.divmod(rng.choice(pixels, size=num_patches), region.shape[1]), axis=1)  # [K, 2] (row, col)
+    rows, cols = np.divmod(pixels, region.shape[1])
+    distance = (rows[:, None] - seeds[None, :, 0]) ** 2 + (cols[:, None] - seeds[None, :, 1]) ** 2  # [M, K]
+    nearest = np.argmin(distance, axis=1)
+    patches = []
+    for k in range(num_patches):
+        patch = np.zeros(region.shape, dtype=bool)
+        patch.reshape(-1)[pixels[nearest == k]] = True
+        if patch.any():
+            patches.append(patch)
+    return patches
+
+
+def background_patches(background: np.ndarray, num_coarse: int, rng: np.random.Generator) -> List[np.ndarray]:
+    """SAM-like segments of a view's background [H, W] bool: ``num_coarse`` large patches and ``2 * num_coarse``
+    small ones, drawn anew in every view (so their ids agree across no two views). Composed by area priority,
+    the coarse map shows the large patches and the fine map the small ones."""
+    return voronoi_patches(background, num_coarse, rng) + voronoi_patches(background, 2 * num_coarse, rng)
+
+
 def sam_like_id_maps(
     gt_coarse: np.ndarray, gt_fine: np.ndarray, config: SynthConfig, rng: np.random.Generator
 ) -> Tuple[np.ndarray, np.ndarray]:
@@ -608,7 +693,8 @@ def sam_like_id_maps(
     segments (missed or too small), and the segments are composed by area priority exactly as real SAM output is
     (``sam_masks.segments_to_id_maps``), so that a coarse segment is always one or several fine segments.
     Finally boundary pixels are randomly given a nearby pixel's ids (both levels together) or none, and small
-    discs are unlabelled. Ids are distinct random non-negative ints, local to the view. With ``config.mask_noise == 0`` the result is the ground truth with
+    discs are unlabelled. With ``config.background_patches`` the ground is cut into view-local patches
+    (``background_patches``) instead of being one segment. Ids are distinct random non-negative ints, local to the view. With ``config.mask_noise == 0`` the result is the ground truth with
     ids relabelled.
 
     The random numbers drawn do not depend on ``mask_noise`` (each event happens when its uniform draw is below
@@ -628,7 +714,10 @@ def sam_like_id_maps(
     object_segments: List[np.ndarray] = []
     part_segments: List[np.ndarray] = []  # the segments the fine level sees (an object's own if single-part)
     segments: List[np.ndarray] = []
+    background = gt_coarse == 0 if (config.ground_plane and config.background_patches > 0) else None
     for obj in np.unique(gt_coarse[gt_coarse >= 0]):
+        if background is not None and obj == 0:
+            continue  # the ground becomes view-local patches (below)
         obj_mask = gt_coarse == obj
         object_segments.append(obj_mask)
         segments.append(obj_mask)
@@ -648,6 +737,7 @@ def sam_like_id_maps(
     r = config.boundary_flip_radius_px
     offsets = rng.integers(-r, r + 1, size=(2, h, w))
     holes_u = rng.random()
+    patches = background_patches(background, config.background_patches, rng) if background is not None else []
     # Each possible segment owns one slot of drop_u and ids: the ground truth's, the merge's, then two halves per
     # part segment.
     slots = list(range(len(segments)))
@@ -683,6 +773,7 @@ def sam_like_id_maps(
         (segment, int(ids[slot])) for segment, slot in zip(segments, slots)
         if drop_u[slot] >= noise * config.segment_drop_prob and segment.sum() >= min_area
     ]
+    kept += [(patch, _SEGMENT_ID_RANGE + k) for k, patch in enumerate(patches)]  # placeholder ids, drawn last
     coarse_index, fine_index = segments_to_id_maps([seg for seg, _ in kept], image_size=(h, w))  # -1 or index
     kept_ids = np.array([-1] + [segment_id for _, segment_id in kept], dtype=np.int32)
     coarse, fine = kept_ids[coarse_index + 1], kept_ids[fine_index + 1]
@@ -705,6 +796,11 @@ def sam_like_id_maps(
         radius = 1.0 + radius_u * max(0.0, config.hole_radius_px - 1.0)
         hole = (ys - cy) ** 2 + (xs - cx) ** 2 <= radius**2
         coarse[hole], fine[hole] = -1, -1
+    if patches:  # background patch ids: random, distinct from the other segments' (drawn last, like the holes)
+        patch_ids = _SEGMENT_ID_RANGE + rng.choice(_SEGMENT_ID_RANGE, size=len(patches), replace=False)
+        for id_map in (coarse, fine):
+            is_patch = id_map >= _SEGMENT_ID_RANGE
+            id_map[is_patch] = patch_ids[id_map[is_patch] - _SEGMENT_ID_RANGE]
     return coarse, fine
 
 
@@ -837,6 +933,7 @@ def segment_prompt(visible: np.ndarray, silhouette: np.ndarray, click_views: Seq
     usable = [
         view for view in range(len(visible))
         if view != click_view and pixels[view] >= max(min_pixels, 1)
+        and not (config.prompt_eval_targets and view in click_views)
         and pixels[view] >= config.prompt_min_visible_fraction * silhouette_pixels[view]
     ]
     usable.sort(key=lambda view: (-int(pixels[view]), view))

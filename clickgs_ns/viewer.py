@@ -486,7 +486,8 @@ class ClickViewerControls(nn.Module):
             state.view = None
         self._show_click_buttons(enabled)
         if enabled:
-            self.set_status(f"Click an object in the scene ({state.level} level, {state.mode}).")
+            self.set_status(f"Click an object in the scene ({state.level} level, {state.mode}). "
+                            f"{state.segmenter.convergence_summary()}")
         else:
             self.set_status(f"Click selection stopped. Selection: {state.segmenter.state.num_selected} Gaussians.")
 

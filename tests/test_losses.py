@@ -383,3 +383,24 @@ def test_gradient_descent_separates_two_groups():
             cos = unit @ unit.T
             assert cos[same].min() > 0.9
             assert cos[~same].max() < margin
+
+
+def test_positive_pairs_normalisation_weighs_each_pair_the_same_in_both_terms():
+    import dataclasses
+
+    from clickgs_ns.losses import pair_counts
+
+    # ids 0, 0, 1, 2: 2 same-id ordered pairs, 16 - (4 + 1 + 1) = 10 different-id ones
+    assert pair_counts(_ids([0, 0, 1, 2, -1])) == (2, 10)
+    # p0, p1 same segment; p2 at cos 0.6 to p0 (active), p3 opposite p0 (inactive)
+    features = _t([[1, 0, 0, 0], [1, 0, 0, 0], _unit2(0.6) + [0, 0], [-1, 0, 0, 0]])
+    ids = _ids([0, 0, 1, 2])
+    paper = contrastive_losses(features, ids, _ids([-1] * 4), SMALL)
+    # p1 is identical to p0: (p1,p2), (p2,p1) are active too -> 4 active pairs of 0.6 over 10 negative pairs
+    assert paper["neg_coarse"].item() == pytest.approx(4 * 0.6 / 10, abs=1e-6)
+    balanced = contrastive_losses(features, ids, _ids([-1] * 4),
+                                  dataclasses.replace(SMALL, negative_normalisation="positive_pairs"))
+    assert balanced["neg_coarse"].item() == pytest.approx(4 * 0.6 / 2, abs=1e-6), "divided by the 2 same-id pairs"
+    assert balanced["pos_coarse"].item() == pytest.approx(paper["pos_coarse"].item())
+    with pytest.raises(ValueError, match="negative_normalisation"):
+        contrastive_losses(features, ids, ids, dataclasses.replace(SMALL, negative_normalisation="sum"))

@@ -252,3 +252,60 @@ def test_prompts_file_clicks_inside_and_targets_are_ground_truth(scenes):
                 truth = gt[prompt.level] == segment_id
             np.testing.assert_array_equal(read_mask_png(target.mask), truth)
             assert truth.sum() >= SMALL.prompt_min_target_area * truth.size
+
+
+# ------------------------------------------------------------------------------------------------ the room family
+def test_voronoi_patches_partition_the_region():
+    import numpy as np
+
+    from clickgs_ns.synth import voronoi_patches
+
+    region = np.zeros((20, 30), dtype=bool)
+    region[5:, :] = True
+    patches = voronoi_patches(region, 4, np.random.default_rng(0))
+    assert 1 <= len(patches) <= 4
+    stacked = np.stack(patches).astype(int)
+    assert (stacked.sum(axis=0) == region).all(), "every region pixel in exactly one patch, nothing outside"
+    assert voronoi_patches(np.zeros((3, 3), dtype=bool), 4, np.random.default_rng(0)) == []
+
+
+@pytest.fixture(scope="module")
+def room(tmp_path_factory):
+    from clickgs_ns.synth import room_config
+
+    config = room_config(num_views=10, image_width=80, image_height=60, num_gaussians=6000, num_seed_points=500,
+                         prompt_train_fraction=0.8)
+    return generate_scene(config, tmp_path_factory.mktemp("room")), config
+
+
+def test_room_floor_segments_change_from_view_to_view(room):
+    scene, config = room
+    overlaps = []
+    for gt_path, mask_path in zip(scene.gt_paths[:4], scene.mask_paths[:4]):
+        gt = np.load(gt_path)["coarse"]
+        coarse, fine = read_id_maps(mask_path)
+        floor = gt == 0
+        floor_ids = set(np.unique(coarse[floor & (coarse >= 0)]).tolist())
+        assert len(floor_ids) >= 3, "the floor is cut into several coarse patches"
+        assert len(np.unique(fine[floor & (fine >= 0)])) > len(floor_ids), "and into more fine ones"
+        overlaps.append(floor_ids)
+    assert all(not (a & b) for i, a in enumerate(overlaps) for b in overlaps[i + 1 :]), \
+        "no floor segment id is shared by two views"
+
+
+def test_room_has_a_textured_floor_walls_seven_objects_and_held_out_targets(room):
+    scene, config = room
+    labels = np.load(scene.labels_path)
+    assert len(labels["object_names"]) == 8 and "chair" in labels["object_names"].tolist()
+    gaussians = read_gaussian_ply(scene.scene_ply_path)
+    ground = labels["object_id"] == 0
+    means = gaussians.means[ground]
+    assert means[:, 2].max() > 0.9 * config.wall_height, "walls rise along the edges"
+    floor_rgb = 0.5 + 0.28209479 * gaussians.sh_dc.reshape(-1, 3)[ground][means[:, 2] < 1e-3]
+    assert floor_rgb.mean(axis=1).std() > 0.1, "checkerboard: two clearly different floor colours"
+    prompts = json.loads(scene.prompts_path.read_text())
+    from clickgs_ns.synth import train_view_indices
+
+    train = {f"images/frame_{i:05d}.png" for i in train_view_indices(10, 0.8)}
+    assert prompts and all(p["click"]["image"] in train for p in prompts)
+    assert all(t["image"] not in train for p in prompts for t in p["targets"]), "targets are held-out views"

@@ -1,0 +1,152 @@
+"""Known-answer tests of the view-vote labelling (clickgs_ns.lifting), candidate merging, the convergence figure,
+and the selection core's use of the saved labels."""
+
+from __future__ import annotations
+
+import math
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from clickgs_ns.lifting import (
+    feature_convergence,
+    fill_unlabelled,
+    gaussian_votes,
+    merge_candidates,
+    pixel_label_maps,
+    vote_labels,
+)
+from clickgs_ns.rendering import rasterize
+from clickgs_ns.selection import SelectionConfig, Segmenter
+
+
+def unit(x) -> torch.Tensor:
+    return torch.nn.functional.normalize(torch.as_tensor(x, dtype=torch.float32), dim=-1)
+
+
+def test_merge_candidates_joins_near_duplicates_transitively_and_keeps_the_rest():
+    a = unit([1.0, 0.0, 0.0])
+    a2 = unit([1.0, 0.05, 0.0])  # cos(a, a2) = 0.9988
+    a3 = unit([1.0, 0.10, 0.0])  # cos(a2, a3) = 0.9988, cos(a, a3) = 0.995
+    b = unit([0.0, 1.0, 0.0])
+    candidates = torch.stack([a, b, a2, a3])
+    merged, sizes, group = merge_candidates(candidates, torch.tensor([10, 5, 30, 60]), min_cosine=0.998)
+    assert group.tolist() == [0, 1, 0, 0], "a3 joins a through a2 (transitively)"
+    assert sizes.tolist() == [100, 5]
+    expected = unit(10 * a + 30 * a2 + 60 * a3)
+    assert torch.allclose(merged[0], expected, atol=1e-6) and torch.allclose(merged[1], b)
+    same, _, group = merge_candidates(candidates, torch.ones(4), min_cosine=2.0)
+    assert group.tolist() == [0, 1, 2, 3] and torch.allclose(same, candidates, atol=1e-6), "above 1: no merging"
+    empty, empty_sizes, _ = merge_candidates(torch.zeros(0, 3), torch.zeros(0), 0.9)
+    assert empty.shape == (0, 3) and empty_sizes.shape == (0,)
+
+
+def test_pixel_label_maps_nearest_candidate_and_none_where_uncovered():
+    candidates = torch.eye(3)[:2]  # [2, 3]
+    features = torch.tensor([[[[0.9, 0.1, 0.0], [0.2, 0.8, 0.3]], [[0.0, 0.0, 1.0], [1.0, 1.1, 0.0]]]])  # [1, 2, 2, 3]
+    alphas = torch.tensor([[[[0.9], [0.6]], [[0.7], [0.4]]]])
+    labels = pixel_label_maps(features, alphas, candidates, min_alpha=0.5)
+    assert labels.tolist() == [[[0, 1], [0, 2]]], "(1, 1) is uncovered: label C = 2 ('none'); (1, 0) ties -> 0"
+    assert pixel_label_maps(features, alphas, torch.zeros(0, 3), 0.5).eq(0).all(), "no candidates: all 'none' (0)"
+
+
+def test_gaussian_votes_are_the_rendering_weights_per_label():
+    # A linear "renderer" with known weights w[p, i]: render(c)[p] = sum_i w[p, i] c_i.
+    weights = torch.tensor([[0.5, 0.2, 0.0], [0.1, 0.0, 0.7], [0.3, 0.3, 0.3]])  # [P=3 pixels, N=3 Gaussians]
+    labels = torch.tensor([[[0, 1, 1]]])  # [B=1, H=1, W=3]
+
+    def render(colors):  # [N, L] -> [1, 1, 3, L]
+        return (weights @ colors)[None, None]
+
+    votes = gaussian_votes(render, labels, num_labels=2, num_gaussians=3)
+    expected = torch.tensor([[0.5, 0.1 + 0.3], [0.2, 0.3], [0.0, 0.7 + 0.3]])
+    assert torch.allclose(votes, expected)
+    two_levels = torch.stack([labels, labels + 2], dim=-1)  # [1, 1, 3, 2]: a second level in labels 2..3
+    votes = gaussian_votes(render, two_levels, num_labels=4, num_gaussians=3)
+    assert torch.allclose(votes, torch.cat([expected, expected], dim=1))
+
+
+def test_gaussian_votes_through_the_rasterizer_follow_occlusion():
+    """Two Gaussians on the optical axis, the front one opaque: the back one gets (almost) no weight, and each
+    Gaussian's weight goes to the label of the pixels it covers."""
+    means = torch.tensor([[0.0, 0.0, 2.0], [0.0, 0.0, 4.0], [1.2, 0.0, 3.0]])
+    quats = torch.tensor([[1.0, 0.0, 0.0, 0.0]]).repeat(3, 1)
+    scales = torch.tensor([[0.3], [0.15], [0.15]]).repeat(1, 3)  # on screen: sigma 3, 0.75 and 1 pixels
+    opacities = torch.tensor([0.99, 0.99, 0.99])
+    viewmats = torch.eye(4)[None]
+    Ks = torch.tensor([[[20.0, 0.0, 16.0], [0.0, 20.0, 16.0], [0.0, 0.0, 1.0]]])
+    labels = torch.zeros(1, 32, 32, dtype=torch.long)
+    labels[..., 20:] = 1  # label 1 from x = 20 on (the third Gaussian projects to x = 16 + 20 * 1.2 / 3 = 24)
+
+    def render(colors):
+        return rasterize(means, quats, scales, opacities, colors, viewmats, Ks, 32, 32, backend="torch")[0]
+
+    votes = gaussian_votes(render, labels, num_labels=2, num_gaussians=3)
+    assert votes[0, 0] > 1.0 and votes[0, 0] > 5 * votes[0, 1], "the front Gaussian sits in label 0"
+    assert votes[1].sum() < 0.05 * votes[0].sum(), "the occluded one is (almost) never seen"
+    assert votes[2, 1] > 5 * votes[2, 0], "the right one sits in label 1"
+
+
+def test_vote_labels_take_the_heaviest_label_and_leave_unseen_and_uncovered_out():
+    votes = torch.tensor([[0.2, 0.9, 0.1], [0.0, 0.0, 0.0], [0.1, 0.0, 0.5], [1e-6, 0.0, 0.0], [0.4, 0.4, 0.0]])
+    assert vote_labels(votes, min_weight=1e-4).tolist() == [1, -1, -1, -1, 0], \
+        "heaviest; never seen; mostly on uncovered pixels ('none' column); below min_weight; ties -> first"
+
+
+def test_feature_convergence_is_the_weighted_share_above_the_cosine():
+    candidates = torch.eye(2)
+    features = unit([[1.0, 0.0], [1.0, 0.2], [1.0, 1.0], [0.0, -1.0]])  # cos to nearest: 1, 0.98, 0.707, 0
+    weights = torch.tensor([1.0, 2.0, 3.0, 4.0])
+    assert feature_convergence(features, candidates, weights, 0.9) == pytest.approx(0.3)
+    assert feature_convergence(features, candidates, weights, 0.5) == pytest.approx(0.6)
+    assert math.isnan(feature_convergence(features, torch.zeros(0, 2), weights))
+
+
+def test_fill_unlabelled_keeps_labels_and_fills_the_rest():
+    assert fill_unlabelled(torch.tensor([2, -1, 0, -1]), torch.tensor([5, 1, 5, -1])).tolist() == [2, 1, 0, -1]
+
+
+def fake_model(saved_coarse, num=4, segment_coarse=None):
+    features = torch.cat([unit([[1.0, 0.0]] * 2 + [[0.0, 1.0]] * (num - 2)), torch.zeros(num, 2)], dim=1)
+    return SimpleNamespace(
+        features=features, config=SimpleNamespace(coarse_dim=2), opacities=torch.zeros(num, 1),
+        coarse_candidates=torch.eye(2), fine_candidates=unit([[1.0, 0, 0, 0], [0, 1.0, 0, 0]]),
+        coarse_labels=saved_coarse, fine_labels=torch.full((num,), -1),
+        coarse_segment_labels=saved_coarse if segment_coarse is None else segment_coarse,
+        fine_segment_labels=torch.full((num,), -1),
+    )
+
+
+def test_segmenter_selects_through_the_saved_labels_and_segments_everything_with_them():
+    saved = torch.tensor([1, 0, 1, -1])  # deliberately not each Gaussian's nearest candidate
+    segmenter = Segmenter(fake_model(saved, segment_coarse=torch.tensor([1, 0, 1, 0])))
+    data = segmenter.level_data("coarse")
+    assert data.saved and data.labels.tolist() == [1, 0, 1, -1]
+    result = segmenter.click_feature(torch.tensor([0.1, 1.0]), "coarse")
+    assert result.mask.tolist() == [True, False, True, False], "candidate 1's saved members"
+    everything = segmenter.segment_everything("coarse")
+    assert everything.labels.tolist() == [1, 0, 1, 0], "segment everything reads its own (filled) labels"
+    fine = segmenter.level_data("fine")
+    assert not fine.saved and fine.labels.tolist() == [0, 0, 1, 1], "no saved fine labels: nearest candidate"
+    assert data.convergence == pytest.approx(1.0)
+    assert segmenter.convergence_summary() == ("Features converged (opacity-weighted, cos > 0.9): coarse 100%, "
+                                               "fine 100%.")
+
+
+def test_segmenter_warns_when_features_have_not_converged():
+    model = fake_model(torch.tensor([0, 0, 1, 1]))
+    model.features[:, :2] = unit([[1.0, 1.0], [1.0, 0.9], [0.8, 1.0], [1.0, 0.0]])  # 1 of 4 within cos 0.9
+    config = SelectionConfig(min_convergence=0.5)
+    result = Segmenter(model, config).click_feature(torch.tensor([1.0, 0.0]), "coarse")
+    assert "have not converged (25%" in result.message and "train the feature stage longer" in result.message
+    assert "converged" not in Segmenter(model).click_feature(torch.tensor([1.0, 0.0]), "coarse").message
+
+
+def test_pixel_label_maps_vote_none_where_no_mask_covers_or_no_candidate_is_near():
+    candidates = torch.eye(3)[:2]
+    features = unit([[[[1.0, 0.1, 0.0], [0.3, 0.3, 1.0]], [[0.0, 1.0, 0.0], [1.0, 0.0, 0.0]]]])  # [1, 2, 2, 3]
+    alphas = torch.ones(1, 2, 2, 1)
+    covered = torch.tensor([[[True, True], [True, False]]])
+    labels = pixel_label_maps(features, alphas, candidates, 0.5, min_cosine=0.75, covered=covered)
+    assert labels.tolist() == [[[0, 2], [1, 2]]], "(0, 1): cos 0.29 to the nearest; (1, 1): no mask covers it"
