@@ -7,7 +7,7 @@ DEMO_DIR ?= demo
 DEMO_STEPS_RGB ?= 1500
 DEMO_STEPS_FEATURES ?= 600
 
-.PHONY: setup test demo bench clean
+.PHONY: setup test demo bench bench-accuracy clean
 
 $(STAMP): pyproject.toml
 	@dpkg -s libusb-1.0-0 chromium chromium-driver >/dev/null 2>&1 || ($(SUDO) apt-get update -qq && \
@@ -38,6 +38,9 @@ demo: setup
 
 bench: setup
 	$(PY) benchmarks/bench_renderer.py
+
+bench-accuracy: setup
+	$(PY) benchmarks/bench_accuracy.py
 
 clean:
 	rm -rf $(DEMO_DIR)

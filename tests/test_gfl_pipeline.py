@@ -42,6 +42,39 @@ def test_update_gives_candidates_and_labels(tiny_scene, tmp_path):
     assert model.gfl_active
 
 
+def _ground_truth_features(scene, model) -> torch.Tensor:
+    """Features that separate the scene's objects (coarse half) and parts (fine half); returns the object ids."""
+    import numpy as np
+
+    parts = torch.from_numpy(np.load(scene.labels_path)["part_id"]).long()
+    objects = torch.from_numpy(np.load(scene.labels_path)["object_id"]).long()
+    generator = torch.Generator().manual_seed(0)
+    coarse = torch.nn.functional.normalize(torch.randn(int(objects.max()) + 1, 12, generator=generator), dim=-1)
+    fine = torch.nn.functional.normalize(torch.randn(int(parts.max()) + 1, 12, generator=generator), dim=-1)
+    model.gauss_params["features"].data = torch.cat([coarse[objects], fine[parts]], dim=-1)
+    return objects
+
+
+def test_finish_labels_lifts_each_object_to_one_label_and_fills_segments(tiny_scene, tmp_path):
+    pipeline = _pipeline(tiny_scene, tmp_path)
+    model = pipeline.model
+    objects = _ground_truth_features(tiny_scene, model)
+    labelled = pipeline.finish_labels(step=9)
+    labels, segments = model.coarse_labels, model.coarse_segment_labels
+    assert labelled["coarse"] == int((labels >= 0).sum()) > 0.5 * len(labels)
+    for obj in objects.unique():
+        members = labels[(objects == obj) & (labels >= 0)]
+        majority = torch.mode(members).values
+        assert (members == majority).float().mean() > 0.97, f"object {int(obj)}: one label for its Gaussians"
+    majorities = {int(torch.mode(labels[(objects == o) & (labels >= 0)]).values) for o in objects.unique()}
+    assert len(majorities) == len(objects.unique()), "and different objects get different labels"
+    assert torch.equal(segments[labels >= 0], labels[labels >= 0]) and (segments >= 0).sum() >= (labels >= 0).sum()
+    # the paper's rule is one flag away
+    pipeline.config.model.labelling.method = "nearest_feature"
+    pipeline.finish_labels(step=9)
+    assert (model.coarse_labels >= 0).all(), "nearest feature: every Gaussian has a nearest candidate"
+
+
 def test_candidates_round_trip_through_a_checkpoint(tiny_scene, tmp_path):
     pipeline = _pipeline(tiny_scene, tmp_path)
     model = pipeline.model

@@ -20,7 +20,8 @@ from clickgs_ns.losses import (
     spatial_loss,
 )
 
-SMALL = FeatureLossConfig(coarse_dim=2)  # 4-d features: coarse = [:2], fbar = [2:]
+SMALL = FeatureLossConfig(coarse_dim=2, negative_normalisation="negative_pairs")
+"""4-d features: coarse = [:2], fbar = [2:]; L_neg as the paper's mean over different-id pairs."""
 
 
 def _t(rows):
@@ -70,6 +71,7 @@ def test_config_defaults_match_method():
     assert config.coarse_norm_target == 1.0 and config.fine_norm_target == pytest.approx(math.sqrt(2))
     assert config.spatial_num_gaussians == 100000 and config.spatial_num_neighbours == 5
     assert config.importance_sampling is True
+    assert config.negative_normalisation == "positive_pairs", "this project's departure (README)"
 
 
 # ------------------------------------------------------------------------------------------------ contrastive
@@ -178,7 +180,8 @@ def test_contrastive_with_no_pixels():
 @pytest.mark.parametrize("chunk_rows", [1, 3, 64])
 def test_contrastive_matches_naive_reference(chunk_rows):
     gen = torch.Generator().manual_seed(1)
-    config = FeatureLossConfig(coarse_dim=3, coarse_margin=0.1, fine_margin=0.2, pair_chunk_rows=chunk_rows)
+    config = FeatureLossConfig(coarse_dim=3, coarse_margin=0.1, fine_margin=0.2, pair_chunk_rows=chunk_rows,
+                               negative_normalisation="negative_pairs")
     features = torch.randn(23, 6, generator=gen).requires_grad_(True)
     coarse = torch.randint(-1, 3, (23,), generator=gen).to(torch.int16)
     fine = torch.randint(-1, 6, (23,), generator=gen).to(torch.int32) * 100000

@@ -118,3 +118,17 @@ def test_point_cloud_ply(tmp_path):
     np.testing.assert_array_equal(np.stack([data["red"], data["green"], data["blue"]], 1), colors)
     with pytest.raises(GaussianPlyError):
         write_point_cloud_ply(path, points, colors.astype(np.float32) / 255)
+
+
+def test_atomic_writes_leave_the_permissions_a_plain_write_would(tmp_path):
+    import os
+
+    from clickgs_ns.io_utils import atomic_write_text
+
+    old = os.umask(0o022)
+    try:
+        atomic_write_text(tmp_path / "a.txt", "x")
+        (tmp_path / "b.txt").write_text("x")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "a.txt").stat().st_mode & 0o777 == (tmp_path / "b.txt").stat().st_mode & 0o777 == 0o644
