@@ -1,7 +1,7 @@
 """Per-Gaussian segment labels lifted from the rendered views ("view-vote" labelling), and the helpers around it.
 
 The paper labels each Gaussian with the global candidate nearest to its own feature (c_i = argmax_c cos(f_i, g_c),
-docs/method.md "Click to segment"). On splats trained from seed points most Gaussians are fuzzy, densified,
+method.md "Click to segment"). On splats trained from seed points most Gaussians are fuzzy, densified,
 half hidden or nearly transparent: the rendered feature maps are clean (alpha blending averages the features of
 many Gaussians) while many of the Gaussians' own features never converge, and the nearest-candidate rule scatters
 those over every candidate. This module labels the Gaussians by what the views show instead:
@@ -25,7 +25,7 @@ have converged to the candidates: the opacity-weighted share with cosine above a
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Optional, Tuple
+from typing import Callable, Literal, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -36,9 +36,9 @@ from torch import Tensor
 class LabellingConfig:
     """How the per-Gaussian labels that clicks select are computed at the end of training (module doc)."""
 
-    method: str = "view_vote"
+    method: Literal["view_vote", "nearest_feature"] = "view_vote"
     """"view_vote": each Gaussian takes the candidate label that receives most of its rendered weight over the
-    training views (this project's default, docs/method.md "Departures"). "nearest_feature": the paper's rule,
+    training views (this project's default; README, "How a click becomes a selection"). "nearest_feature": the paper's rule,
     the candidate nearest to the Gaussian's own feature."""
     min_alpha: float = 0.5
     """Pixels whose rendered accumulation is below this vote "none"."""

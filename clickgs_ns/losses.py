@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Dict, Optional, Tuple
+from typing import Dict, Literal, Optional, Tuple
 
 import numpy as np
 import torch
@@ -54,7 +54,7 @@ class FeatureLossConfig:
     """tau^f: different-id pixel pairs are pushed apart at the fine level only while their cosine exceeds this."""
     negative_weight: float = 0.1
     """Weight of the negative term in L_cont = L_pos + negative_weight * L_neg."""
-    negative_normalisation: str = "positive_pairs"
+    negative_normalisation: Literal["positive_pairs", "negative_pairs"] = "positive_pairs"
     """"negative_pairs" (the paper): L_neg is a mean over the different-id pairs. "positive_pairs" (this project's
     default): its sum is divided by the number of same-id pairs instead, so that one pair weighs the same in both
     terms (times ``negative_weight``). With importance sampling a view of S segments has about S - 1 times more

@@ -16,18 +16,23 @@ def _pipeline(scene, tmp_path, **gfl):
     return config.pipeline.setup(device="cpu")
 
 
-def test_update_gives_candidates_and_labels(tiny_scene, tmp_path):
-    pipeline = _pipeline(tiny_scene, tmp_path)
-    model = pipeline.model
-    # features that already separate the ground-truth parts, so that clustering has something to find
+def _ground_truth_features(scene, model) -> torch.Tensor:
+    """Features that separate the scene's objects (coarse half) and parts (fine half); returns the object ids."""
     import numpy as np
 
-    parts = torch.from_numpy(np.load(tiny_scene.labels_path)["part_id"]).long()
-    objects = torch.from_numpy(np.load(tiny_scene.labels_path)["object_id"]).long()
+    parts = torch.from_numpy(np.load(scene.labels_path)["part_id"]).long()
+    objects = torch.from_numpy(np.load(scene.labels_path)["object_id"]).long()
     generator = torch.Generator().manual_seed(0)
     coarse = torch.nn.functional.normalize(torch.randn(int(objects.max()) + 1, 12, generator=generator), dim=-1)
     fine = torch.nn.functional.normalize(torch.randn(int(parts.max()) + 1, 12, generator=generator), dim=-1)
     model.gauss_params["features"].data = torch.cat([coarse[objects], fine[parts]], dim=-1)
+    return objects
+
+
+def test_update_gives_candidates_and_labels(tiny_scene, tmp_path):
+    pipeline = _pipeline(tiny_scene, tmp_path)
+    model = pipeline.model
+    objects = _ground_truth_features(tiny_scene, model)  # so that clustering has something to find
     assert not model.has_candidates and not model.gfl_active
     counts = pipeline.update_global_candidates(step=2)
     assert counts["coarse"] >= 3 and counts["fine"] >= counts["coarse"]
@@ -40,19 +45,6 @@ def test_update_gives_candidates_and_labels(tiny_scene, tmp_path):
     assert len(set(int(p) for p in purity)) == len(purity)
     model.step = 2
     assert model.gfl_active
-
-
-def _ground_truth_features(scene, model) -> torch.Tensor:
-    """Features that separate the scene's objects (coarse half) and parts (fine half); returns the object ids."""
-    import numpy as np
-
-    parts = torch.from_numpy(np.load(scene.labels_path)["part_id"]).long()
-    objects = torch.from_numpy(np.load(scene.labels_path)["object_id"]).long()
-    generator = torch.Generator().manual_seed(0)
-    coarse = torch.nn.functional.normalize(torch.randn(int(objects.max()) + 1, 12, generator=generator), dim=-1)
-    fine = torch.nn.functional.normalize(torch.randn(int(parts.max()) + 1, 12, generator=generator), dim=-1)
-    model.gauss_params["features"].data = torch.cat([coarse[objects], fine[parts]], dim=-1)
-    return objects
 
 
 def test_finish_labels_lifts_each_object_to_one_label_and_fills_segments(tiny_scene, tmp_path):
