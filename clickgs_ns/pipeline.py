@@ -162,7 +162,8 @@ class ClickGaussianPipeline(VanillaPipeline):
                                      self.mask_coverage)
         CONSOLE.log(f"Labels lifted from {len(self.datamanager.train_dataset)} training views in "  # type: ignore
                     f"{time.perf_counter() - started:.1f} s: {labelled['coarse']} (coarse) and {labelled['fine']} "
-                    f"(fine) of {model.num_points} Gaussians labelled; the others no training view shows.")
+                    f"(fine) of {model.num_points} Gaussians labelled for clicks; the others no training view "
+                    "shows confidently near a candidate.")
         return labelled
 
     def mask_coverage(self, indices: Tensor) -> Tensor:
@@ -193,8 +194,9 @@ class ClickGaussianPipeline(VanillaPipeline):
 
     def update_global_candidates(self, step: int, merge: bool = False) -> Dict[str, int]:
         """Render every training view, average features per mask, cluster them per level with HDBSCAN and give the
-        model its new candidates; with ``merge``, near-duplicate candidates are merged (``labelling.merge_cosine``). A level whose clustering degenerates keeps no candidates (its GFL term is off)
-        and says why; training goes on either way."""
+        model its new candidates; with ``merge``, near-duplicate candidates are merged (``labelling.merge_cosine``).
+        A level whose clustering degenerates keeps no candidates (its GFL term is off) and says why; training goes on
+        either way."""
         gfl = self.config.model.gfl
         started = time.perf_counter()
         coarse_averages, fine_averages = self.mask_averages()
