@@ -159,6 +159,22 @@ def fill_unlabelled(labels: Tensor, fallback: Tensor) -> Tensor:
     return torch.where(labels >= 0, labels, fallback)
 
 
+def click_labels(labels: Tensor, segment_labels: Tensor, num_candidates: int, min_share: float) -> Tensor:
+    """What a click selects by [N]: ``labels`` (confident votes), except for candidates that the confident votes
+    give less than ``min_share`` of the Gaussians that "segment everything" gives them (``segment_labels``): a
+    surface whose rendered features never became confident (a floor whose SAM segments changed from view to view)
+    would otherwise be selected in scattered bits; those candidates are selected by their segment labels.
+
+    Args:
+        labels, segment_labels: [N] long in [-1, num_candidates).
+    """
+    confident = torch.bincount(labels[labels >= 0], minlength=num_candidates)[:num_candidates]  # [C]
+    segments = torch.bincount(segment_labels[segment_labels >= 0], minlength=num_candidates)[:num_candidates]
+    weak = confident < min_share * segments  # [C]
+    from_segments = (labels < 0) & (segment_labels >= 0) & weak[segment_labels.clamp(min=0)]
+    return torch.where(from_segments, segment_labels, labels)
+
+
 def feature_convergence(level_features: Tensor, candidates: Tensor, weights: Tensor, min_cosine: float = 0.9) -> float:
     """Weighted share of Gaussians whose own feature has cosine above ``min_cosine`` with its nearest candidate
     (nan without candidates or weight).

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Dict, List, Literal, Optional, Tuple, Uni
 import torch
 from torch import Tensor
 
-from clickgs_ns.lifting import feature_convergence
+from clickgs_ns.lifting import click_labels, feature_convergence
 
 if TYPE_CHECKING:  # nerfstudio is heavy to import; only the type is needed here
     from nerfstudio.cameras.cameras import Cameras
@@ -57,6 +57,9 @@ class SelectionConfig:
     """Candidate-free ``segment_everything``: Gaussians sampled (deterministically) to find the clusters."""
     cluster_min_size: int = 5
     """Candidate-free ``segment_everything``: clusters with fewer sampled members are dropped."""
+    weak_segment_share: float = 0.5
+    """A candidate whose confident labels cover less than this share of its "segment everything" Gaussians is
+    selected by the latter (``lifting.click_labels``); 0 = always by the confident labels."""
     converged_cosine: float = 0.9
     """A Gaussian's feature has converged when its cosine with its nearest candidate exceeds this."""
     min_convergence: float = 0.03
@@ -440,6 +443,10 @@ class Segmenter:
             use_saved = (saved is not None and saved.shape == (features.shape[0],) and candidates.shape[0] > 0
                          and bool((saved >= 0).any()) and int(saved.max()) < candidates.shape[0])
             labels = saved.to(features.device).long() if use_saved else precompute_labels(features, candidates)
+            segment_labels = getattr(self.model, f"{level}_segment_labels", None)
+            if use_saved and segment_labels is not None and segment_labels.shape == labels.shape:
+                labels = click_labels(labels, segment_labels.to(labels.device).long(), candidates.shape[0],
+                                      self.config.weak_segment_share)
             opacities = getattr(self.model, "opacities", None)
             weights = (torch.sigmoid(opacities.detach().float()).reshape(-1) if opacities is not None
                        else features.new_ones(features.shape[0]))

@@ -150,3 +150,13 @@ def test_pixel_label_maps_vote_none_where_no_mask_covers_or_no_candidate_is_near
     covered = torch.tensor([[[True, True], [True, False]]])
     labels = pixel_label_maps(features, alphas, candidates, 0.5, min_cosine=0.75, covered=covered)
     assert labels.tolist() == [[[0, 2], [1, 2]]], "(0, 1): cos 0.29 to the nearest; (1, 1): no mask covers it"
+
+
+def test_click_labels_take_segment_labels_for_weakly_confident_candidates():
+    from clickgs_ns.lifting import click_labels
+
+    labels = torch.tensor([0, 0, 0, -1, 1, -1, -1, -1])  # candidate 0: 3 confident of 4; candidate 1: 1 of 4
+    segments = torch.tensor([0, 0, 0, 0, 1, 1, 1, 1])
+    assert click_labels(labels, segments, 2, 0.5).tolist() == [0, 0, 0, -1, 1, 1, 1, 1], \
+        "the edge Gaussian of candidate 0 stays out; the unconfident surface 1 is selected whole"
+    assert click_labels(labels, segments, 2, 0.0).tolist() == labels.tolist()
