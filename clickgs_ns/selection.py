@@ -528,8 +528,8 @@ class Segmenter:
             data = self.level_data(level)
             if data.saved:
                 labels = getattr(self.model, f"{level}_segment_labels", None)
-                if labels is None or labels.shape != data.labels.shape:
-                    labels = data.labels
+                if labels is None or labels.shape != data.labels.shape or not bool((labels >= 0).any()):
+                    labels = data.labels  # a run saved before segment labels existed
                 labels = labels.to(data.labels.device).long()
                 unlabelled = int((labels < 0).sum())
                 self._segmentations[level] = Segmentation(

@@ -160,3 +160,8 @@ def test_click_labels_take_segment_labels_for_weakly_confident_candidates():
     assert click_labels(labels, segments, 2, 0.5).tolist() == [0, 0, 0, -1, 1, 1, 1, 1], \
         "the edge Gaussian of candidate 0 stays out; the unconfident surface 1 is selected whole"
     assert click_labels(labels, segments, 2, 0.0).tolist() == labels.tolist()
+
+
+def test_runs_saved_before_segment_labels_segment_everything_with_their_labels():
+    model = fake_model(torch.tensor([1, 0, 1, 0]), segment_coarse=torch.full((4,), -1))
+    assert Segmenter(model).segment_everything("coarse").labels.tolist() == [1, 0, 1, 0]
