@@ -38,8 +38,8 @@ class LabellingConfig:
 
     method: Literal["view_vote", "nearest_feature"] = "view_vote"
     """"view_vote": each Gaussian takes the candidate label that receives most of its rendered weight over the
-    training views (this project's default; README, "How a click becomes a selection"). "nearest_feature": the paper's rule,
-    the candidate nearest to the Gaussian's own feature."""
+    training views (this project's default; README, "How a click becomes a selection"). "nearest_feature": the
+    paper's rule, the candidate nearest to the Gaussian's own feature."""
     min_alpha: float = 0.5
     """Pixels whose rendered accumulation is below this vote "none"."""
     min_cosine: float = 0.75
@@ -91,8 +91,8 @@ def merge_candidates(candidates: Tensor, sizes: Tensor, min_cosine: float) -> Tu
             group = new_group
     roots, group = torch.unique(group, return_inverse=True)
     weights = sizes.detach().float().clamp_min(1e-12).to(unit.device)
-    summed = torch.zeros(roots.shape[0], unit.shape[1], device=unit.device).index_add_(0, group, unit * weights[:, None])
-    merged_sizes = torch.zeros(roots.shape[0], device=unit.device, dtype=sizes.dtype).index_add_(0, group, sizes.to(unit.device))
+    summed = unit.new_zeros(roots.shape[0], unit.shape[1]).index_add_(0, group, unit * weights[:, None])
+    merged_sizes = sizes.new_zeros(roots.shape[0]).to(unit.device).index_add_(0, group, sizes.to(unit.device))
     return F.normalize(summed, dim=-1).to(candidates.dtype), merged_sizes, group
 
 
@@ -120,7 +120,8 @@ def pixel_label_maps(feature_maps: Tensor, alphas: Tensor, candidates: Tensor, m
     return torch.where(voting & (best >= min_cosine), nearest, count)
 
 
-def gaussian_votes(render: Callable[[Tensor], Tensor], label_maps: Tensor, num_labels: int, num_gaussians: int) -> Tensor:
+def gaussian_votes(render: Callable[[Tensor], Tensor], label_maps: Tensor, num_labels: int,
+                   num_gaussians: int) -> Tensor:
     """Rendering weight [N, L] that each Gaussian gives to the pixels of each label in a batch of views.
 
     The weight of Gaussian i at pixel p is alpha_i T_i, the factor of its colour in the pixel, so for the colours

@@ -694,7 +694,8 @@ def sam_like_id_maps(
     (``sam_masks.segments_to_id_maps``), so that a coarse segment is always one or several fine segments.
     Finally boundary pixels are randomly given a nearby pixel's ids (both levels together) or none, and small
     discs are unlabelled. With ``config.background_patches`` the ground is cut into view-local patches
-    (``background_patches``) instead of being one segment. Ids are distinct random non-negative ints, local to the view. With ``config.mask_noise == 0`` the result is the ground truth with
+    (``background_patches``) instead of being one segment. Ids are distinct random non-negative ints, local to the
+    view. With ``config.mask_noise == 0`` the result is the ground truth with
     ids relabelled.
 
     The random numbers drawn do not depend on ``mask_noise`` (each event happens when its uniform draw is below
