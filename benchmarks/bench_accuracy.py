@@ -66,8 +66,8 @@ def last_checkpoint(config: Path) -> Path:
 
 def oracle_labels(model, cameras, gt_maps: List[np.ndarray], num_segments: int) -> torch.Tensor:
     """Each Gaussian's ground-truth segment by rendered weight over ``cameras`` (-1: none / unseen)."""
-    from clickgs_ns.lifting import vote_labels
-    from clickgs_ns.model import views_by_size
+    from clickgs_ns.method.lifting import vote_labels
+    from clickgs_ns.method.model import views_by_size
 
     votes = torch.zeros(model.num_points, num_segments + 1)
     for batch in views_by_size(cameras, 4):
@@ -79,9 +79,9 @@ def oracle_labels(model, cameras, gt_maps: List[np.ndarray], num_segments: int) 
 
 def score_oracle(scene, prompts, prompts_path: Path, scene_dir: Path) -> Dict[str, Dict[str, float]]:
     """mIoU / mBIoU per level of clicks through the oracle labels (the best any per-Gaussian labelling does)."""
-    from clickgs_ns.evaluate import (ViewIndex, boundary_iou, full_resolution_camera, mask_iou, read_mask_png,
+    from clickgs_ns.segment.evaluate import (ViewIndex, boundary_iou, full_resolution_camera, mask_iou, read_mask_png,
                                      selection_mask, summarize)
-    from clickgs_ns.masks import full_resolution_path  # noqa: F401  (same image keys as the datamanager)
+    from clickgs_ns.io.id_maps import full_resolution_path  # noqa: F401  (same image keys as the datamanager)
 
     datamanager = scene.scene.pipeline.datamanager
     dataset = datamanager.train_dataset
@@ -110,7 +110,7 @@ def score_oracle(scene, prompts, prompts_path: Path, scene_dir: Path) -> Dict[st
 
 def mask_coverage(scene_dir: Path, image_filenames: Sequence[Path]):
     """``lift_labels``' coverage from the dataset's mask files (a loaded run's datamanager holds no id maps)."""
-    from clickgs_ns.masks import read_id_maps
+    from clickgs_ns.io.id_maps import read_id_maps
 
     maps = [torch.from_numpy(np.stack(read_id_maps(scene_dir / "clickgs_masks" / f"{Path(name).stem}.npz"), -1))
             for name in image_filenames]
@@ -120,8 +120,8 @@ def mask_coverage(scene_dir: Path, image_filenames: Sequence[Path]):
 def evaluate_run(config: Path, scene_dir: Path, relabel: Optional[Dict[str, object]] = None) -> Dict[str, object]:
     """``clickgs eval`` on the scene's prompts; with ``relabel``, the run's labels are first recomputed with those
     ``labelling`` settings ({"method": "nearest_feature"}: the paper's rule, each Gaussian's nearest candidate)."""
-    from clickgs_ns.api import load
-    from clickgs_ns.evaluate import evaluate_prompts, load_prompts
+    from clickgs_ns.app.api import load
+    from clickgs_ns.segment.evaluate import evaluate_prompts, load_prompts
 
     scene = load(config)
     if relabel:
@@ -171,7 +171,7 @@ def main() -> None:
     args.work.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
 
-    from clickgs_ns.synth import generate_scene, room_config
+    from clickgs_ns.data.synth import generate_scene, room_config
 
     scenes: Dict[float, Path] = {}
     for noise in args.noise:

@@ -27,7 +27,7 @@ from typing import Callable, List, Tuple
 
 import torch
 
-from clickgs_ns.selection import SelectionConfig, level_features, precompute_labels, select_by_feature
+from clickgs_ns.segment.selection import SelectionConfig, level_features, precompute_labels, select_by_feature
 
 FEATURE_DIM, COARSE_DIM, NUM_CANDIDATES = 24, 12, 50
 MAP_HEIGHT, MAP_WIDTH = 720, 1280

@@ -1,4 +1,4 @@
-"""Benchmark of the pure-PyTorch tile rasterizer (clickgs_ns.rendering.rasterize_torch) on the CPU.
+"""Benchmark of the pure-PyTorch tile rasterizer (clickgs_ns.render.rasterize_torch) on the CPU.
 
 Times forward + backward (gradients for means, quats, scales, opacities and colours) of a 128x96 image
 of 20,000 random Gaussians with D = 3 and D = 24 colour channels: the median of several repeats after
@@ -26,7 +26,7 @@ from typing import Callable, List, Tuple
 import torch
 from torch import Tensor
 
-from clickgs_ns.rendering import project_gaussians, rasterize_torch
+from clickgs_ns.render import project_gaussians, rasterize_torch
 
 WIDTH, HEIGHT, FOCAL = 128, 96, 100.0
 

@@ -11,12 +11,12 @@ from nerfstudio.data.dataparsers.nerfstudio_dataparser import NerfstudioDataPars
 from nerfstudio.engine.optimizers import AdamOptimizerConfig
 from nerfstudio.plugins.types import MethodSpecification
 
-from clickgs_ns.datamanager import ClickGaussianDataManagerConfig
-from clickgs_ns.losses import FeatureLossConfig
-from clickgs_ns.model import ClickGaussianModelConfig
-from clickgs_ns.pipeline import ClickGaussianPipelineConfig
-from clickgs_ns.schedulers import FloatExponentialDecaySchedulerConfig as ExponentialDecaySchedulerConfig
-from clickgs_ns.trainer import ClickGaussianTrainerConfig
+from clickgs_ns.data.datamanager import ClickGaussianDataManagerConfig
+from clickgs_ns.app.viewer import ClickGaussianViewerPipelineConfig
+from clickgs_ns.method.losses import FeatureLossConfig
+from clickgs_ns.method.model import ClickGaussianModelConfig
+from clickgs_ns.method.schedulers import FloatExponentialDecaySchedulerConfig as ExponentialDecaySchedulerConfig
+from clickgs_ns.method.trainer import ClickGaussianTrainerConfig
 
 
 def _adam(lr: float) -> dict:
@@ -33,7 +33,7 @@ def click_gaussian_config() -> ClickGaussianTrainerConfig:
         steps_per_eval_all_images=1000,
         max_num_iterations=33000,
         mixed_precision=False,
-        pipeline=ClickGaussianPipelineConfig(
+        pipeline=ClickGaussianViewerPipelineConfig(
             datamanager=ClickGaussianDataManagerConfig(
                 dataparser=NerfstudioDataParserConfig(load_3D_points=True),
                 cache_images_type="uint8",

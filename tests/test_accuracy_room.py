@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from clickgs_ns.gfl import GFLConfig
+from clickgs_ns.method.gfl import GFLConfig
 from conftest import make_trainer_config, train
 
 COARSE_FLOOR = 0.80
@@ -20,7 +20,7 @@ FINE_FLOOR = 0.80
 
 @pytest.fixture(scope="module")
 def room_run(tmp_path_factory):
-    from clickgs_ns.synth import generate_scene, room_config
+    from clickgs_ns.data.synth import generate_scene, room_config
 
     root = tmp_path_factory.mktemp("room_accuracy")
     scene = generate_scene(room_config(num_views=20, image_width=96, image_height=72, num_gaussians=10000,
@@ -32,8 +32,8 @@ def room_run(tmp_path_factory):
 
 
 def evaluate(config_path: Path, scene, nearest_feature: bool = False):
-    from clickgs_ns.api import load
-    from clickgs_ns.evaluate import evaluate_prompts, load_prompts
+    from clickgs_ns.app.api import load
+    from clickgs_ns.segment.evaluate import evaluate_prompts, load_prompts
 
     loaded = load(config_path)
     if nearest_feature:

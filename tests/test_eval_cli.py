@@ -1,4 +1,4 @@
-"""Click evaluation (clickgs_ns.evaluate), the `clickgs eval / segment / export` commands and ns-export with
+"""Click evaluation (clickgs_ns.segment.evaluate), the `clickgs eval / segment / export` commands and ns-export with
 CLICKGS_SELECTION: metric known answers, then one short CPU training on the tiny scene shared by the end-to-end
 tests."""
 
@@ -16,7 +16,7 @@ import torch
 from PIL import Image
 from plyfile import PlyData
 
-from clickgs_ns.evaluate import (
+from clickgs_ns.segment.evaluate import (
     PromptError,
     boundary_iou,
     boundary_region,
@@ -46,7 +46,7 @@ def clickgs(*args) -> None:
     """Run a clickgs subcommand in this process (as the console script does, without the interpreter start)."""
     import tyro
 
-    from clickgs_ns.cli import Commands
+    from clickgs_ns.app.cli import Commands
 
     tyro.cli(Commands, args=[str(a) for a in args]).main()
 
@@ -155,7 +155,7 @@ def test_prompt_errors_name_the_file_the_prompt_and_the_item(tmp_path: Path):
 
 
 def test_cli_argument_errors_stop_before_loading(tmp_path: Path, capsys):
-    from clickgs_ns.cli import ClickSpec, parse_click_args
+    from clickgs_ns.app.cli import ClickSpec, parse_click_args
 
     assert parse_click_args([["3", "10.5", "7", "fine", "subtract"], ["0", "1", "2", "coarse"]]) == [
         ClickSpec((10.5, 7.0), "fine", "subtract", camera_index=3), ClickSpec((1.0, 2.0), "coarse", camera_index=0)]
@@ -176,7 +176,7 @@ def test_cli_argument_errors_stop_before_loading(tmp_path: Path, capsys):
 @pytest.fixture(scope="module")
 def trained(tiny_scene, tmp_path_factory) -> Path:
     """config.yml of a short CPU run on the tiny scene: its .ply, 300 feature steps, GFL from step 100 every 100."""
-    from clickgs_ns.gfl import GFLConfig
+    from clickgs_ns.method.gfl import GFLConfig
 
     config = make_trainer_config(tiny_scene.root, tmp_path_factory.mktemp("eval_run"), init_ply=tiny_scene.scene_ply_path,
                                  feature_stage_steps=300, gfl=GFLConfig(start_step=100, update_every=100))
@@ -185,7 +185,7 @@ def trained(tiny_scene, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def loaded(trained):
-    from clickgs_ns.api import load
+    from clickgs_ns.app.api import load
 
     return load(trained)
 
@@ -212,7 +212,7 @@ def test_eval_on_the_synthetic_prompts(trained, tiny_scene, tmp_path: Path, caps
 
 
 def test_eval_errors_name_the_prompt_and_the_missing_image(loaded, tiny_scene, tmp_path: Path):
-    from clickgs_ns.evaluate import evaluate_prompts
+    from clickgs_ns.segment.evaluate import evaluate_prompts
 
     prompts = json.loads(tiny_scene.prompts_path.read_text())
     prompts[1]["targets"][0]["image"] = "images/frame_00099.png"
@@ -227,13 +227,14 @@ def test_eval_errors_name_the_prompt_and_the_missing_image(loaded, tiny_scene, t
 
 
 def test_segment_and_export_round_trip(trained, loaded, tiny_scene, tmp_path: Path, monkeypatch):
-    from clickgs_ns.cli import apply_click, load_clicks_file
-    from clickgs_ns.evaluate import ViewIndex
-    from clickgs_ns.export import finite_rows, splat_params
-    from clickgs_ns.pipeline import SELECTION_ENV
-    from clickgs_ns.ply import REQUIRED_PROPERTIES
-    from clickgs_ns.selection import render_selection_alpha
-    from clickgs_ns.splat_io import load_splat_ply, transform_splat
+    from clickgs_ns.app.cli import apply_click, load_clicks_file
+    from clickgs_ns.segment.evaluate import ViewIndex
+    from clickgs_ns.segment.export import finite_rows, splat_params
+    from clickgs_ns.method.pipeline import SELECTION_ENV
+    from clickgs_ns.io.ply import REQUIRED_PROPERTIES
+    from clickgs_ns.segment.selection import render_selection_alpha
+    from clickgs_ns.io.splat_files import load_splat_ply
+    from clickgs_ns.render import transform_splat
 
     prompts = json.loads(tiny_scene.prompts_path.read_text())
     coarse = next(p for p in prompts if p["level"] == "coarse")
@@ -295,7 +296,7 @@ def test_segment_and_export_round_trip(trained, loaded, tiny_scene, tmp_path: Pa
 
 
 def test_ns_export_whole_splat_and_a_saved_selection(trained, loaded, tmp_path: Path, monkeypatch):
-    from clickgs_ns.pipeline import SELECTION_ENV
+    from clickgs_ns.method.pipeline import SELECTION_ENV
 
     model = loaded.model
     n = model.num_points

@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from clickgs_ns.gfl import (
+from clickgs_ns.method.gfl import (
     ClusterResult,
     GFLConfig,
     assign_candidates,

@@ -6,7 +6,7 @@ import dataclasses
 
 import torch
 
-from clickgs_ns.gfl import GFLConfig
+from clickgs_ns.method.gfl import GFLConfig
 from conftest import make_trainer_config
 
 

@@ -1,4 +1,4 @@
-"""Known-answer tests of the view-vote labelling (clickgs_ns.lifting), candidate merging, the convergence figure,
+"""Known-answer tests of the view-vote labelling (clickgs_ns.method.lifting), candidate merging, the convergence figure,
 and the selection core's use of the saved labels."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from clickgs_ns.lifting import (
+from clickgs_ns.method.lifting import (
     feature_convergence,
     fill_unlabelled,
     gaussian_votes,
@@ -17,8 +17,8 @@ from clickgs_ns.lifting import (
     pixel_label_maps,
     vote_labels,
 )
-from clickgs_ns.rendering import rasterize
-from clickgs_ns.selection import SelectionConfig, Segmenter
+from clickgs_ns.render import rasterize
+from clickgs_ns.segment.selection import SelectionConfig, Segmenter
 
 
 def unit(x) -> torch.Tensor:
@@ -153,7 +153,7 @@ def test_pixel_label_maps_vote_none_where_no_mask_covers_or_no_candidate_is_near
 
 
 def test_click_labels_take_segment_labels_for_weakly_confident_candidates():
-    from clickgs_ns.lifting import click_labels
+    from clickgs_ns.method.lifting import click_labels
 
     labels = torch.tensor([0, 0, 0, -1, 1, -1, -1, -1])  # candidate 0: 3 confident of 4; candidate 1: 1 of 4
     segments = torch.tensor([0, 0, 0, 0, 1, 1, 1, 1])

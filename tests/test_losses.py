@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from clickgs_ns.losses import (
+from clickgs_ns.method.losses import (
     FeatureLossConfig,
     build_knn_index,
     contrastive_loss,
@@ -391,7 +391,7 @@ def test_gradient_descent_separates_two_groups():
 def test_positive_pairs_normalisation_weighs_each_pair_the_same_in_both_terms():
     import dataclasses
 
-    from clickgs_ns.losses import pair_counts
+    from clickgs_ns.method.losses import pair_counts
 
     # ids 0, 0, 1, 2: 2 same-id ordered pairs, 16 - (4 + 1 + 1) = 10 different-id ones
     assert pair_counts(_ids([0, 0, 1, 2, -1])) == (2, 10)

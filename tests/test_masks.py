@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from clickgs_ns.masks import (
+from clickgs_ns.io.id_maps import (
     MaskFileError,
     compact_ids,
     mask_path_for_image,
@@ -75,7 +75,7 @@ def test_compact_ids_picks_the_smallest_type():
 
 
 def test_renumber_keeps_segments_and_minus_one():
-    from clickgs_ns.masks import renumber_ids
+    from clickgs_ns.io.id_maps import renumber_ids
 
     ids = np.array([[7000, -1], [12, 7000]])
     np.testing.assert_array_equal(renumber_ids(ids), [[1, -1], [0, 1]])
@@ -83,7 +83,7 @@ def test_renumber_keeps_segments_and_minus_one():
 
 
 def test_full_resolution_path_maps_downscaled_folders_only(tmp_path):
-    from clickgs_ns.masks import full_resolution_path
+    from clickgs_ns.io.id_maps import full_resolution_path
 
     (tmp_path / "images").mkdir()
     (tmp_path / "images" / "a.png").write_bytes(b"x")

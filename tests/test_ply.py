@@ -7,7 +7,7 @@ import pytest
 import torch
 from plyfile import PlyData, PlyElement
 
-from clickgs_ns.ply import GaussianPlyError, read_gaussian_ply, write_gaussian_ply, write_point_cloud_ply
+from clickgs_ns.io.ply import GaussianPlyError, read_gaussian_ply, write_gaussian_ply, write_point_cloud_ply
 
 
 def _random_gaussians(n: int, sh_degree: int, seed: int = 0):
@@ -123,7 +123,7 @@ def test_point_cloud_ply(tmp_path):
 def test_atomic_writes_leave_the_permissions_a_plain_write_would(tmp_path):
     import os
 
-    from clickgs_ns.io_utils import atomic_write_text
+    from clickgs_ns.io.atomic import atomic_write_text
 
     old = os.umask(0o022)
     try:

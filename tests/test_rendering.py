@@ -1,4 +1,4 @@
-"""Tests of clickgs_ns.rendering: known answers, gsplat-kernel semantics, gradients, densification hooks.
+"""Tests of clickgs_ns.render: known answers, gsplat-kernel semantics, gradients, densification hooks.
 
 Everything runs on the CPU with the pure-PyTorch rasterizer; gsplat's CUDA kernels are never called here
 (an autouse fixture makes any attempt fail instead of starting a JIT build). The last test compares
@@ -14,7 +14,7 @@ import types
 import pytest
 import torch
 
-from clickgs_ns.rendering import (
+from clickgs_ns.render import (
     ALPHA_THRESHOLD,
     eval_sh,
     get_viewmat,

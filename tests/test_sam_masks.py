@@ -18,8 +18,8 @@ import pytest
 import torch
 from PIL import Image
 
-from clickgs_ns.masks import MASKS_DIRNAME, mask_path_for_image, read_id_maps
-from clickgs_ns.sam_masks import (
+from clickgs_ns.io.id_maps import MASKS_DIRNAME, mask_path_for_image, read_id_maps
+from clickgs_ns.data.sam_masks import (
     MaskCacheWarning,
     MaskRunError,
     Masks,
@@ -336,7 +336,7 @@ KILLED_RUN = textwrap.dedent("""
     sys.path.insert(0, {tests!r})
     import segment_anything
     from test_sam_masks import tiny_sam, tiny_config
-    from clickgs_ns.sam_masks import compute_masks
+    from clickgs_ns.data.sam_masks import compute_masks
     from pathlib import Path
     torch.set_num_threads(1)
     real = segment_anything.SamAutomaticMaskGenerator.generate

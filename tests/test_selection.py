@@ -1,5 +1,5 @@
-"""Tests of click selection (clickgs_ns.selection), export (clickgs_ns.export) and the scripting API
-(clickgs_ns.api), on hand-made tensors, a fake model with hand-made render maps and the CPU renderer."""
+"""Tests of click selection (clickgs_ns.segment.selection), export (clickgs_ns.segment.export) and the scripting API
+(clickgs_ns.app.api), on hand-made tensors, a fake model with hand-made render maps and the CPU renderer."""
 
 from __future__ import annotations
 
@@ -14,9 +14,10 @@ import torch
 from PIL import Image
 from plyfile import PlyData
 
-from clickgs_ns.api import ClickGaussianScene
-from clickgs_ns.export import export_gaussians, export_segments, load_selection, save_selection, sidecar_paths
-from clickgs_ns.selection import (
+from clickgs_ns.app.api import ClickGaussianScene
+from clickgs_ns.io.selection_files import load_selection, save_selection
+from clickgs_ns.segment.export import export_gaussians, export_segments, sidecar_paths
+from clickgs_ns.segment.selection import (
     ClickResult,
     SelectionConfig,
     SelectionState,
@@ -420,7 +421,7 @@ def test_api_render_selection_mask_shape():
 def test_segmenter_on_the_real_model_and_renderer():
     from nerfstudio.data.scene_box import SceneBox
 
-    from clickgs_ns.model import ClickGaussianModelConfig
+    from clickgs_ns.method.model import ClickGaussianModelConfig
 
     torch.manual_seed(0)
     config = ClickGaussianModelConfig(num_random=200, random_init=True, random_scale=2.0, render_backend="torch")

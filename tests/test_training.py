@@ -35,8 +35,8 @@ def test_feature_stage_from_ply_separates_objects(tiny_scene, tmp_path):
                                  feature_stage_steps=300)
     config_path = train(config)
 
-    from clickgs_ns.scene import load
-    from clickgs_ns.splat_io import load_splat_ply
+    from clickgs_ns.segment.run import load
+    from clickgs_ns.io.splat_files import load_splat_ply
 
     scene = load(config_path)
     model = scene.model
@@ -97,7 +97,7 @@ def _copy_scene(scene, tmp_path) -> Path:
 
 
 def test_missing_masks_stop_with_both_ways_forward(tiny_scene, tmp_path):
-    from clickgs_ns.masks import MaskFileError
+    from clickgs_ns.io.id_maps import MaskFileError
 
     root = _copy_scene(tiny_scene, tmp_path)
     (root / "clickgs_masks" / "frame_00003.npz").unlink()
@@ -107,7 +107,7 @@ def test_missing_masks_stop_with_both_ways_forward(tiny_scene, tmp_path):
 
 
 def test_wrongly_sized_mask_names_both_sizes(tiny_scene, tmp_path):
-    from clickgs_ns.masks import MaskFileError, write_id_maps
+    from clickgs_ns.io.id_maps import MaskFileError, write_id_maps
 
     root = _copy_scene(tiny_scene, tmp_path)
     write_id_maps(root / "clickgs_masks" / "frame_00002.npz", np.zeros((10, 20)), np.zeros((10, 20)))
@@ -123,7 +123,7 @@ def test_id_maps_follow_the_training_resolution(tiny_scene, tmp_path):
     camera, batch = pipeline.datamanager.next_train(0)
     assert batch["coarse_ids"].shape == batch["image"].shape[:2] == (36, 48)
     assert batch["coarse_ids"].dtype == torch.int8  # a handful of segments, renumbered, fit the smallest type
-    from clickgs_ns.masks import renumber_ids
+    from clickgs_ns.io.id_maps import renumber_ids
 
     index = camera.metadata["cam_idx"]
     full = np.load(tiny_scene.mask_paths[index])["coarse"]

@@ -1,4 +1,4 @@
-"""Viewer controls of click segmentation (clickgs_ns.viewer) without a browser, on a tiny scene trained on the CPU:
+"""Viewer controls of click segmentation (clickgs_ns.app.viewer) without a browser, on a tiny scene trained on the CPU:
 display modes in the model's eval render, the click handler, marker, status line and export."""
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ VIEW = 0  # training view used throughout
 def trained_run(tmp_path_factory, tiny_scene) -> Path:
     """config.yml of a short click-gaussian run (feature stage from the scene's .ply, with GFL candidates), trained
     once per test session and shared with tests/test_viewer_browser.py through the session's base temp dir."""
-    from clickgs_ns.gfl import GFLConfig
+    from clickgs_ns.method.gfl import GFLConfig
 
     out = tmp_path_factory.getbasetemp() / "clickgs_viewer_run"
     for config_path in sorted(out.glob("*/click-gaussian/test/config.yml")):
@@ -34,7 +34,7 @@ def trained_run(tmp_path_factory, tiny_scene) -> Path:
 
 @pytest.fixture(scope="module")
 def scene(tmp_path_factory, tiny_scene):
-    from clickgs_ns.scene import load
+    from clickgs_ns.segment.run import load
 
     return load(trained_run(tmp_path_factory, tiny_scene))
 
@@ -90,7 +90,7 @@ def select_object(scene, controls):
 
 
 def selection_alpha(scene, mask):
-    from clickgs_ns.selection import render_selection_alpha
+    from clickgs_ns.segment.selection import render_selection_alpha
 
     params = scene.model.gauss_params
     return render_selection_alpha(params["means"], params["quats"], params["scales"], params["opacities"], mask,
@@ -234,7 +234,7 @@ def test_display_modes_change_the_render(scene, controls):
     colors = state.gaussian_segment_colors(state.level)
     assert len(colors.unique(dim=0)) == len(labels.unique())  # one colour per segment id (and -1)
     model, cam = scene.model, camera(scene)
-    from clickgs_ns.rendering import get_viewmat, rasterize
+    from clickgs_ns.render import get_viewmat, rasterize
 
     reference, ref_alpha, _ = rasterize(
         means=model.means.detach(), quats=model.quats.detach(), scales=torch.exp(model.scales.detach()),
@@ -332,8 +332,9 @@ def test_click_without_a_connected_browser(scene, controls, fake_viewer):
 def test_export_button_writes_ply_and_selection(scene, controls, fake_viewer):
     from plyfile import PlyData
 
-    from clickgs_ns.export import load_selection, sidecar_paths
-    from clickgs_ns.viewer import SELECTION_NPY, SELECTION_PLY
+    from clickgs_ns.io.selection_files import load_selection
+    from clickgs_ns.segment.export import sidecar_paths
+    from clickgs_ns.app.viewer import SELECTION_NPY, SELECTION_PLY
 
     run_dir = fake_viewer.log_filename.parent
     assert controls.export() is None and "Nothing to export" in controls.b_status.value

@@ -35,11 +35,11 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
-from clickgs_ns.io_utils import atomic_path, atomic_write_text
-from clickgs_ns.masks import mask_path_for_image, write_id_maps
-from clickgs_ns.ply import write_gaussian_ply, write_point_cloud_ply
-from clickgs_ns.rendering import get_viewmat, rasterize
-from clickgs_ns.sam_masks import segments_to_id_maps
+from clickgs_ns.io.atomic import atomic_path, atomic_write_text
+from clickgs_ns.io.id_maps import mask_path_for_image, write_id_maps
+from clickgs_ns.io.ply import write_gaussian_ply, write_point_cloud_ply
+from clickgs_ns.render import get_viewmat, rasterize
+from clickgs_ns.data.sam_masks import segments_to_id_maps
 
 SH_C0 = 0.28209479177387814
 """Degree-0 SH basis constant: rgb = 0.5 + SH_C0 * sh_dc."""
@@ -208,7 +208,7 @@ class SynthScene:
     object_names: List[str]
     part_names: List[str]
     prompts_path: Path
-    """prompts.json: click prompts with ground-truth target masks (format: ``clickgs_ns.evaluate``)."""
+    """prompts.json: click prompts with ground-truth target masks (format: ``clickgs_ns.segment.evaluate``)."""
     num_prompts: int = 0
 
 
@@ -947,7 +947,7 @@ def segment_prompt(visible: np.ndarray, silhouette: np.ndarray, click_views: Seq
 def make_prompts(segments: Sequence[Tuple[str, str, np.ndarray, np.ndarray]], image_files: Sequence[str],
                  click_views: Sequence[int], config: SynthConfig,
                  mask_dir: str = "prompts") -> Tuple[List[Dict], Dict[str, np.ndarray]]:
-    """A prompts file's entries (format: ``clickgs_ns.evaluate``) and their target masks.
+    """A prompts file's entries (format: ``clickgs_ns.segment.evaluate``) and their target masks.
 
     Args:
         segments: (level, name, visible [C, H, W] bool, silhouette [C, H, W] bool) per segment.
@@ -1092,7 +1092,7 @@ def generate_scene(config: SynthConfig, out_dir: Path) -> SynthScene:
                                               [frame["file_path"] for frame in frames], config, out_dir)
 
     metadata = {
-        "generator": "clickgs_ns.synth",
+        "generator": "clickgs_ns.data.synth",
         "seed": config.seed,
         "config": dataclasses.asdict(config),
         "object_names": gaussians.object_names,

@@ -11,7 +11,7 @@ from typing import Type
 
 from nerfstudio.engine.trainer import Trainer, TrainerConfig
 
-from clickgs_ns.model import ClickGaussianModelConfig
+from clickgs_ns.method.model import ClickGaussianModelConfig
 
 
 @dataclass

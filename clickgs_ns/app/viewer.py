@@ -47,9 +47,9 @@ import threading
 import time
 import traceback
 import weakref
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Dict, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Dict, Optional, Tuple, Type
 
 import torch
 from torch import Tensor, nn
@@ -64,7 +64,8 @@ from nerfstudio.viewer.viewer_elements import (
     ViewerText,
 )
 
-from clickgs_ns.selection import ClickResult, SelectionConfig, Segmenter, camera_key
+from clickgs_ns.method.pipeline import ClickGaussianPipeline, ClickGaussianPipelineConfig
+from clickgs_ns.segment.selection import ClickResult, SelectionConfig, Segmenter, camera_key
 
 if TYPE_CHECKING:
     from nerfstudio.cameras.cameras import Cameras
@@ -262,7 +263,7 @@ class ClickViewerState:
     def pca_basis(self, level: str):
         """``feature_maps.PcaBasis`` of the Gaussians' features at ``level`` (cached)."""
         if level not in self._pca:
-            from clickgs_ns.feature_maps import fit_pca_basis
+            from clickgs_ns.segment.feature_maps import fit_pca_basis
 
             self._pca[level] = fit_pca_basis(self.segmenter.level_data(level).features)
         return self._pca[level]
@@ -270,7 +271,7 @@ class ClickViewerState:
     def finish_outputs(self, camera: "Cameras", outputs: Dict[str, Any]) -> Dict[str, Any]:
         """PCA display and the click cache, on the eval outputs of ``camera``."""
         if self.display_mode == PCA:
-            from clickgs_ns.feature_maps import pca_colors
+            from clickgs_ns.segment.feature_maps import pca_colors
 
             features = outputs[f"{self.level}_features"]
             alpha = outputs["accumulation"]
@@ -622,7 +623,8 @@ class ClickViewerControls(nn.Module):
     def export(self) -> Optional[Path]:
         """Write the selection (within the viewer's crop box, if one is on) as a 3DGS .ply in the dataset's frame,
         with its sidecars, and the selection itself as a .npy, into ``output_dir()``. Returns the .ply path."""
-        from clickgs_ns.export import export_gaussians, save_selection
+        from clickgs_ns.io.selection_files import save_selection
+        from clickgs_ns.segment.export import export_gaussians
 
         start = time.perf_counter()
         try:
@@ -652,3 +654,28 @@ class ClickViewerControls(nn.Module):
         self.set_status(f"Exported {result.num_exported} Gaussians{note} to {result.path} and the selection to "
                         f"{out_dir / SELECTION_NPY} in {(time.perf_counter() - start) * 1000:.0f} ms.")
         return result.path
+
+
+# ------------------------------------------------------------------------------------------------ pipeline
+def attach_viewer_controls(model: Any, config: Optional[SelectionConfig] = None) -> ClickViewerControls:
+    """Give ``model`` the click controls: nerfstudio's viewer finds them at ``model.click_segmentation``, and
+    the model's eval renders ask them for the display mode through ``model.display_hook``."""
+    controls = ClickViewerControls(model, config)
+    model.click_segmentation = controls
+    model.display_hook = controls.render_state
+    return controls
+
+
+class ClickGaussianViewerPipeline(ClickGaussianPipeline):
+    """The click-gaussian pipeline with the viewer's click controls on its model (the preset's pipeline)."""
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        attach_viewer_controls(self.model)
+
+
+@dataclass
+class ClickGaussianViewerPipelineConfig(ClickGaussianPipelineConfig):
+    """``ClickGaussianPipelineConfig`` whose pipeline carries the viewer's click controls."""
+
+    _target: Type = field(default_factory=lambda: ClickGaussianViewerPipeline)

@@ -8,7 +8,7 @@
     scene.export("object.ply")                                           # + object.labels.npy, object.export.json
     labels = scene.segment_everything("fine")                            # [N] instance ids, -1 = none
 
-Everything goes through ``clickgs_ns.selection.Segmenter``, the same core as the viewer and the CLI.
+Everything goes through ``clickgs_ns.segment.selection.Segmenter``, the same core as the viewer and the CLI.
 """
 
 from __future__ import annotations
@@ -20,8 +20,9 @@ from typing import Any, Dict, List, Optional, Tuple
 import torch
 from torch import Tensor
 
-from clickgs_ns.export import ExportResult, export_gaussians, export_segments, load_selection, save_selection
-from clickgs_ns.selection import (
+from clickgs_ns.io.selection_files import load_selection, save_selection
+from clickgs_ns.segment.export import ExportResult, export_gaussians, export_segments
+from clickgs_ns.segment.selection import (
     ClickResult,
     Level,
     Mode,
@@ -33,7 +34,7 @@ from clickgs_ns.selection import (
 
 
 class ClickGaussianScene:
-    """A loaded click-gaussian run with a selection. ``scene`` is a ``clickgs_ns.scene.ClickScene`` (or any
+    """A loaded click-gaussian run with a selection. ``scene`` is a ``clickgs_ns.segment.run.ClickScene`` (or any
     object with ``.model``, ``.cameras`` and ``.pipeline.datamanager``)."""
 
     def __init__(self, scene: Any, config: Optional[SelectionConfig] = None):
@@ -69,7 +70,7 @@ class ClickGaussianScene:
             dataset = getattr(self.scene.pipeline.datamanager, "train_dataset", None)
             data_root = getattr(dataset, "data_root", None)
             if data_root is not None:
-                from clickgs_ns.datamanager import full_resolution_size
+                from clickgs_ns.data.datamanager import full_resolution_size
 
                 try:
                     size = full_resolution_size(dataset.image_filenames[camera_index], data_root)
@@ -182,6 +183,6 @@ class ClickGaussianScene:
 
 def load(config_path: Path, config: Optional[SelectionConfig] = None) -> ClickGaussianScene:
     """Load the latest checkpoint of a click-gaussian run (its ``config.yml``) for clicking and export."""
-    from clickgs_ns.scene import load as load_scene
+    from clickgs_ns.segment.run import load as load_scene
 
     return ClickGaussianScene(load_scene(config_path), config)

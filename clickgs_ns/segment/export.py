@@ -1,6 +1,6 @@
 """Export selected Gaussians as standard 3DGS .ply files in the dataset's own coordinate frame, with labels.
 
-``export_gaussians`` writes one .ply of a selection (``clickgs_ns.ply`` format, which every splat viewer opens)
+``export_gaussians`` writes one .ply of a selection (``clickgs_ns.io.ply`` format, which every splat viewer opens)
 plus two sidecars beside it::
 
     <stem>.ply            the selected Gaussians, moved back from nerfstudio's training frame into the frame of
@@ -25,10 +25,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from clickgs_ns.io_utils import atomic_path, atomic_write_text
+from clickgs_ns.io.atomic import atomic_path, atomic_write_text
 
 SPLAT_KEYS = ("means", "scales", "quats", "features_dc", "features_rest", "opacities")
-"""Splatfacto's parameters that make a 3DGS .ply (``clickgs_ns.splat_io.SplatParams``)."""
+"""Splatfacto's parameters that make a 3DGS .ply (``clickgs_ns.io.splat_files.SplatParams``)."""
 
 
 @dataclass
@@ -78,7 +78,7 @@ def to_dataset_frame(params: Dict[str, Tensor], dataparser_transform: Optional[T
                      dataparser_scale: float) -> Dict[str, Tensor]:
     """Move ``params`` from nerfstudio's training frame back to the dataset's frame (identity when
     ``dataparser_transform`` is None)."""
-    from clickgs_ns.splat_io import transform_splat
+    from clickgs_ns.render import transform_splat
 
     if dataparser_transform is None:
         return dict(params)
@@ -99,7 +99,7 @@ def _write(rows: Dict[str, Tensor], model_indices: Tensor, labels: Tensor, path:
            num_dropped: int, dataparser_transform: Optional[Tensor], dataparser_scale: float,
            include_features: bool) -> ExportResult:
     """Write Gaussians ``rows`` (already in the dataset frame) with their ``labels`` [M] and sidecars."""
-    from clickgs_ns.ply import write_gaussian_ply
+    from clickgs_ns.io.ply import write_gaussian_ply
 
     path = Path(path)
     m = int(rows["means"].shape[0])
@@ -201,34 +201,3 @@ def export_segments(
                           for r in results]}
     atomic_write_text(out_dir / "segments.json", json.dumps(index, indent=1))
     return results
-
-
-def save_selection(path: Path, mask: Tensor) -> None:
-    """Save a selection [N] bool as a .npy bool array (the model's count travels with it)."""
-    mask = torch.as_tensor(mask).cpu()
-    if mask.dtype != torch.bool or mask.dim() != 1:
-        raise ValueError(f"A selection is a bool tensor [N], got {mask.dtype} {list(mask.shape)}")
-    with atomic_path(Path(path)) as tmp:
-        np.save(tmp, mask.numpy())
-
-
-def load_selection(path: Path, num_gaussians: int) -> Tensor:
-    """A selection [N] bool from a .npy of a bool mask [N] or of Gaussian indices (any integer type)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"Selection file {path} does not exist")
-    array = np.load(path, allow_pickle=False)
-    if array.dtype == np.bool_:
-        if array.shape != (num_gaussians,):
-            raise ValueError(f"{path} holds a selection of {array.size} Gaussians (shape {list(array.shape)}); "
-                             f"the model has {num_gaussians}: it was saved for another model or checkpoint.")
-        return torch.from_numpy(array.copy())
-    if not np.issubdtype(array.dtype, np.integer) or array.ndim != 1:
-        raise ValueError(f"{path} must hold a bool mask [N] or integer indices [M], got {array.dtype} "
-                         f"{list(array.shape)}")
-    if array.size and (array.min() < 0 or array.max() >= num_gaussians):
-        raise ValueError(f"{path} holds Gaussian indices in [{array.min()}, {array.max()}]; the model has "
-                         f"{num_gaussians} Gaussians: it was saved for another model or checkpoint.")
-    mask = torch.zeros(num_gaussians, dtype=torch.bool)
-    mask[torch.from_numpy(array.astype(np.int64))] = True
-    return mask

@@ -14,7 +14,7 @@ from typing import Tuple
 
 import numpy as np
 
-from clickgs_ns.io_utils import atomic_path
+from clickgs_ns.io.atomic import atomic_path
 
 MASKS_DIRNAME = "clickgs_masks"
 LEVELS = ("coarse", "fine")

@@ -13,10 +13,10 @@ from typing import Any, List, Literal, NoReturn, Optional, Union
 import tyro
 from typing_extensions import Annotated
 
-from clickgs_ns.evaluate import EvalConfig
-from clickgs_ns.sam_masks import Masks
-from clickgs_ns.selection import LEVELS, MODES
-from clickgs_ns.synth import SynthConfig
+from clickgs_ns.segment.evaluate import EvalConfig
+from clickgs_ns.data.sam_masks import Masks
+from clickgs_ns.segment.selection import LEVELS, MODES
+from clickgs_ns.data.synth import SynthConfig
 
 
 @dataclass
@@ -35,7 +35,7 @@ class Synth:
         """``scene`` with the preset's values for every field left at its default."""
         import dataclasses
 
-        from clickgs_ns.synth import ROOM_PRESET
+        from clickgs_ns.data.synth import ROOM_PRESET
 
         if self.preset == "tabletop":
             return self.scene
@@ -45,7 +45,7 @@ class Synth:
         })
 
     def main(self) -> None:
-        from clickgs_ns.synth import generate_scene
+        from clickgs_ns.data.synth import generate_scene
         from nerfstudio.utils.rich_utils import CONSOLE
 
         scene = generate_scene(self.resolved_config(), self.out_dir)
@@ -62,8 +62,8 @@ class RenderFeatures:
     """Folder for the PNGs (one per training view)."""
 
     def main(self) -> None:
-        from clickgs_ns.feature_maps import fit_pca_basis, pca_colors, save_png, side_by_side
-        from clickgs_ns.scene import load
+        from clickgs_ns.segment.feature_maps import fit_pca_basis, pca_colors, save_png, side_by_side
+        from clickgs_ns.segment.run import load
         from nerfstudio.utils.rich_utils import CONSOLE
 
         scene = load(self.load_config)
@@ -92,10 +92,10 @@ def fail(message: str) -> NoReturn:
 
 
 def load_run(config_path: Path):
-    """``clickgs_ns.api.load`` for the clickgs commands: ``$CLICKGS_SELECTION`` (meant for ns-export) is ignored
+    """``clickgs_ns.app.api.load`` for the clickgs commands: ``$CLICKGS_SELECTION`` (meant for ns-export) is ignored
     with a note, so that selections and exports always index the run's full set of Gaussians."""
-    from clickgs_ns.api import load
-    from clickgs_ns.pipeline import SELECTION_ENV
+    from clickgs_ns.app.api import load
+    from clickgs_ns.method.pipeline import SELECTION_ENV
     from nerfstudio.utils.rich_utils import CONSOLE
 
     if not Path(config_path).is_file():
@@ -196,7 +196,7 @@ def load_clicks_file(path: Path) -> List[ClickSpec]:
 
 def apply_click(scene: Any, views: Any, spec: ClickSpec) -> Any:
     """Make one click on a loaded scene; errors name the click."""
-    from clickgs_ns.evaluate import click_view
+    from clickgs_ns.segment.evaluate import click_view
 
     if spec.image is not None:
         view = views.get(spec.image)
@@ -232,7 +232,7 @@ class Segment:
     "xy": [x, y], "level": "coarse"|"fine", "mode": "add"|"subtract"}."""
 
     def main(self) -> None:
-        from clickgs_ns.evaluate import ViewIndex
+        from clickgs_ns.segment.evaluate import ViewIndex
         from nerfstudio.utils.rich_utils import CONSOLE
 
         if bool(self.click) == (self.clicks is not None):
@@ -338,7 +338,7 @@ class Eval:
     eval: Annotated[EvalConfig, tyro.conf.OmitArgPrefixes] = field(default_factory=EvalConfig)
 
     def main(self) -> None:
-        from clickgs_ns.evaluate import PromptError, evaluate_prompts, load_prompts, report_table, write_report
+        from clickgs_ns.segment.evaluate import PromptError, evaluate_prompts, load_prompts, report_table, write_report
         from nerfstudio.utils.rich_utils import CONSOLE
 
         try:

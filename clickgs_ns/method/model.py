@@ -2,17 +2,17 @@
 
 Steps ``[0, feature_start_step)`` are splatfacto's RGB stage (densification included). From
 ``feature_start_step`` on, geometry, opacity and colour are frozen and only ``gauss_params["features"]``
-([N, 24]: coarse = first 12 channels, fine = all 24) is optimised with the losses of ``clickgs_ns.losses``.
+([N, 24]: coarse = first 12 channels, fine = all 24) is optimised with the losses of ``clickgs_ns.method.losses``.
 Starting from an existing splat (``init_ply`` or ``init_checkpoint``) skips the RGB stage.
 
-Rendering goes through ``clickgs_ns.rendering.rasterize``: gsplat on CUDA, the project's torch rasterizer on CPU.
+Rendering goes through ``clickgs_ns.render.rasterize``: gsplat on CUDA, the project's torch rasterizer on CPU.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Dict, List, Literal, Optional, Tuple, Type, Union
+from typing import Any, Callable, Dict, List, Literal, Optional, Protocol, Tuple, Type, Union
 
 import torch
 from torch import Tensor
@@ -31,13 +31,31 @@ from nerfstudio.utils.colors import get_color
 from nerfstudio.utils.colormaps import apply_pca_colormap
 from nerfstudio.utils.rich_utils import CONSOLE
 
-from clickgs_ns.gfl import GFLConfig, assign_candidates, gfl_level_losses
-from clickgs_ns.lifting import LabellingConfig, feature_convergence, fill_unlabelled, gaussian_votes, vote_labels
-from clickgs_ns.losses import FeatureLossConfig, build_knn_index, feature_stage_losses
-from clickgs_ns.rendering import eval_sh, get_viewmat, rasterize
+from clickgs_ns.method.gfl import GFLConfig, assign_candidates, gfl_level_losses
+from clickgs_ns.method.lifting import LabellingConfig, feature_convergence, fill_unlabelled, gaussian_votes, vote_labels
+from clickgs_ns.method.losses import FeatureLossConfig, build_knn_index, feature_stage_losses
+from clickgs_ns.render import eval_sh, get_viewmat, rasterize
 
 GEOMETRY_AND_COLOUR = ("means", "scales", "quats", "features_dc", "features_rest", "opacities")
 LABEL_BUFFERS = ("coarse_labels", "fine_labels", "coarse_segment_labels", "fine_segment_labels")
+
+
+class DisplayHook(Protocol):
+    """What a viewer may change in an eval render (``get_outputs``); the viewer layer implements it
+    (``clickgs_ns.app.viewer.ClickViewerState``) and the model never imports it."""
+
+    def filter_params(self, params: Dict[str, Tensor], crop_ids: Optional[Tensor]
+                      ) -> Tuple[Dict[str, Tensor], Optional[Tensor]]:
+        """The rows to draw ([M] of each parameter) and their model indices [M] (None: all rows)."""
+
+    def empty_outputs(self, model: Any, camera: Cameras) -> Dict[str, Tensor]:
+        """Outputs when no Gaussian is left to draw."""
+
+    def recolor(self, colors: Tensor, rows: Optional[Tensor]) -> Tensor:
+        """RGB [M, 3] to draw instead of ``colors`` [M, 3]."""
+
+    def finish_outputs(self, camera: Cameras, outputs: Dict[str, Any]) -> Dict[str, Any]:
+        """The render's outputs as the viewer shows them."""
 """Per-Gaussian [N] long buffers: the candidate a click selects each Gaussian by, per level, and its segment in
 "segment everything" (-1: none)."""
 
@@ -203,11 +221,9 @@ class ClickGaussianModel(SplatfactoModel):
         # coarse/fine_labels: what a click selects; *_segment_labels: "segment everything" (clickgs_ns/lifting.py)
         for name in LABEL_BUFFERS:
             self.register_buffer(name, torch.full((num_points,), -1, dtype=torch.long))
-        # Viewer controls (click segmentation, display modes): a parameter-free child module that nerfstudio's
-        # viewer finds; its state is created on first use, so renders without a viewer are unchanged.
-        from clickgs_ns.viewer import ClickViewerControls
-
-        self.click_segmentation = ClickViewerControls(self)
+        self.display_hook: Optional[Callable[[], Optional[DisplayHook]]] = None
+        """Filled by the viewer layer (``clickgs_ns.app.viewer.attach_viewer_controls``): returns the viewer's
+        display state for an eval render, or None for a plain render."""
 
     # ----------------------------------------------------------------------------------------------- state
     @property
@@ -264,7 +280,7 @@ class ClickGaussianModel(SplatfactoModel):
         Args:
             covered: optional [B, H, W, 2] bool, per level the pixels that may vote (those a SAM mask covers).
         """
-        from clickgs_ns.lifting import pixel_label_maps
+        from clickgs_ns.method.lifting import pixel_label_maps
 
         cfg = self.config.labelling
         feature_maps, alphas = self.render_features(cameras)  # [B, H, W, D], [B, H, W, 1]
@@ -410,8 +426,8 @@ class ClickGaussianModel(SplatfactoModel):
                 return self.get_empty_outputs(int(camera.width.item()), int(camera.height.item()),
                                               self.background_color)
             params = {name: value[crop_ids] for name, value in params.items()}
-        # The viewer's display mode (clickgs_ns.viewer): None until the viewer is used, and never in training.
-        viewer_state = None if self.training else self.click_segmentation.render_state()
+        # The viewer's display mode (clickgs_ns.app.viewer): None until the viewer is used, and never in training.
+        viewer_state = None if self.training or self.display_hook is None else self.display_hook()
         viewer_rows = None  # model index of each row of params after the display mode's filtering (None: all)
         if viewer_state is not None:
             params, viewer_rows = viewer_state.filter_params(params, crop_ids)
@@ -519,7 +535,7 @@ class ClickGaussianModel(SplatfactoModel):
         for key in ("coarse_ids", "fine_ids"):
             if key not in batch:
                 raise KeyError(f"The batch has no '{key}': train click-gaussian with its datamanager, which attaches "
-                               "the SAM id maps (clickgs_ns.datamanager.ClickGaussianDataManagerConfig).")
+                               "the SAM id maps (clickgs_ns.data.datamanager.ClickGaussianDataManagerConfig).")
         rendered = outputs["features"]
         if batch["coarse_ids"].shape != rendered.shape[:2]:
             raise ValueError(f"Id maps {tuple(batch['coarse_ids'].shape)} do not match the rendered features "

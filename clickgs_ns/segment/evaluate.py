@@ -12,7 +12,7 @@ A prompts file is a JSON list; each entry is one click at one level and the view
 file. Other keys (e.g. ``segment``, a name) are carried into the report. ``clickgs synth`` writes such a file
 (``prompts.json``) for its scenes.
 
-For each prompt the selection is cleared, the click is made (``clickgs_ns.selection.Segmenter``), and in each
+For each prompt the selection is cleared, the click is made (``clickgs_ns.segment.selection.Segmenter``), and in each
 target view the selected Gaussians alone are rendered at the image's full resolution; where their accumulated
 opacity exceeds ``mask_alpha_threshold`` is the predicted mask. Scores per target: IoU and boundary IoU (Cheng et
 al., CVPR 2021: the IoU of the pixels of each mask within distance d of its own contour, d = 2% of the image
@@ -36,8 +36,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from clickgs_ns.io_utils import atomic_write_text
-from clickgs_ns.selection import LEVELS
+from clickgs_ns.io.atomic import atomic_write_text
+from clickgs_ns.segment.selection import LEVELS
 
 # ------------------------------------------------------------------------------------------------ metrics
 
@@ -218,8 +218,8 @@ class ViewIndex:
     """Every camera of a loaded run (train and eval splits), looked up by image path as in transforms.json."""
 
     def __init__(self, datamanager: Any):
-        from clickgs_ns.datamanager import full_resolution_size
-        from clickgs_ns.masks import full_resolution_path
+        from clickgs_ns.data.datamanager import full_resolution_size
+        from clickgs_ns.io.id_maps import full_resolution_path
 
         self.views: Dict[str, View] = {}
         for split in ("train", "eval"):
@@ -323,7 +323,7 @@ class EvalConfig:
 def selection_mask(model: Any, selection: Tensor, camera: Any, threshold: float = 0.5) -> np.ndarray:
     """[H, W] bool at ``camera``'s resolution: where the selected Gaussians alone accumulate opacity above
     ``threshold`` (``render_selection_alpha``)."""
-    from clickgs_ns.selection import render_selection_alpha
+    from clickgs_ns.segment.selection import render_selection_alpha
 
     params = model.gauss_params
     alpha = render_selection_alpha(
@@ -339,7 +339,7 @@ def evaluate_prompts(scene: Any, prompts: Sequence[Prompt], prompts_path: Path,
     """Run every prompt on a loaded run and score it (module doc).
 
     Args:
-        scene: ``clickgs_ns.api.ClickGaussianScene`` (its ``segmenter``, ``model`` and ``scene.pipeline``).
+        scene: ``clickgs_ns.app.api.ClickGaussianScene`` (its ``segmenter``, ``model`` and ``scene.pipeline``).
         prompts: from ``load_prompts``.
         prompts_path: the prompts file (named in errors).
 

@@ -1,6 +1,6 @@
 """A full-image datamanager that attaches each training image's SAM id maps (coarse and fine).
 
-The maps are read from the dataset's ``clickgs_masks/`` folder (format: ``clickgs_ns.masks``), checked against
+The maps are read from the dataset's ``clickgs_masks/`` folder (format: ``clickgs_ns.io.id_maps``), checked against
 the image's full resolution, resized with nearest neighbour to the training resolution, and stored compactly
 (the smallest integer type that holds the image's ids) next to the cached image as ``coarse_ids``/``fine_ids``.
 """
@@ -19,7 +19,7 @@ from nerfstudio.data.datamanagers.full_images_datamanager import FullImageDatama
 from nerfstudio.data.dataparsers.base_dataparser import DataparserOutputs
 from nerfstudio.data.datasets.base_dataset import InputDataset
 
-from clickgs_ns.masks import (
+from clickgs_ns.io.id_maps import (
     MaskFileError,
     compact_ids,
     full_resolution_path,
@@ -28,7 +28,7 @@ from clickgs_ns.masks import (
     renumber_ids,
     resize_ids_nearest,
 )
-from clickgs_ns.sam_masks import SamMaskConfig
+from clickgs_ns.data.sam_masks import SamMaskConfig
 
 
 def full_resolution_size(image_path: Path, data_root: Path) -> Tuple[int, int]:
@@ -93,7 +93,7 @@ class ClickGaussianDataManager(FullImageDatamanager[ClickGaussianDataset]):
     def ensure_masks(self) -> None:
         """Make sure every training image has its id maps: compute missing or stale ones with SAM when a
         checkpoint is configured, else stop with an error that gives both ways forward."""
-        from clickgs_ns.sam_masks import compute_masks, mask_cache_status, missing_or_stale_masks
+        from clickgs_ns.data.sam_masks import compute_masks, mask_cache_status, missing_or_stale_masks
 
         images = [full_resolution_path(p, self.data_root) for p in self.train_dataset.image_filenames]
         missing = missing_or_stale_masks(self.data_root, images, self.config.sam)

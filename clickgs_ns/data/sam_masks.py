@@ -3,7 +3,7 @@
 segment-anything's automatic mask generator runs on every image of a dataset; its segments (no level labels)
 become two id maps by area priority (``segments_to_id_maps``): where segments overlap on a pixel, the coarse map
 keeps the larger segment and the fine map the smaller one. Each image's maps are written atomically to
-``DATA/clickgs_masks/NAME.npz`` in the format of ``clickgs_ns.masks``, with these extra arrays:
+``DATA/clickgs_masks/NAME.npz`` in the format of ``clickgs_ns.io.id_maps``, with these extra arrays:
 
 - ``settings_sha1`` (str): fingerprint of everything that decides the output (``sam_settings``): the SAM model
   (checkpoint file name and size), the generator settings and the id-map version;
@@ -33,7 +33,7 @@ import numpy as np
 import tyro
 from typing_extensions import Annotated
 
-from clickgs_ns.masks import (
+from clickgs_ns.io.id_maps import (
     MASKS_DIRNAME,
     MaskFileError,
     full_resolution_path,

@@ -28,7 +28,7 @@ from typing import Dict, List, Optional
 import numpy as np
 from plyfile import PlyData, PlyElement
 
-from clickgs_ns.io_utils import atomic_path
+from clickgs_ns.io.atomic import atomic_path
 
 #: Properties every 3DGS ply has (the f_rest_* block is optional: SH degree 0).
 REQUIRED_PROPERTIES = (

@@ -1,4 +1,4 @@
-"""A trained click-gaussian run, loaded for scripting: ``scene = clickgs_ns.scene.load(config_path)``."""
+"""A trained click-gaussian run, loaded for scripting: ``scene = clickgs_ns.segment.run.load(config_path)``."""
 
 from __future__ import annotations
 
@@ -53,7 +53,7 @@ def load(config_path: Path) -> ClickScene:
                                 "(outputs/<data>/click-gaussian/<timestamp>/config.yml).")
     import os
 
-    from clickgs_ns.pipeline import SELECTION_ENV
+    from clickgs_ns.method.pipeline import SELECTION_ENV
 
     selection = os.environ.pop(SELECTION_ENV, None)  # that variable is for ns-export, not for scripts
     try:
@@ -61,7 +61,7 @@ def load(config_path: Path) -> ClickScene:
     finally:
         if selection is not None:
             os.environ[SELECTION_ENV] = selection
-    from clickgs_ns.model import ClickGaussianModel
+    from clickgs_ns.method.model import ClickGaussianModel
 
     if not isinstance(pipeline.model, ClickGaussianModel):
         raise TypeError(f"{config_path} is a {type(pipeline.model).__name__} run, not a click-gaussian one.")

@@ -50,7 +50,7 @@ def save_png(image: Tensor, path: Path) -> None:
     """Write an RGB image [H, W, 3] in [0, 1] as an 8-bit PNG, atomically."""
     from PIL import Image
 
-    from clickgs_ns.io_utils import atomic_path
+    from clickgs_ns.io.atomic import atomic_path
 
     array = (image.detach().cpu().clamp(0, 1).numpy() * 255 + 0.5).astype(np.uint8)
     with atomic_path(Path(path)) as tmp:

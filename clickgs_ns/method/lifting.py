@@ -187,7 +187,7 @@ def feature_convergence(level_features: Tensor, candidates: Tensor, weights: Ten
     """
     if candidates.shape[0] == 0 or level_features.shape[0] == 0:
         return float("nan")
-    from clickgs_ns.gfl import assign_candidates
+    from clickgs_ns.method.gfl import assign_candidates
 
     _, best = assign_candidates(level_features.detach().float(), candidates.detach().float())
     weights = weights.detach().float().reshape(-1).to(best.device)

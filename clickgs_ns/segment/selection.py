@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Dict, List, Literal, Optional, Tuple, Uni
 import torch
 from torch import Tensor
 
-from clickgs_ns.lifting import click_labels, feature_convergence
+from clickgs_ns.method.lifting import click_labels, feature_convergence
 
 if TYPE_CHECKING:  # nerfstudio is heavy to import; only the type is needed here
     from nerfstudio.cameras.cameras import Cameras
@@ -133,7 +133,7 @@ def best_candidates(features: Tensor, candidates: Tensor, chunk_size: int = 1 <<
 
     The same argmax as GFL's ``assign_candidates``; ``chunk_size`` rows per [chunk, C] block bound the memory.
     """
-    from clickgs_ns.gfl import assign_candidates
+    from clickgs_ns.method.gfl import assign_candidates
 
     chunk_elements = chunk_size * max(1, len(candidates))
     return assign_candidates(features.float(), candidates.detach().float(), chunk_elements=chunk_elements)
@@ -282,7 +282,7 @@ def render_selection_alpha(
         mask: [N] bool selection.
         camera: nerfstudio Cameras of one view; the result has its resolution.
     """
-    from clickgs_ns.rendering import get_viewmat, rasterize
+    from clickgs_ns.render import get_viewmat, rasterize
 
     width, height = int(camera.width.reshape(-1)[0]), int(camera.height.reshape(-1)[0])
     mask = mask.to(means.device)

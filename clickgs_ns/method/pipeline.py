@@ -24,12 +24,13 @@ from nerfstudio.pipelines.base_pipeline import VanillaPipeline, VanillaPipelineC
 from nerfstudio.utils import writer
 from nerfstudio.utils.rich_utils import CONSOLE
 
-from clickgs_ns.datamanager import ClickGaussianDataManagerConfig
-from clickgs_ns.export import load_selection
-from clickgs_ns.gfl import cluster_level_candidates, mask_average_features
-from clickgs_ns.lifting import merge_candidates
-from clickgs_ns.model import LABEL_BUFFERS, ClickGaussianModel, ClickGaussianModelConfig, views_by_size
-from clickgs_ns.splat_io import load_splat_checkpoint, load_splat_ply, transform_splat
+from clickgs_ns.data.datamanager import ClickGaussianDataManagerConfig
+from clickgs_ns.io.selection_files import load_selection
+from clickgs_ns.method.gfl import cluster_level_candidates, mask_average_features
+from clickgs_ns.method.lifting import merge_candidates
+from clickgs_ns.method.model import LABEL_BUFFERS, ClickGaussianModel, ClickGaussianModelConfig, views_by_size
+from clickgs_ns.io.splat_files import load_splat_checkpoint, load_splat_ply
+from clickgs_ns.render import transform_splat
 
 SELECTION_ENV = "CLICKGS_SELECTION"
 """Environment variable: a selection .npy whose Gaussians alone an inference-mode pipeline keeps (module doc)."""
