@@ -1,4 +1,4 @@
-"""Benchmark of one click (method.md, "Click to segment"): pixel feature to selection mask, on the CPU.
+"""Benchmark of one click (docs/method.md, section 6): pixel feature to selection mask, on the CPU.
 
 For N = 100k, 1M and 5M Gaussians with random features [N, 24] and 50 global candidates per level, it times, in one
 run (median of repeats after a warm-up; click and read are timed alternately so that both see the same load):

@@ -1,6 +1,6 @@
 """The click-gaussian method presets: every hyperparameter of the method lives in these config objects.
 
-Numbers follow ../shared/design/method.md (Click-Gaussian, ECCV 2024) and nerfstudio's splatfacto preset for
+Numbers follow docs/method.md (Click-Gaussian, ECCV 2024) and nerfstudio's splatfacto preset for
 the RGB stage. Registered through the ``nerfstudio.method_configs`` entry point as ``click-gaussian``.
 """
 

@@ -141,7 +141,7 @@ def test_assign_without_candidates():
 
 
 def _reference_gfl(features, candidates, margin, threshold):
-    """Direct transcription of method.md (full [N, C] matrix)."""
+    """Direct transcription of docs/method.md, section 4 (full [N, C] matrix)."""
     cosine = F.normalize(features, dim=-1) @ F.normalize(candidates.detach(), dim=-1).T  # [N, C]
     nearest = cosine.detach().argmax(dim=1)
     own = cosine.gather(1, nearest[:, None]).squeeze(1)

@@ -79,7 +79,7 @@ class MaskCacheWarning(UserWarning):
 
 @dataclass
 class SamMaskConfig:
-    """How SAM masks are made. Defaults are the method's (docs: shared/design/method.md, "Two-level masks")."""
+    """How SAM masks are made. Defaults are the method's (docs/method.md, section 2)."""
 
     sam_checkpoint: Optional[Path] = None
     """Official segment-anything checkpoint, e.g. sam_vit_h_4b8939.pth (download it yourself; see SAM_CHECKPOINT_FILES)."""

@@ -5,7 +5,7 @@ gradients and, for each level l (coarse = ``f[..., :coarse_dim]``, fine = all D 
 features over each SAM mask (``mask_average_features``). The mask averages of a level are L2-normalised and clustered
 with HDBSCAN (``cluster_candidates``); the normalised mean of each cluster's members is one global feature candidate
 g_c^l. Between updates, the per-Gaussian features are pulled to their nearest candidate and pushed away from the
-others (``gfl_losses`` / ``gfl_level_losses``), see shared/design/method.md:
+others (``gfl_losses`` / ``gfl_level_losses``), see docs/method.md, section 4:
 
 - c_i = argmax_c cos(f_i^l, g_c^l) (not differentiated);
 - L_GFL_pos^l = -mean_i [cos(f_i^l, g_{c_i}) > positive_threshold] * cos(f_i^l, g_{c_i});
@@ -42,7 +42,7 @@ DEFAULT_CHUNK_ELEMENTS = 1 << 24
 
 @dataclass
 class GFLConfig:
-    """Schedule, clustering and loss settings of Global Feature-guided Learning (numbers from method.md)."""
+    """Schedule, clustering and loss settings of Global Feature-guided Learning (docs/method.md, sections 4 and 7)."""
 
     enabled: bool = True
     """Turn GFL on (candidates are clustered and the GFL loss is added from ``start_step``)."""

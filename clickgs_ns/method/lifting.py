@@ -1,7 +1,7 @@
 """Per-Gaussian segment labels lifted from the rendered views ("view-vote" labelling), and the helpers around it.
 
 The paper labels each Gaussian with the global candidate nearest to its own feature (c_i = argmax_c cos(f_i, g_c),
-method.md "Click to segment"). On splats trained from seed points most Gaussians are fuzzy, densified,
+docs/method.md, section 5). On splats trained from seed points most Gaussians are fuzzy, densified,
 half hidden or nearly transparent: the rendered feature maps are clean (alpha blending averages the features of
 many Gaussians) while many of the Gaussians' own features never converge, and the nearest-candidate rule scatters
 those over every candidate. This module labels the Gaussians by what the views show instead:

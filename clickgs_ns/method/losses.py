@@ -4,7 +4,7 @@ Each Gaussian i has a feature f_i in R^D (D = 24). Its coarse feature is ``f[...
 its fine feature is the whole vector ``f[..., :D]`` (the coarse half concatenated with fbar = ``f[..., coarse_dim:]``),
 the "granularity prior" of the paper. Rendered feature maps F [H, W, D] come from alpha-blending the f_i.
 
-Terms (see shared/design/method.md):
+Terms (docs/method.md, section 3):
 
 - contrastive: S^l(p, q) = cos(F^l_p, F^l_q) over pairs of sampled pixels labelled at level l;
   L_pos^l = -mean_{same id} S^l, L_neg^l = mean_{different id} [S^l > tau^l] S^l,
@@ -42,7 +42,7 @@ from torch import Tensor
 
 @dataclass
 class FeatureLossConfig:
-    """Weights, margins and sampling sizes of the feature-stage losses (numbers from method.md)."""
+    """Weights, margins and sampling sizes of the feature-stage losses (docs/method.md, sections 3 and 7)."""
 
     coarse_dim: int = 12
     """Number of leading feature channels forming the coarse feature; the fine feature is all channels."""

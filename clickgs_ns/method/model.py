@@ -95,7 +95,7 @@ def make_lpips() -> Optional[torch.nn.Module]:
 
 @dataclass
 class ClickGaussianModelConfig(SplatfactoModelConfig):
-    """Splatfacto plus Click-Gaussian's two-level features (method.md, "Representation")."""
+    """Splatfacto plus Click-Gaussian's two-level features (docs/method.md, section 1)."""
 
     _target: Type = field(default_factory=lambda: ClickGaussianModel)
     feature_dim: int = 24
@@ -115,9 +115,9 @@ class ClickGaussianModelConfig(SplatfactoModelConfig):
     render_backend: Literal["auto", "torch", "gsplat"] = "auto"
     """auto: gsplat on CUDA, the project's torch rasterizer on CPU."""
     losses: FeatureLossConfig = field(default_factory=FeatureLossConfig)
-    """Feature-stage losses (method.md, "Losses")."""
+    """Feature-stage losses (docs/method.md, section 3)."""
     gfl: GFLConfig = field(default_factory=GFLConfig)
-    """Global Feature-guided Learning (method.md, "GFL")."""
+    """Global Feature-guided Learning (docs/method.md, section 4)."""
     labelling: LabellingConfig = field(default_factory=LabellingConfig)
     """The per-Gaussian labels that clicks select, computed at the end of training (clickgs_ns/lifting.py)."""
 

@@ -1,6 +1,6 @@
 """Click to segment: the one selection core shared by the viewer, the Python API and the CLI.
 
-method.md, "Click to segment": a click at pixel p of a view takes the rendered feature F^l_p at level l, picks the
+docs/method.md, section 6: a click at pixel p of a view takes the rendered feature F^l_p at level l, picks the
 global candidate c* = argmax_c cos(F^l_p, g_c^l) and selects the Gaussians whose own candidate is c*
 (c_i^l == c*). Each Gaussian's candidate id is precomputed (``precompute_labels``), so a click costs one pixel's
 feature plus one comparison over N labels. Where the click matches no candidate well (or there are none), the
@@ -38,7 +38,7 @@ MODES: Tuple[str, ...] = ("add", "subtract", "replace")
 
 @dataclass
 class SelectionConfig:
-    """Thresholds of click selection and of "segment everything" (method.md, "Click to segment")."""
+    """Thresholds of click selection and of "segment everything" (docs/method.md, section 6)."""
 
     candidate_min_cosine: float = 0.75
     """A click whose pixel feature has cosine below this with every global candidate matches none of them well:
