@@ -81,7 +81,6 @@ def score_oracle(scene, prompts, prompts_path: Path, scene_dir: Path) -> Dict[st
     """mIoU / mBIoU per level of clicks through the oracle labels (the best any per-Gaussian labelling does)."""
     from clickgs_ns.segment.evaluate import (ViewIndex, boundary_iou, full_resolution_camera, mask_iou, read_mask_png,
                                      selection_mask, summarize)
-    from clickgs_ns.io.id_maps import full_resolution_path  # noqa: F401  (same image keys as the datamanager)
 
     datamanager = scene.scene.pipeline.datamanager
     dataset = datamanager.train_dataset

@@ -9,7 +9,7 @@ run (median of repeats after a warm-up; click and read are timed alternately so 
   read     reading the whole per-Gaussian feature array once (``features.sum()``), the floor for any method that
            looks at every Gaussian's feature
   ratio    click / read (target: within 3x)
-  labels   precomputing the labels once: normalising the level's features and ``precompute_labels`` (argmax over
+  labels   precomputing the labels once: normalising the level's features and ``assign_candidates`` (argmax over
            the candidates for every Gaussian), done once after training (one repeat at 5M)
 
 Rendering the feature map is not included (the viewer renders the view anyway). Both timings use the same number
@@ -27,7 +27,8 @@ from typing import Callable, List, Tuple
 
 import torch
 
-from clickgs_ns.segment.selection import SelectionConfig, level_features, precompute_labels, select_by_feature
+from clickgs_ns.method.gfl import assign_candidates
+from clickgs_ns.segment.selection import SelectionConfig, level_features, select_by_feature
 
 FEATURE_DIM, COARSE_DIM, NUM_CANDIDATES = 24, 12, 50
 MAP_HEIGHT, MAP_WIDTH = 720, 1280
@@ -78,7 +79,7 @@ def main() -> None:
 
             def precompute():
                 unit = level_features(features, level, COARSE_DIM)  # type: ignore[arg-type]
-                return unit, precompute_labels(unit, candidates)
+                return unit, assign_candidates(unit, candidates)[0]
 
             label_repeats = 1 if n >= 5_000_000 else 3
             labels_time = median_seconds(precompute, label_repeats, warmup=0)

@@ -1,19 +1,19 @@
-"""The click-gaussian method presets: every hyperparameter of the method lives in these config objects.
+"""The click-gaussian preset, registered through the ``nerfstudio.method_configs`` entry point as
+``click-gaussian``: the composition root that wires the layers of ``clickgs_ns`` into nerfstudio (the pipeline
+with the viewer's click controls).
 
-Numbers follow docs/method.md (Click-Gaussian, ECCV 2024) and nerfstudio's splatfacto preset for
-the RGB stage. Registered through the ``nerfstudio.method_configs`` entry point as ``click-gaussian``.
+It states only what differs from the config classes' defaults, which hold every number of the method
+(docs/method.md): the trainer's schedule, the seed points, and splatfacto's optimizers for the RGB stage.
 """
 
 from __future__ import annotations
 
-from nerfstudio.configs.base_config import ViewerConfig
 from nerfstudio.data.dataparsers.nerfstudio_dataparser import NerfstudioDataParserConfig
 from nerfstudio.engine.optimizers import AdamOptimizerConfig
 from nerfstudio.plugins.types import MethodSpecification
 
 from clickgs_ns.data.datamanager import ClickGaussianDataManagerConfig
 from clickgs_ns.app.viewer import ClickGaussianViewerPipelineConfig
-from clickgs_ns.method.losses import FeatureLossConfig
 from clickgs_ns.method.model import ClickGaussianModelConfig
 from clickgs_ns.method.schedulers import FloatExponentialDecaySchedulerConfig as ExponentialDecaySchedulerConfig
 from clickgs_ns.method.trainer import ClickGaussianTrainerConfig
@@ -31,37 +31,15 @@ def click_gaussian_config() -> ClickGaussianTrainerConfig:
         steps_per_eval_batch=0,
         steps_per_save=2000,
         steps_per_eval_all_images=1000,
-        max_num_iterations=33000,
-        mixed_precision=False,
+        # the run length (max_num_iterations) and the means' decay follow the model's two stages (trainer.py)
         pipeline=ClickGaussianViewerPipelineConfig(
-            datamanager=ClickGaussianDataManagerConfig(
-                dataparser=NerfstudioDataParserConfig(load_3D_points=True),
-                cache_images_type="uint8",
-            ),
-            model=ClickGaussianModelConfig(
-                feature_dim=24,
-                coarse_dim=12,
-                feature_init_std=0.1,
-                rgb_stage_steps=30000,
-                feature_stage_steps=3000,
-                losses=FeatureLossConfig(
-                    coarse_dim=12,
-                    num_sampled_pixels=10000,
-                    coarse_margin=0.5,
-                    fine_margin=0.75,
-                    negative_weight=0.1,
-                    norm3d_weight=0.2,
-                    norm2d_weight=0.2,
-                    spatial_weight=0.5,
-                    spatial_num_gaussians=100000,
-                    spatial_num_neighbours=5,
-                ),
-            ),
+            datamanager=ClickGaussianDataManagerConfig(dataparser=NerfstudioDataParserConfig(load_3D_points=True)),
+            model=ClickGaussianModelConfig(),  # every default of the method is the config classes' own
         ),
         optimizers={
             "means": {
                 "optimizer": AdamOptimizerConfig(lr=1.6e-4, eps=1e-15),
-                "scheduler": ExponentialDecaySchedulerConfig(lr_final=1.6e-6, max_steps=30000),
+                "scheduler": ExponentialDecaySchedulerConfig(lr_final=1.6e-6),
             },
             "features_dc": _adam(0.0025),
             "features_rest": _adam(0.0025 / 20),
@@ -82,7 +60,6 @@ def click_gaussian_config() -> ClickGaussianTrainerConfig:
                 ),
             },
         },
-        viewer=ViewerConfig(num_rays_per_chunk=1 << 15),
         vis="viewer",
     )
 

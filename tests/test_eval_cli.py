@@ -141,7 +141,7 @@ def test_prompt_errors_name_the_file_the_prompt_and_the_item(tmp_path: Path):
     assert prompt.level == "fine" and prompt.xy == (1.0, 2.0) and prompt.extra == {"segment": "cup"}
     assert prompt.targets[0].mask == tmp_path / "m.png"
     cases = [
-        ({**good, "level": "middle"}, r"prompt 1: 'level' must be one of"),
+        ({**good, "level": "middle"}, r"prompt 1: 'level': level must be one of"),
         ({**good, "click": {"image": "images/a.png", "xy": [1]}}, r"prompt 1: 'click.xy'"),
         ({**good, "targets": []}, r"prompt 1: needs a non-empty 'targets'"),
         ({**good, "targets": [{"image": "images/b.png", "mask": "gone.png"}]}, r"prompt 1: target 0: mask gone\.png"),

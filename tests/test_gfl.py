@@ -20,7 +20,6 @@ from clickgs_ns.method.gfl import (
     gfl_loss,
     gfl_losses,
     mask_average_features,
-    mask_average_features_batched,
     min_cluster_size_for,
 )
 
@@ -92,21 +91,6 @@ def test_mask_average_known_answer():
 
     averages, counts = mask_average_features(feature_map, torch.full((3, 3), -1, dtype=torch.int32))
     assert averages.shape == (0, 2) and counts.shape == (0,)
-
-
-def test_mask_average_batched_keeps_views_apart():
-    feature_map, ids = _hand_map()
-    other_ids = torch.tensor([[0, 1, 1], [1, -1, -1], [-1, -1, -1]], dtype=torch.int16)
-    maps = torch.stack([feature_map, 10 * feature_map])  # [2, 3, 3, 2]
-    result = mask_average_features_batched(maps, torch.stack([ids, other_ids]), view_offset=4)
-    assert result.view_index.tolist() == [4, 4, 4, 5, 5]
-    assert result.mask_ids.tolist() == [0, 2, 5, 0, 1]
-    assert result.pixel_counts.tolist() == [3, 3, 1, 1, 3]
-    # view 1: id 0 -> pixel 0 -> [0, 10]; id 1 -> pixels 1, 2, 3 -> mean 20
-    expected = torch.tensor([[3.0, 1.0], [4.0, 1.0], [6.0, 1.0], [0.0, 10.0], [20.0, 10.0]])
-    assert torch.allclose(result.averages, expected)
-    single, _ = mask_average_features(10 * feature_map, other_ids)
-    assert torch.allclose(single, expected[3:])
 
 
 # ----------------------------------------------------------------------------------------------------------------

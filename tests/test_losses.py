@@ -20,8 +20,10 @@ from clickgs_ns.method.losses import (
     spatial_loss,
 )
 
-SMALL = FeatureLossConfig(coarse_dim=2, negative_normalisation="negative_pairs")
-"""4-d features: coarse = [:2], fbar = [2:]; L_neg as the paper's mean over different-id pairs."""
+SMALL = FeatureLossConfig(negative_normalisation="negative_pairs")
+"""L_neg as the paper's mean over different-id pairs; with SMALL_COARSE_DIM, on 4-d features."""
+SMALL_COARSE_DIM = 2
+"""4-d features: coarse = [:2], fbar = [2:]."""
 
 
 def _t(rows):
@@ -37,10 +39,9 @@ def _unit2(cos: float):
     return [cos, math.sqrt(1 - cos * cos)]
 
 
-def _naive_contrastive(features, coarse_ids, fine_ids, config):
+def _naive_contrastive(features, coarse_ids, fine_ids, config, cd):
     """Reference: explicit P x P matrices, diagonal excluded, sub-margin pairs counted in the denominator."""
     out = {}
-    cd = config.coarse_dim
     levels = {
         "coarse": (features[:, :cd], features[:, :cd], coarse_ids, config.coarse_margin),
         "fine": (features, torch.cat([features[:, :cd].detach(), features[:, cd:]], -1), fine_ids, config.fine_margin),
@@ -64,7 +65,7 @@ def _naive_contrastive(features, coarse_ids, fine_ids, config):
 
 def test_config_defaults_match_method():
     config = FeatureLossConfig()
-    assert config.coarse_dim == 12 and config.num_sampled_pixels == 10000
+    assert config.num_sampled_pixels == 10000
     assert config.coarse_margin == 0.5 and config.fine_margin == 0.75
     assert config.negative_weight == 0.1
     assert config.norm3d_weight == 0.2 and config.norm2d_weight == 0.2 and config.spatial_weight == 0.5
@@ -80,7 +81,7 @@ def test_config_defaults_match_method():
 def test_contrastive_exact_orthogonal_identical():
     # coarse: two groups with identical features inside, orthogonal across; fine: every pixel its own segment
     features = _t([[1, 0, 1, 0], [1, 0, 0, 1], [0, 1, 1, 0], [0, 1, 0, 1]])
-    terms = contrastive_losses(features, _ids([0, 0, 1, 1]), _ids([0, 1, 2, 3]), SMALL)
+    terms = contrastive_losses(features, _ids([0, 0, 1, 1]), _ids([0, 1, 2, 3]), SMALL, SMALL_COARSE_DIM)
     assert terms["pos_coarse"].item() == pytest.approx(-1.0)  # 4 ordered same pairs, all cos 1
     assert terms["neg_coarse"].item() == pytest.approx(0.0)  # 8 ordered different pairs, all cos 0
     assert terms["pos_fine"].item() == 0.0  # no pair with equal fine ids (diagonal excluded)
@@ -91,7 +92,7 @@ def test_contrastive_exact_orthogonal_identical():
 def test_positive_mean_excludes_diagonal():
     # three pixels, one segment: a=(1,0), b=(0,1), c=(1,1)/sqrt2 -> cos ab=0, ac=bc=1/sqrt2
     features = _t([[1, 0, 0, 0], [0, 1, 0, 0], [1, 1, 0, 0]])
-    terms = contrastive_losses(features, _ids([4, 4, 4]), _ids([-1, -1, -1]), SMALL)
+    terms = contrastive_losses(features, _ids([4, 4, 4]), _ids([-1, -1, -1]), SMALL, SMALL_COARSE_DIM)
     assert terms["pos_coarse"].item() == pytest.approx(-(2 * (1 / math.sqrt(2))) / 3, abs=1e-6)
     assert terms["pos_fine"].item() == 0.0 and terms["neg_fine"].item() == 0.0
 
@@ -100,15 +101,15 @@ def test_coarse_margin():
     below = _t([[1, 0, 0, 0], _unit2(0.4) + [0, 0]])
     above = _t([[1, 0, 0, 0], _unit2(0.6) + [0, 0]])
     ids = _ids([0, 1])
-    assert contrastive_losses(below, ids, ids, SMALL)["neg_coarse"].item() == 0.0
-    assert contrastive_losses(above, ids, ids, SMALL)["neg_coarse"].item() == pytest.approx(0.6, abs=1e-6)
+    assert contrastive_losses(below, ids, ids, SMALL, SMALL_COARSE_DIM)["neg_coarse"].item() == 0.0
+    assert contrastive_losses(above, ids, ids, SMALL, SMALL_COARSE_DIM)["neg_coarse"].item() == pytest.approx(0.6, abs=1e-6)
 
 
 def test_negative_denominator_counts_pairs_below_margin():
     # p0, p1 at cos 0.6 (above 0.5), p2 orthogonal to both: 6 ordered different pairs, 2 contribute 0.6 each
     features = _t([[1, 0, 0, 0], _unit2(0.6) + [0, 0], [0, 0, 1, 0]])
     ids = _ids([0, 1, 2])
-    terms = contrastive_losses(features, ids, _ids([-1, -1, -1]), SMALL)
+    terms = contrastive_losses(features, ids, _ids([-1, -1, -1]), SMALL, SMALL_COARSE_DIM)
     assert terms["neg_coarse"].item() == pytest.approx(2 * 0.6 / 6, abs=1e-6)
 
 
@@ -118,14 +119,14 @@ def test_fine_margin():
         # |f| = sqrt2 for both; cos = (1 + c) / 2 with c the cosine of the fbar halves
         c = 2 * fine_cos - 1
         features = _t([[1, 0, 1, 0], [1, 0] + _unit2(c)])
-        terms = contrastive_losses(features, _ids([0, 0]), _ids([0, 1]), SMALL)
+        terms = contrastive_losses(features, _ids([0, 0]), _ids([0, 1]), SMALL, SMALL_COARSE_DIM)
         assert terms["neg_fine"].item() == pytest.approx(expected, abs=1e-6)
 
 
 def test_fine_negative_stops_coarse_gradient():
     features = _t([[1, 0, 1, 0], [1, 0, 0.9, 0.1]]).requires_grad_(True)
     coarse, fine = _ids([0, 0]), _ids([0, 1])
-    neg_fine = contrastive_losses(features, coarse, fine, SMALL)["neg_fine"]
+    neg_fine = contrastive_losses(features, coarse, fine, SMALL, SMALL_COARSE_DIM)["neg_fine"]
     assert neg_fine.item() > 0.75
     (grad,) = torch.autograd.grad(neg_fine, features)
     assert torch.equal(grad[:, :2], torch.zeros_like(grad[:, :2]))
@@ -133,7 +134,7 @@ def test_fine_negative_stops_coarse_gradient():
 
     # the fine positive term does reach the coarse half
     features2 = _t([[1, 0, 1, 0], [0.5, 0.7, 0.2, 0.9]]).requires_grad_(True)
-    pos_fine = contrastive_losses(features2, coarse, _ids([3, 3]), SMALL)["pos_fine"]
+    pos_fine = contrastive_losses(features2, coarse, _ids([3, 3]), SMALL, SMALL_COARSE_DIM)["pos_fine"]
     (grad2,) = torch.autograd.grad(pos_fine, features2)
     assert grad2[:, :2].abs().sum() > 0 and grad2[:, 2:].abs().sum() > 0
 
@@ -142,14 +143,14 @@ def test_unlabelled_pixels_ignored_per_level():
     base = _t([[1, 0, 1, 0], [1, 0, 0, 1], [0, 1, 1, 0]])
     extra = torch.cat([base, _t([[0.3, -0.9, 0.5, 0.5]])])
     coarse, fine = _ids([0, 0, 1]), _ids([5, 6, 5])
-    ref = contrastive_losses(base, coarse, fine, SMALL)
+    ref = contrastive_losses(base, coarse, fine, SMALL, SMALL_COARSE_DIM)
     # extra pixel unlabelled at the coarse level only: coarse terms unchanged, fine terms change
-    got = contrastive_losses(extra, _ids([0, 0, 1, -1]), _ids([5, 6, 5, 6]), SMALL)
+    got = contrastive_losses(extra, _ids([0, 0, 1, -1]), _ids([5, 6, 5, 6]), SMALL, SMALL_COARSE_DIM)
     assert got["pos_coarse"].item() == pytest.approx(ref["pos_coarse"].item())
     assert got["neg_coarse"].item() == pytest.approx(ref["neg_coarse"].item())
     assert got["pos_fine"].item() != pytest.approx(ref["pos_fine"].item())
     # unlabelled at both levels: nothing changes
-    got = contrastive_losses(extra, _ids([0, 0, 1, -1]), _ids([5, 6, 5, -1]), SMALL)
+    got = contrastive_losses(extra, _ids([0, 0, 1, -1]), _ids([5, 6, 5, -1]), SMALL, SMALL_COARSE_DIM)
     for key in ref:
         assert got[key].item() == pytest.approx(ref[key].item())
 
@@ -160,7 +161,7 @@ def test_unlabelled_pixels_ignored_per_level():
 )
 def test_empty_pair_sets_give_zero_without_nan(coarse, fine):
     features = torch.randn(3, 4, generator=torch.Generator().manual_seed(0)).requires_grad_(True)
-    terms = contrastive_losses(features, _ids(coarse), _ids(fine), SMALL)
+    terms = contrastive_losses(features, _ids(coarse), _ids(fine), SMALL, SMALL_COARSE_DIM)
     total = contrastive_loss(terms, SMALL.negative_weight)
     assert torch.isfinite(total)
     total.backward()
@@ -172,7 +173,7 @@ def test_empty_pair_sets_give_zero_without_nan(coarse, fine):
 
 def test_contrastive_with_no_pixels():
     features = torch.zeros(0, 4, requires_grad=True)
-    terms = contrastive_losses(features, _ids([]), _ids([]), SMALL)
+    terms = contrastive_losses(features, _ids([]), _ids([]), SMALL, SMALL_COARSE_DIM)
     assert all(v.item() == 0.0 for v in terms.values())
     contrastive_loss(terms, 0.1).backward()
 
@@ -180,14 +181,14 @@ def test_contrastive_with_no_pixels():
 @pytest.mark.parametrize("chunk_rows", [1, 3, 64])
 def test_contrastive_matches_naive_reference(chunk_rows):
     gen = torch.Generator().manual_seed(1)
-    config = FeatureLossConfig(coarse_dim=3, coarse_margin=0.1, fine_margin=0.2, pair_chunk_rows=chunk_rows,
+    config = FeatureLossConfig(coarse_margin=0.1, fine_margin=0.2, pair_chunk_rows=chunk_rows,
                                negative_normalisation="negative_pairs")
     features = torch.randn(23, 6, generator=gen).requires_grad_(True)
     coarse = torch.randint(-1, 3, (23,), generator=gen).to(torch.int16)
     fine = torch.randint(-1, 6, (23,), generator=gen).to(torch.int32) * 100000
     fine[fine < 0] = -1
-    got = contrastive_losses(features, coarse, fine, config)
-    ref = _naive_contrastive(features, coarse.long(), fine.long(), config)
+    got = contrastive_losses(features, coarse, fine, config, 3)
+    ref = _naive_contrastive(features, coarse.long(), fine.long(), config, 3)
     for key in ref:
         assert got[key].item() == pytest.approx(ref[key].item(), abs=1e-5), key
         (g_got,) = torch.autograd.grad(got[key], features, retain_graph=True)
@@ -320,7 +321,7 @@ def test_sampling_nothing_labelled():
 def test_feature_stage_losses_weights_match_config():
     gen = torch.Generator().manual_seed(0)
     config = FeatureLossConfig(
-        coarse_dim=3, num_sampled_pixels=50, negative_weight=0.3, norm3d_weight=0.7, norm2d_weight=0.11,
+        num_sampled_pixels=50, negative_weight=0.3, norm3d_weight=0.7, norm2d_weight=0.11,
         spatial_weight=1.3, coarse_margin=-1.0, fine_margin=-1.0,
     )
     rendered = torch.randn(6, 7, 6, generator=gen, requires_grad=True)
@@ -328,7 +329,7 @@ def test_feature_stage_losses_weights_match_config():
     knn = build_knn_index(torch.randn(20, 3, generator=gen), 3)
     coarse = torch.randint(-1, 3, (6, 7), generator=gen).to(torch.int16)
     fine = torch.randint(-1, 5, (6, 7), generator=gen).to(torch.int32)
-    weighted, terms = feature_stage_losses(rendered, coarse, fine, gaussians, knn, config, gen)
+    weighted, terms = feature_stage_losses(rendered, coarse, fine, gaussians, knn, config, 3, gen)
     assert set(weighted) == {"contrastive_loss", "norm3d_loss", "norm2d_loss", "spatial_loss"}
     assert set(terms) == {"pos_coarse", "pos_fine", "neg_coarse", "neg_fine", "norm3d", "norm2d", "spatial"}
     assert all(v.item() != 0.0 for v in terms.values())
@@ -345,18 +346,18 @@ def test_feature_stage_losses_weights_match_config():
 
 
 def test_feature_stage_losses_unlabelled_view_and_bad_shapes():
-    config = FeatureLossConfig(coarse_dim=2, num_sampled_pixels=10)
+    config = FeatureLossConfig(num_sampled_pixels=10)
     rendered = torch.randn(3, 4, 4, requires_grad=True)
     gaussians = torch.randn(5, 4, requires_grad=True)
     empty = torch.full((3, 4), -1, dtype=torch.int16)
-    weighted, terms = feature_stage_losses(rendered, empty, empty, gaussians, None, config)
+    weighted, terms = feature_stage_losses(rendered, empty, empty, gaussians, None, config, 2)
     assert weighted["contrastive_loss"].item() == 0.0 and terms["norm2d"].item() == 0.0
     assert terms["spatial"].item() == 0.0
     total = sum(weighted.values())
     assert torch.isfinite(total)
     total.backward()
     with pytest.raises(ValueError):
-        feature_stage_losses(rendered, torch.zeros(4, 3, dtype=torch.long), empty, gaussians, None, config)
+        feature_stage_losses(rendered, torch.zeros(4, 3, dtype=torch.long), empty, gaussians, None, config, 2)
 
 
 def test_gradient_descent_separates_two_groups():
@@ -373,7 +374,7 @@ def test_gradient_descent_separates_two_groups():
     gen = torch.Generator().manual_seed(0)
     for _ in range(200):
         weighted, _ = feature_stage_losses(
-            features.view(height, width, 24), group, group, features, knn, config, generator=gen
+            features.view(height, width, 24), group, group, features, knn, config, 12, generator=gen
         )
         optimizer.zero_grad()
         sum(weighted.values()).backward()
@@ -398,12 +399,12 @@ def test_positive_pairs_normalisation_weighs_each_pair_the_same_in_both_terms():
     # p0, p1 same segment; p2 at cos 0.6 to p0 (active), p3 opposite p0 (inactive)
     features = _t([[1, 0, 0, 0], [1, 0, 0, 0], _unit2(0.6) + [0, 0], [-1, 0, 0, 0]])
     ids = _ids([0, 0, 1, 2])
-    paper = contrastive_losses(features, ids, _ids([-1] * 4), SMALL)
+    paper = contrastive_losses(features, ids, _ids([-1] * 4), SMALL, SMALL_COARSE_DIM)
     # p1 is identical to p0: (p1,p2), (p2,p1) are active too -> 4 active pairs of 0.6 over 10 negative pairs
     assert paper["neg_coarse"].item() == pytest.approx(4 * 0.6 / 10, abs=1e-6)
     balanced = contrastive_losses(features, ids, _ids([-1] * 4),
-                                  dataclasses.replace(SMALL, negative_normalisation="positive_pairs"))
+                                  dataclasses.replace(SMALL, negative_normalisation="positive_pairs"), SMALL_COARSE_DIM)
     assert balanced["neg_coarse"].item() == pytest.approx(4 * 0.6 / 2, abs=1e-6), "divided by the 2 same-id pairs"
     assert balanced["pos_coarse"].item() == pytest.approx(paper["pos_coarse"].item())
     with pytest.raises(ValueError, match="negative_normalisation"):
-        contrastive_losses(features, ids, ids, dataclasses.replace(SMALL, negative_normalisation="sum"))
+        contrastive_losses(features, ids, ids, dataclasses.replace(SMALL, negative_normalisation="sum"), SMALL_COARSE_DIM)

@@ -83,7 +83,7 @@ def test_renumber_keeps_segments_and_minus_one():
 
 
 def test_full_resolution_path_maps_downscaled_folders_only(tmp_path):
-    from clickgs_ns.io.id_maps import full_resolution_path
+    from clickgs_ns.io.images import full_resolution_path
 
     (tmp_path / "images").mkdir()
     (tmp_path / "images" / "a.png").write_bytes(b"x")

@@ -23,7 +23,6 @@ from clickgs_ns.segment.selection import (
     SelectionState,
     Segmenter,
     level_features,
-    precompute_labels,
     render_selection_alpha,
     segment_everything,
     select_by_feature,
@@ -102,16 +101,6 @@ def test_level_features_takes_the_level_channels_normalised():
     torch.testing.assert_close(fine.norm(dim=-1), torch.ones(2))
     with pytest.raises(ValueError, match="level"):
         level_features(features, "medium", COARSE_DIM)
-
-
-def test_precompute_labels_chunked_argmax_and_empty_candidates():
-    generator = torch.Generator().manual_seed(0)
-    features = unit(torch.randn(1000, 6, generator=generator))
-    candidates = unit(torch.randn(7, 6, generator=generator))
-    labels = precompute_labels(features, candidates, chunk_size=64)
-    assert labels.dtype == torch.long
-    assert torch.equal(labels, (features @ candidates.T).argmax(dim=-1))
-    assert torch.equal(precompute_labels(features, candidates[:0]), torch.full((1000,), -1))
 
 
 def test_select_by_feature_picks_the_candidate_label():

@@ -30,6 +30,31 @@ def test_method_is_registered_and_splatfacto_still_works():
     assert splatfacto.returncode == 0 and "--pipeline.model.sh-degree" in splatfacto.stdout
 
 
+def test_preset_restates_no_default_of_the_method():
+    """A changed default in a config class must reach the preset users train with, and old runs' class paths
+    (the flat layout before the package had layers) must still load."""
+    import yaml
+
+    from clickgs_ns.app.viewer import ClickGaussianViewerPipeline
+    from clickgs_ns.data.datamanager import ClickGaussianDataManagerConfig
+    from clickgs_ns.method.model import ClickGaussianModelConfig
+    from method_configs.click_gaussian import click_gaussian_config
+
+    config = click_gaussian_config()
+    assert config.pipeline.model == ClickGaussianModelConfig()
+    datamanager = config.pipeline.datamanager
+    assert datamanager.dataparser.load_3D_points  # the seed points: the one change from the defaults
+    datamanager.dataparser.load_3D_points = False
+    assert datamanager == ClickGaussianDataManagerConfig()
+    assert config.max_num_iterations == config.pipeline.model.total_steps
+
+    old = yaml.load("!!python/object:clickgs_ns.pipeline.ClickGaussianPipelineConfig\n"
+                    "_target: !!python/name:clickgs_ns.pipeline.ClickGaussianPipeline ''\n"
+                    "model: !!python/object:clickgs_ns.model.ClickGaussianModelConfig {coarse_dim: 12}\n",
+                    Loader=yaml.Loader)
+    assert old._target is ClickGaussianViewerPipeline and isinstance(old.model, ClickGaussianModelConfig)
+
+
 def test_feature_stage_from_ply_separates_objects(tiny_scene, tmp_path):
     config = make_trainer_config(tiny_scene.root, tmp_path, init_ply=tiny_scene.scene_ply_path,
                                  feature_stage_steps=300)

@@ -20,11 +20,11 @@ from typing import Any, Dict, List, Optional, Tuple
 import torch
 from torch import Tensor
 
+from clickgs_ns.io.id_maps import Level
 from clickgs_ns.io.selection_files import load_selection, save_selection
 from clickgs_ns.segment.export import ExportResult, export_gaussians, export_segments
 from clickgs_ns.segment.selection import (
     ClickResult,
-    Level,
     Mode,
     Segmentation,
     SelectionConfig,
@@ -70,7 +70,7 @@ class ClickGaussianScene:
             dataset = getattr(self.scene.pipeline.datamanager, "train_dataset", None)
             data_root = getattr(dataset, "data_root", None)
             if data_root is not None:
-                from clickgs_ns.data.datamanager import full_resolution_size
+                from clickgs_ns.io.images import full_resolution_size
 
                 try:
                     size = full_resolution_size(dataset.image_filenames[camera_index], data_root)

@@ -15,7 +15,8 @@ from typing_extensions import Annotated
 
 from clickgs_ns.segment.evaluate import EvalConfig
 from clickgs_ns.data.sam_masks import Masks
-from clickgs_ns.segment.selection import LEVELS, MODES
+from clickgs_ns.io.id_maps import Level, check_level
+from clickgs_ns.segment.selection import MODES
 from clickgs_ns.data.synth import SynthConfig
 
 
@@ -153,8 +154,10 @@ def parse_click_args(clicks: List[List[str]]) -> List[ClickSpec]:
 
 
 def check_click(spec: ClickSpec, where: str) -> None:
-    if spec.level not in LEVELS:
-        fail(f"{where}: level must be one of {', '.join(LEVELS)}, got {spec.level!r}")
+    try:
+        check_level(spec.level)
+    except ValueError as err:
+        fail(f"{where}: {err}")
     if spec.mode not in MODES:
         fail(f"{where}: mode must be one of {', '.join(MODES)}, got {spec.mode!r}")
 
@@ -269,9 +272,9 @@ class Export:
     """The .ply to write; a folder with --segment-everything."""
     selection: Optional[Path] = None
     """A selection .npy from `clickgs segment` (bool [N] or Gaussian indices)."""
-    segment_everything: Optional[Literal["coarse", "fine"]] = None
+    segment_everything: Optional[Level] = None
     """Write one .ply per whole-scene segment at this level into the --output folder (with segments.json)."""
-    level: Literal["coarse", "fine"] = "coarse"
+    level: Level = "coarse"
     """Level of the "segment everything" ids written as each Gaussian's label (with --selection or the whole
     splat)."""
     include_features: bool = False

@@ -11,9 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Literal, Tuple, Type
 
-import numpy as np
 import torch
-from PIL import Image
 
 from nerfstudio.data.datamanagers.full_images_datamanager import FullImageDatamanager, FullImageDatamanagerConfig
 from nerfstudio.data.dataparsers.base_dataparser import DataparserOutputs
@@ -22,20 +20,13 @@ from nerfstudio.data.datasets.base_dataset import InputDataset
 from clickgs_ns.io.id_maps import (
     MaskFileError,
     compact_ids,
-    full_resolution_path,
     mask_path_for_image,
     read_id_maps,
     renumber_ids,
     resize_ids_nearest,
 )
 from clickgs_ns.data.sam_masks import SamMaskConfig
-
-
-def full_resolution_size(image_path: Path, data_root: Path) -> Tuple[int, int]:
-    """(H, W) of the full-resolution version of ``image_path``."""
-    with Image.open(full_resolution_path(image_path, data_root)) as img:
-        width, height = img.size
-    return height, width
+from clickgs_ns.io.images import full_resolution_path, full_resolution_size
 
 
 class ClickGaussianDataset(InputDataset):

@@ -21,7 +21,6 @@ Heavy imports (torch, segment_anything) happen inside the functions that need th
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import time
 import warnings
@@ -33,10 +32,10 @@ import numpy as np
 import tyro
 from typing_extensions import Annotated
 
+from clickgs_ns.io.images import IMAGE_SUFFIXES, decode_rgb, full_resolution_path, image_size
 from clickgs_ns.io.id_maps import (
     MASKS_DIRNAME,
     MaskFileError,
-    full_resolution_path,
     mask_path_for_image,
     read_id_maps,
     write_id_maps,
@@ -62,7 +61,6 @@ GENERATOR_FIXED_SETTINGS = {
 }
 """segment-anything generator settings this project does not expose; recorded in every file's settings."""
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
 
 class SamCheckpointError(FileNotFoundError):
@@ -347,23 +345,6 @@ def file_sha1(path: Path) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
-
-
-def image_size(path: Path) -> Tuple[int, int]:
-    """(H, W) of an image file, from its header; as nerfstudio loads it (no EXIF rotation)."""
-    from PIL import Image
-
-    with Image.open(path) as img:
-        width, height = img.size
-    return height, width
-
-
-def decode_rgb(data: bytes) -> np.ndarray:
-    """An image file's bytes as RGB uint8 [H, W, 3] (alpha dropped, grey expanded; no EXIF rotation)."""
-    from PIL import Image
-
-    with Image.open(io.BytesIO(data)) as img:
-        return np.asarray(img.convert("RGB"), dtype=np.uint8)
 
 
 def select_shard(image_paths: Sequence[Path], data_root: Path, shard: Tuple[int, int] = (0, 1)) -> List[Path]:

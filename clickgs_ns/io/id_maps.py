@@ -10,14 +10,25 @@ from __future__ import annotations
 
 import zipfile
 from pathlib import Path
-from typing import Tuple
+from typing import Literal, Tuple
 
 import numpy as np
 
 from clickgs_ns.io.atomic import atomic_path
 
 MASKS_DIRNAME = "clickgs_masks"
-LEVELS = ("coarse", "fine")
+
+Level = Literal["coarse", "fine"]
+LEVELS: Tuple[str, ...] = ("coarse", "fine")
+"""The two feature levels: objects (coarse id maps, the first ``coarse_dim`` feature channels) and their parts
+(fine id maps, every channel). Every level name in the package is checked against this."""
+
+
+def check_level(level: str) -> str:
+    """``level`` if it names a feature level, else a ValueError that lists the levels."""
+    if level not in LEVELS:
+        raise ValueError(f"level must be one of {', '.join(LEVELS)}, got {level!r}")
+    return level
 
 
 class MaskFileError(ValueError):
@@ -39,21 +50,6 @@ def mask_path_for_image(image_path: Path, data_root: Path) -> Path:
         ) from err
     parts = rel.parts[1:] if len(rel.parts) > 1 else rel.parts
     return data_root / MASKS_DIRNAME / Path(*parts).with_suffix(".npz")
-
-
-def full_resolution_path(image_path: Path, data_root: Path) -> Path:
-    """The full-resolution version of ``image_path``: nerfstudio may train on ``DATA/images_N/...``; masks are
-    made on (and sized like) ``DATA/images/...``, when that file exists."""
-    image_path, data_root = Path(image_path), Path(data_root)
-    try:
-        rel = image_path.resolve().relative_to(data_root.resolve())
-    except ValueError:
-        return image_path
-    if len(rel.parts) > 1 and rel.parts[0].startswith("images_"):
-        full = data_root / "images" / Path(*rel.parts[1:])
-        if full.is_file():
-            return full
-    return image_path
 
 
 def write_id_maps(path: Path, coarse: np.ndarray, fine: np.ndarray, **extra: np.ndarray) -> None:

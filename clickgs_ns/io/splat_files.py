@@ -17,6 +17,9 @@ SplatParams = Dict[str, Tensor]
 """Splatfacto's parameters: means [N,3], scales [N,3] (log), quats [N,4] (wxyz), features_dc [N,3] (SH DC),
 features_rest [N,K-1,3], opacities [N,1] (logit); optionally features [N,D]."""
 
+SPLAT_KEYS = ("means", "scales", "quats", "features_dc", "features_rest", "opacities")
+"""The keys of a splat's geometry and colour: the parameters a 3DGS .ply holds."""
+
 
 def load_splat_ply(path: Path) -> SplatParams:
     """A standard 3DGS .ply as splatfacto parameters (in the .ply's own frame)."""

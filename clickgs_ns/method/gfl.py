@@ -36,6 +36,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from clickgs_ns.method.losses import graph_zero
+
 DEFAULT_CHUNK_ELEMENTS = 1 << 24
 """Default number of entries of a [rows, C] cosine block computed at once (64 MiB in float32)."""
 
@@ -90,11 +92,6 @@ class GFLConfig:
 # helpers
 
 
-def _graph_zero(x: Tensor) -> Tensor:
-    """A scalar 0 connected to ``x``'s autograd graph (its gradient is zero; never NaN)."""
-    return x.reshape(-1)[:0].sum()
-
-
 def _rows_per_chunk(num_columns: int, chunk_elements: int) -> int:
     """Rows of a [rows, num_columns] block with about ``chunk_elements`` entries (at least 1)."""
     return max(1, int(chunk_elements) // max(1, int(num_columns)))
@@ -113,79 +110,30 @@ def min_cluster_size_for(num_views: int, config: GFLConfig) -> int:
 # mask averages
 
 
-@dataclass
-class MaskAverages:
-    """Mean rendered feature of each mask of a batch of views (rows ordered by view, then ascending mask id)."""
-
-    averages: Tensor
-    """[S, D] mean rendered feature over each mask's pixels."""
-    pixel_counts: Tensor
-    """[S] long: rendered pixels of each mask."""
-    view_index: Tensor
-    """[S] long: index of the view (in the batch, plus ``view_offset``) each mask belongs to."""
-    mask_ids: Tensor
-    """[S] long: the mask's id in its view's id map."""
-
-
-def mask_average_features_batched(
-    feature_maps: Tensor, ids: Tensor, min_pixels: int = 1, view_offset: int = 0
-) -> MaskAverages:
-    """Mean rendered feature over each (view, mask id) of a batch of views, without a loop over masks.
-
-    Args:
-        feature_maps: [B, H, W, D] rendered feature maps (any float dtype; summed in float32 or better).
-        ids: [B, H, W] integer mask ids (any integer dtype, any device), -1 (or any negative) = no mask.
-        min_pixels: masks with fewer pixels are dropped.
-        view_offset: added to ``view_index`` (e.g. the index of the batch's first view in the dataset).
-    Returns:
-        MaskAverages with S rows on ``feature_maps``' device.
-    """
-    if feature_maps.dim() != 4:
-        raise ValueError(f"feature_maps must be [B, H, W, D], got {tuple(feature_maps.shape)}")
-    batch, height, width, dim = feature_maps.shape
-    if tuple(ids.shape) != (batch, height, width):
-        raise ValueError(f"ids {tuple(ids.shape)} must be [B, H, W] = {(batch, height, width)}")
-    device = feature_maps.device
-    accumulate_dtype = feature_maps.dtype if feature_maps.dtype in (torch.float32, torch.float64) else torch.float32
-    flat_ids = ids.to(device).reshape(batch, -1).long()  # [B, H*W]
-    valid = flat_ids >= 0
-    if not bool(valid.any()):
-        empty_long = torch.zeros(0, dtype=torch.long, device=device)
-        return MaskAverages(
-            torch.zeros(0, dim, dtype=accumulate_dtype, device=device), empty_long, empty_long, empty_long.clone()
-        )
-    stride = int(flat_ids.max().item()) + 1
-    views = torch.arange(batch, device=device)[:, None]  # [B, 1]
-    # one key per (view, id); every unlabelled pixel gets key -1, which sorts first and is dropped below
-    keys = torch.where(valid, views * stride + flat_ids, torch.full_like(flat_ids, -1)).reshape(-1)  # [B*H*W]
-    unique_keys, segment, counts = torch.unique(keys, return_inverse=True, return_counts=True)  # [S'], [B*H*W], [S']
-    sums = torch.zeros(unique_keys.shape[0], dim, dtype=accumulate_dtype, device=device).index_add_(
-        0, segment, feature_maps.reshape(-1, dim).to(accumulate_dtype)
-    )  # [S', D]
-    keep = (unique_keys >= 0) & (counts >= max(1, int(min_pixels)))  # [S']
-    unique_keys, counts, sums = unique_keys[keep], counts[keep], sums[keep]
-    return MaskAverages(
-        averages=sums / counts[:, None].to(accumulate_dtype),
-        pixel_counts=counts,
-        view_index=unique_keys // stride + int(view_offset),
-        mask_ids=unique_keys % stride,
-    )
-
-
 def mask_average_features(feature_map: Tensor, ids: Tensor, min_pixels: int = 1) -> Tuple[Tensor, Tensor]:
-    """Mean rendered feature over each mask of one view.
+    """Mean rendered feature over each mask of one view, without a loop over masks.
 
     Args:
-        feature_map: [H, W, D] rendered feature map.
-        ids: [H, W] integer mask ids (any integer dtype, any device), -1 = no mask.
+        feature_map: [H, W, D] rendered feature map (any float dtype; summed in float32 or better).
+        ids: [H, W] integer mask ids (any integer dtype, any device), -1 (or any negative) = no mask.
         min_pixels: masks with fewer pixels are dropped.
     Returns:
         (averages [S, D], pixel_counts [S] long), rows in ascending mask id, on ``feature_map``'s device.
     """
     if feature_map.dim() != 3:
         raise ValueError(f"feature_map must be [H, W, D], got {tuple(feature_map.shape)}")
-    result = mask_average_features_batched(feature_map[None], ids[None], min_pixels=min_pixels)
-    return result.averages, result.pixel_counts
+    if tuple(ids.shape) != tuple(feature_map.shape[:2]):
+        raise ValueError(f"ids {tuple(ids.shape)} must be [H, W] = {tuple(feature_map.shape[:2])}")
+    dim = feature_map.shape[-1]
+    accumulate_dtype = feature_map.dtype if feature_map.dtype in (torch.float32, torch.float64) else torch.float32
+    flat_ids = ids.to(feature_map.device).reshape(-1).long()  # [H*W]
+    valid = flat_ids >= 0
+    mask_ids, segment, counts = torch.unique(flat_ids[valid], return_inverse=True, return_counts=True)  # [S']
+    sums = torch.zeros(mask_ids.shape[0], dim, dtype=accumulate_dtype, device=feature_map.device).index_add_(
+        0, segment, feature_map.reshape(-1, dim)[valid].to(accumulate_dtype)
+    )  # [S', D]
+    keep = counts >= max(1, int(min_pixels))  # [S']
+    return sums[keep] / counts[keep][:, None].to(accumulate_dtype), counts[keep]
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -464,7 +412,7 @@ def gfl_losses(
     num_points = gaussian_features.shape[0]
     num_candidates = 0 if candidates is None else int(candidates.shape[0])
     if num_candidates <= 1 or num_points == 0:
-        zero = _graph_zero(gaussian_features)
+        zero = graph_zero(gaussian_features)
         return zero, zero.clone()
     if candidates.shape[-1] != gaussian_features.shape[-1]:
         raise ValueError(

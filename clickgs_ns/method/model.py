@@ -31,12 +31,12 @@ from nerfstudio.utils.colors import get_color
 from nerfstudio.utils.colormaps import apply_pca_colormap
 from nerfstudio.utils.rich_utils import CONSOLE
 
-from clickgs_ns.method.gfl import GFLConfig, assign_candidates, gfl_level_losses
+from clickgs_ns.method.gfl import GFLConfig, assign_candidates, gfl_level_losses, gfl_loss
 from clickgs_ns.method.lifting import LabellingConfig, feature_convergence, fill_unlabelled, gaussian_votes, vote_labels
-from clickgs_ns.method.losses import FeatureLossConfig, build_knn_index, feature_stage_losses
+from clickgs_ns.method.losses import FeatureLossConfig, build_knn_index, feature_stage_losses, nearest_neighbours
+from clickgs_ns.io.splat_files import SPLAT_KEYS
 from clickgs_ns.render import eval_sh, get_viewmat, rasterize
 
-GEOMETRY_AND_COLOUR = ("means", "scales", "quats", "features_dc", "features_rest", "opacities")
 LABEL_BUFFERS = ("coarse_labels", "fine_labels", "coarse_segment_labels", "fine_segment_labels")
 
 
@@ -146,8 +146,6 @@ class ClickGaussianModel(SplatfactoModel):
         # splatfacto's populate_modules hard-codes .cuda() and downloads LPIPS weights: this one does neither.
         # (Like splatfacto's, it does not call Model.populate_modules: a ray collider has no use here.)
         cfg = self.config
-        if cfg.losses.coarse_dim != cfg.coarse_dim:
-            raise ValueError(f"losses.coarse_dim ({cfg.losses.coarse_dim}) must equal coarse_dim ({cfg.coarse_dim})")
         if not 0 < cfg.coarse_dim < cfg.feature_dim:
             raise ValueError(f"coarse_dim ({cfg.coarse_dim}) must lie strictly between 0 and feature_dim ({cfg.feature_dim})")
         if self.seed_points is not None and not cfg.random_init:
@@ -157,8 +155,8 @@ class ClickGaussianModel(SplatfactoModel):
             means = (torch.rand((cfg.num_random, 3)) - 0.5) * cfg.random_scale
             seed_rgb = None
         num_points = means.shape[0]
-        distances, _ = self.k_nearest_sklearn(means, 3)
-        avg_dist = torch.from_numpy(distances).mean(dim=-1, keepdim=True).clamp_min(1e-7)
+        distances, _ = nearest_neighbours(means, 3)  # [N, 3]
+        avg_dist = distances.mean(dim=-1, keepdim=True).clamp_min(1e-7)
         dim_sh = num_sh_bases(cfg.sh_degree)
         features_dc = torch.rand(num_points, 3)
         if seed_rgb is not None:
@@ -327,7 +325,7 @@ class ClickGaussianModel(SplatfactoModel):
         Only before the optimizers are built (the pipeline calls it while it is constructed).
         Missing features are initialised as in ``init_features``.
         """
-        missing = [k for k in GEOMETRY_AND_COLOUR if k not in params]
+        missing = [k for k in SPLAT_KEYS if k not in params]
         if missing:
             raise ValueError(f"The splat to start from lacks {missing}")
         num_points = params["means"].shape[0]
@@ -338,7 +336,7 @@ class ClickGaussianModel(SplatfactoModel):
             raise ValueError(f"The splat to start from has SH degree {round((rest.shape[1] + 1) ** 0.5) - 1}, above "
                              f"the model's {self.config.sh_degree}: set --pipeline.model.sh-degree to match.")
         params["features_rest"] = torch.cat([rest, rest.new_zeros(num_points, num_rest - rest.shape[1], 3)], dim=1)
-        for name in GEOMETRY_AND_COLOUR:
+        for name in SPLAT_KEYS:
             self.gauss_params[name] = Parameter(params[name].detach().float().to(self.device))
         features = params.get("features")
         if features is None or features.shape != (num_points, self.config.feature_dim):
@@ -418,7 +416,7 @@ class ClickGaussianModel(SplatfactoModel):
             self.camera_optimizer.apply_to_camera(camera) if rgb_training else camera.camera_to_worlds
         )  # [1, 3, 4]
 
-        params = {name: self.gauss_params[name] for name in GEOMETRY_AND_COLOUR + ("features",)}
+        params = {name: self.gauss_params[name] for name in SPLAT_KEYS + ("features",)}
         crop_ids = None
         if self.crop_box is not None and not self.training:
             crop_ids = self.crop_box.within(params["means"]).squeeze()
@@ -546,7 +544,8 @@ class ClickGaussianModel(SplatfactoModel):
                 max_points=self.config.losses.spatial_num_gaussians,
             ).to(self.device)
         loss_dict, terms = feature_stage_losses(
-            rendered, batch["coarse_ids"], batch["fine_ids"], self.features, self.spatial_knn, self.config.losses
+            rendered, batch["coarse_ids"], batch["fine_ids"], self.features, self.spatial_knn, self.config.losses,
+            self.config.coarse_dim,
         )
         if self.gfl_active:
             gfl_terms = gfl_level_losses(
@@ -554,7 +553,7 @@ class ClickGaussianModel(SplatfactoModel):
                 self.config.losses.coarse_margin, self.config.losses.fine_margin, self.config.gfl.positive_threshold,
                 max_gaussians=self.config.gfl.loss_num_gaussians or None,
             )
-            loss_dict["gfl_loss"] = self.config.gfl.loss_weight * sum(gfl_terms.values())
+            loss_dict["gfl_loss"] = gfl_loss(gfl_terms, self.config.gfl.loss_weight)
             terms.update(gfl_terms)
         if metrics_dict is not None:
             metrics_dict.update({name: value.detach() for name, value in terms.items()})

@@ -37,7 +37,7 @@ import torch
 from torch import Tensor
 
 from clickgs_ns.io.atomic import atomic_write_text
-from clickgs_ns.segment.selection import LEVELS
+from clickgs_ns.io.id_maps import LEVELS, check_level
 
 # ------------------------------------------------------------------------------------------------ metrics
 
@@ -152,8 +152,10 @@ def load_prompts(path: Path) -> List[Prompt]:
         if not isinstance(entry, dict):
             raise _fail(path, index, f"must be an object, got {type(entry).__name__}")
         level = entry.get("level")
-        if level not in LEVELS:
-            raise _fail(path, index, f"'level' must be one of {LEVELS}, got {level!r}")
+        try:
+            check_level(level)
+        except ValueError as err:
+            raise _fail(path, index, f"'level': {err}") from None
         click = entry.get("click")
         if not isinstance(click, dict) or not isinstance(click.get("image"), str):
             raise _fail(path, index, "needs 'click': {\"image\": \"images/NAME.png\", \"xy\": [x, y]}")
@@ -218,8 +220,7 @@ class ViewIndex:
     """Every camera of a loaded run (train and eval splits), looked up by image path as in transforms.json."""
 
     def __init__(self, datamanager: Any):
-        from clickgs_ns.data.datamanager import full_resolution_size
-        from clickgs_ns.io.id_maps import full_resolution_path
+        from clickgs_ns.io.images import full_resolution_path, full_resolution_size
 
         self.views: Dict[str, View] = {}
         for split in ("train", "eval"):

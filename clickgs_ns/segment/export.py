@@ -26,9 +26,8 @@ import torch
 from torch import Tensor
 
 from clickgs_ns.io.atomic import atomic_path, atomic_write_text
+from clickgs_ns.io.splat_files import SPLAT_KEYS
 
-SPLAT_KEYS = ("means", "scales", "quats", "features_dc", "features_rest", "opacities")
-"""Splatfacto's parameters that make a 3DGS .ply (``clickgs_ns.io.splat_files.SplatParams``)."""
 
 
 @dataclass

@@ -2,13 +2,13 @@
 
 docs/method.md, section 6: a click at pixel p of a view takes the rendered feature F^l_p at level l, picks the
 global candidate c* = argmax_c cos(F^l_p, g_c^l) and selects the Gaussians whose own candidate is c*
-(c_i^l == c*). Each Gaussian's candidate id is precomputed (``precompute_labels``), so a click costs one pixel's
+(c_i^l == c*). Each Gaussian's candidate id is precomputed (``assign_candidates``), so a click costs one pixel's
 feature plus one comparison over N labels. Where the click matches no candidate well (or there are none), the
 fallback selects the Gaussians whose own feature is close to F^l_p, and the result says so.
 
 Layers, from the bottom:
 
-- pure functions on tensors: ``level_features``, ``precompute_labels``, ``select_by_feature``,
+- pure functions on tensors: ``level_features``, ``select_by_feature``,
   ``segment_everything``, ``render_selection_alpha``;
 - ``SelectionState``: the current selection [N] bool with add / subtract / replace, undo and clear;
 - ``Segmenter``: a thin object over a loaded model (duck-typed) that caches the per-level normalised features,
@@ -25,14 +25,14 @@ from typing import TYPE_CHECKING, Any, Dict, List, Literal, Optional, Tuple, Uni
 import torch
 from torch import Tensor
 
+from clickgs_ns.io.id_maps import LEVELS, Level, check_level
+from clickgs_ns.method.gfl import assign_candidates
 from clickgs_ns.method.lifting import click_labels, feature_convergence
 
 if TYPE_CHECKING:  # nerfstudio is heavy to import; only the type is needed here
     from nerfstudio.cameras.cameras import Cameras
 
-Level = Literal["coarse", "fine"]
 Mode = Literal["add", "subtract", "replace"]
-LEVELS: Tuple[str, ...] = ("coarse", "fine")
 MODES: Tuple[str, ...] = ("add", "subtract", "replace")
 
 
@@ -113,40 +113,12 @@ class Segmentation:
 
 
 # ------------------------------------------------------------------------------------------------ pure functions
-def check_level(level: str) -> str:
-    """``level`` if it names a feature level, else a ValueError that lists the levels."""
-    if level not in LEVELS:
-        raise ValueError(f"level must be one of {LEVELS}, got {level!r}")
-    return level
-
-
 def level_features(features: Tensor, level: Level, coarse_dim: int) -> Tensor:
     """Unit-length per-Gaussian features [N, D] of ``level``: the first ``coarse_dim`` channels of ``features``
     [N, 24] for "coarse", all of them for "fine"."""
     check_level(level)
     selected = features[:, :coarse_dim] if level == "coarse" else features
     return torch.nn.functional.normalize(selected.detach().float(), dim=-1)
-
-
-def best_candidates(features: Tensor, candidates: Tensor, chunk_size: int = 1 << 16) -> Tuple[Tensor, Tensor]:
-    """Each row's most similar candidate: ids [N] long (-1 when C == 0) and cosines [N].
-
-    The same argmax as GFL's ``assign_candidates``; ``chunk_size`` rows per [chunk, C] block bound the memory.
-    """
-    from clickgs_ns.method.gfl import assign_candidates
-
-    chunk_elements = chunk_size * max(1, len(candidates))
-    return assign_candidates(features.float(), candidates.detach().float(), chunk_elements=chunk_elements)
-
-
-def precompute_labels(level_features: Tensor, candidates: Tensor, chunk_size: int = 1 << 16) -> Tensor:
-    """Each Gaussian's global candidate c_i = argmax_c cos(f_i, g_c): [N] long, all -1 when C == 0.
-
-    Args:
-        level_features: [N, D] unit per-Gaussian features of one level.
-        candidates: [C, D] global candidates of that level.
-    """
-    return best_candidates(level_features, candidates, chunk_size)[0]
 
 
 def select_by_feature(
@@ -164,7 +136,7 @@ def select_by_feature(
 
     Args:
         query: [D] rendered feature of the clicked pixel (any length; normalised here).
-        gaussian_labels: [N] long, each Gaussian's candidate id (``precompute_labels``).
+        gaussian_labels: [N] long, each Gaussian's candidate id (``assign_candidates``).
         candidates: [C, D] global candidates (C may be 0).
         level_features: [N, D] unit per-Gaussian features (used only by the fallback).
     """
@@ -241,7 +213,7 @@ def segment_everything(
         candidates: [C, D] global candidates of that level.
     """
     if candidates.shape[0] > 0:
-        ids, best = best_candidates(level_features, candidates)
+        ids, best = assign_candidates(level_features, candidates)
         ids[best < config.candidate_min_cosine] = -1
         unlabelled = int((ids < 0).sum())
         return Segmentation(ids, int(candidates.shape[0]), False,
@@ -249,7 +221,7 @@ def segment_everything(
                             f"(cos < {config.candidate_min_cosine:g}) and are labelled -1.")
     centres = leader_clusters(level_features, config.fallback_min_cosine, config.cluster_max_samples,
                               config.cluster_min_size)
-    ids, best = best_candidates(level_features, centres)
+    ids, best = assign_candidates(level_features, centres)
     ids[best <= config.fallback_min_cosine] = -1
     sizes = torch.bincount(ids[ids >= 0], minlength=centres.shape[0])  # [K]
     order = torch.argsort(sizes, descending=True, stable=True)
@@ -442,7 +414,7 @@ class Segmenter:
             saved = getattr(self.model, f"{level}_labels", None)
             use_saved = (saved is not None and saved.shape == (features.shape[0],) and candidates.shape[0] > 0
                          and bool((saved >= 0).any()) and int(saved.max()) < candidates.shape[0])
-            labels = saved.to(features.device).long() if use_saved else precompute_labels(features, candidates)
+            labels = saved.to(features.device).long() if use_saved else assign_candidates(features, candidates)[0]
             segment_labels = getattr(self.model, f"{level}_segment_labels", None)
             if use_saved and segment_labels is not None and segment_labels.shape == labels.shape:
                 labels = click_labels(labels, segment_labels.to(labels.device).long(), candidates.shape[0],
