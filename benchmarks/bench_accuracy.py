@@ -79,12 +79,12 @@ def oracle_labels(model, cameras, gt_maps: List[np.ndarray], num_segments: int) 
 
 def score_oracle(scene, prompts, prompts_path: Path, scene_dir: Path) -> Dict[str, Dict[str, float]]:
     """mIoU / mBIoU per level of clicks through the oracle labels (the best any per-Gaussian labelling does)."""
-    from clickgs_ns.segment.evaluate import (ViewIndex, boundary_iou, full_resolution_camera, mask_iou, read_mask_png,
-                                     selection_mask, summarize)
+    from clickgs_ns.segment.evaluate import boundary_iou, mask_iou, read_mask_png, summarize
+    from clickgs_ns.segment.selection import selection_mask
+    from clickgs_ns.segment.views import full_resolution_camera
 
-    datamanager = scene.scene.pipeline.datamanager
-    dataset = datamanager.train_dataset
-    views = ViewIndex(datamanager)
+    dataset = scene.run.datamanager.train_dataset
+    views = scene.views
     gt = {level: [np.load(scene_dir / "gt" / f"{Path(name).stem}.npz")[level] for name in dataset.image_filenames]
           for level in ("coarse", "fine")}
     labels = {level: oracle_labels(scene.model, dataset.cameras, gt[level], int(max(m.max() for m in gt[level])) + 1)
@@ -130,7 +130,7 @@ def evaluate_run(config: Path, scene_dir: Path, relabel: Optional[Dict[str, obje
         if labelling.method == "nearest_feature":
             scene.model.update_labels()
         else:
-            dataset = scene.scene.pipeline.datamanager.train_dataset
+            dataset = scene.run.datamanager.train_dataset
             scene.model.lift_labels(dataset.cameras, mask_coverage(scene_dir, dataset.image_filenames))
         scene.refresh()
     prompts_path = scene_dir / "prompts.json"

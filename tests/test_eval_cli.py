@@ -21,11 +21,11 @@ from clickgs_ns.segment.evaluate import (
     boundary_iou,
     boundary_region,
     boundary_width,
-    camera_pixel,
     load_prompts,
     mask_iou,
     summarize,
 )
+from clickgs_ns.segment.views import camera_pixel
 from conftest import make_trainer_config, train
 
 BIN = Path(sys.executable).parent
@@ -170,6 +170,12 @@ def test_cli_argument_errors_stop_before_loading(tmp_path: Path, capsys):
     with pytest.raises(SystemExit):
         clickgs("export", "--load-config", config, "--output", tmp_path / "out", "--selection", tmp_path / "s.npy")
     assert "give a .ply file" in capsys.readouterr().out
+    for args, message in ((["--output", tmp_path / "a.ply", "--invert"], "--invert exports everything but"),
+                          (["--output", tmp_path / "a.ply", "--single-file"], "--single-file goes with"),
+                          (["--output", tmp_path / "a.ply", "--segment-everything", "fine"], "add --single-file")):
+        with pytest.raises(SystemExit):
+            clickgs("export", "--load-config", config, *args)
+        assert message in capsys.readouterr().out
 
 
 # ------------------------------------------------------------------------------------------------ a trained run
@@ -228,17 +234,16 @@ def test_eval_errors_name_the_prompt_and_the_missing_image(loaded, tiny_scene, t
 
 def test_segment_and_export_round_trip(trained, loaded, tiny_scene, tmp_path: Path, monkeypatch):
     from clickgs_ns.app.cli import apply_click, load_clicks_file
-    from clickgs_ns.segment.evaluate import ViewIndex
     from clickgs_ns.segment.export import finite_rows, splat_params
     from clickgs_ns.method.pipeline import SELECTION_ENV
     from clickgs_ns.io.ply import REQUIRED_PROPERTIES
-    from clickgs_ns.segment.selection import render_selection_alpha
+    from clickgs_ns.segment.selection import render_selection_alpha, selection_mask
     from clickgs_ns.io.splat_files import load_splat_ply
     from clickgs_ns.render import transform_splat
 
     prompts = json.loads(tiny_scene.prompts_path.read_text())
     coarse = next(p for p in prompts if p["level"] == "coarse")
-    views = ViewIndex(loaded.scene.pipeline.datamanager)
+    views = loaded.views
     view = views.get(coarse["click"]["image"])
     assert view.split == "train"
     part = next(p for p in prompts if p["level"] == "fine")
@@ -264,7 +269,7 @@ def test_segment_and_export_round_trip(trained, loaded, tiny_scene, tmp_path: Pa
     assert specs[1].camera_index == part_view.index and specs[1].mode == "subtract"
     loaded.clear()
     for spec in specs:
-        apply_click(loaded, views, spec)
+        apply_click(loaded, spec)
     assert torch.equal(loaded.selection.cpu(), selection)
 
     ply_path = tmp_path / "object.ply"
@@ -282,17 +287,40 @@ def test_segment_and_export_round_trip(trained, loaded, tiny_scene, tmp_path: Pa
     sidecar = json.loads(ply_path.with_suffix(".export.json").read_text())
     assert sidecar["indices"] == expected.tolist() and sidecar["frame"] == "dataset"
 
-    # Read back, moved into the training frame, and rendered alone: the same mask as render_selection_mask.
-    outputs = loaded.scene.pipeline.datamanager.train_dataparser_outputs
+    # Read back, moved into the training frame, and rendered alone: the same mask as selection_mask.
+    outputs = loaded.run.datamanager.train_dataparser_outputs
     params = transform_splat(load_splat_ply(ply_path), outputs.dataparser_transform, float(outputs.dataparser_scale))
     everything = torch.ones(vertices.count, dtype=torch.bool)
     for camera_index in (view.index, part_view.index, 0):
         alpha = render_selection_alpha(params["means"], params["quats"], params["scales"], params["opacities"],
                                        everything, loaded.camera(camera_index), backend="torch")
         reread = alpha > 0.5
-        reference = loaded.render_selection_mask(camera_index, selection)
+        reference = torch.from_numpy(selection_mask(loaded.model, selection, loaded.camera(camera_index)))
         assert reference.sum() > 0
         assert mask_iou(reread.numpy(), reference.cpu().numpy()) > 0.99
+
+
+def test_export_for_editing_inverse_and_single_labelled_file(trained, loaded, tmp_path: Path):
+    """--invert: the scene with the selection removed; --segment-everything LEVEL --single-file: the whole splat
+    in one .ply, each Gaussian labelled by its segment (as `scene.segment_everything`)."""
+    n = loaded.num_gaussians
+    selection = torch.zeros(n, dtype=torch.bool)
+    selection[: n // 3] = True
+    np.save(tmp_path / "selection.npy", selection.numpy())
+    clickgs("export", "--load-config", trained, "--selection", tmp_path / "selection.npy", "--invert",
+            "--output", tmp_path / "rest.ply")
+    indices = json.loads((tmp_path / "rest.export.json").read_text())["indices"]
+    assert len(indices) > 0 and not selection[torch.tensor(indices)].any()
+    assert len(indices) == PlyData.read(str(tmp_path / "rest.ply"))["vertex"].count
+    clickgs("export", "--load-config", trained, "--segment-everything", "fine", "--single-file",
+            "--output", tmp_path / "labelled.ply")
+    vertices = PlyData.read(str(tmp_path / "labelled.ply"))["vertex"]
+    indices = torch.tensor(json.loads((tmp_path / "labelled.export.json").read_text())["indices"])
+    expected = loaded.segment_everything("fine").cpu()[indices].numpy()
+    assert vertices["label"].dtype == np.int32 and len(np.unique(vertices["label"])) > 2
+    np.testing.assert_array_equal(vertices["label"], expected)
+    assert loaded.export(tmp_path / "api_rest.ply", selection=selection, invert=True).num_exported == len(indices) - \
+        int(selection[indices].sum())
 
 
 def test_ns_export_whole_splat_and_a_saved_selection(trained, loaded, tmp_path: Path, monkeypatch):
@@ -332,7 +360,7 @@ def test_ns_export_whole_splat_and_a_saved_selection(trained, loaded, tmp_path: 
     # What an inference-mode pipeline does with a missing file (when built) and with a selection saved for another
     # model (after the checkpoint is loaded): stop with a message that names the variable. (Reloads the same
     # checkpoint into the shared run: nothing changes.)
-    pipeline = loaded.scene.pipeline
+    pipeline = loaded.run.pipeline
     monkeypatch.setenv(SELECTION_ENV, str(tmp_path / "missing.npy"))
     with pytest.raises(FileNotFoundError, match=rf"{SELECTION_ENV}=.*missing\.npy: no such file"):
         pipeline.read_selection_env()

@@ -15,6 +15,7 @@ from PIL import Image
 from plyfile import PlyData
 
 from clickgs_ns.app.api import ClickGaussianScene
+from clickgs_ns.segment.run import LoadedRun
 from clickgs_ns.io.selection_files import load_selection, save_selection
 from clickgs_ns.segment.export import export_gaussians, export_segments, sidecar_paths
 from clickgs_ns.segment.selection import (
@@ -26,6 +27,7 @@ from clickgs_ns.segment.selection import (
     render_selection_alpha,
     segment_everything,
     select_by_feature,
+    selection_mask,
 )
 
 COARSE_DIM = 12
@@ -148,12 +150,12 @@ def test_selection_state_add_subtract_replace_undo_clear():
     state.apply(a, mode="subtract")  # a negative click
     assert state.mask.tolist() == [False, False, True, False, False]
     state.apply(a, mode="replace")
-    assert state.selected_indices().tolist() == [0, 1]
+    assert torch.nonzero(state.mask).squeeze(-1).tolist() == [0, 1]
     state.clear()
     assert state.num_selected == 0
-    assert state.undo() and state.selected_indices().tolist() == [0, 1]  # clear is undoable
-    assert state.undo() and state.selected_indices().tolist() == [2]
-    assert state.undo() and state.undo() and state.selected_indices().tolist() == [0, 1]
+    assert state.undo() and torch.nonzero(state.mask).squeeze(-1).tolist() == [0, 1]  # clear is undoable
+    assert state.undo() and torch.nonzero(state.mask).squeeze(-1).tolist() == [2]
+    assert state.undo() and state.undo() and torch.nonzero(state.mask).squeeze(-1).tolist() == [0, 1]
     assert state.undo() and state.num_selected == 0
     assert not state.undo()
     with pytest.raises(ValueError, match="mode"):
@@ -351,15 +353,16 @@ def test_save_and_load_selection_and_count_mismatch(tmp_path: Path):
 
 # ------------------------------------------------------------------------------------------------ api
 def fake_scene(model: FakeModel, data_root: Path, full_scale: int = 2):
-    """A ClickScene look-alike: one camera at half the full image resolution (images_2/ vs images/)."""
+    """A LoadedRun of ``model``: one camera at half the full image resolution (images_2/ vs images/)."""
     camera = make_camera(width=model.width, height=model.height)
     for folder, factor in (("images", full_scale), ("images_2", 1)):
         (data_root / folder).mkdir(parents=True, exist_ok=True)
         Image.new("RGB", (model.width * factor, model.height * factor)).save(data_root / folder / "frame.png")
-    dataset = SimpleNamespace(data_root=data_root, image_filenames=[data_root / "images_2" / "frame.png"])
+    dataset = SimpleNamespace(data_root=data_root, image_filenames=[data_root / "images_2" / "frame.png"],
+                              cameras=camera)
     outputs = SimpleNamespace(dataparser_transform=torch.eye(4)[:3], dataparser_scale=0.5)
     datamanager = SimpleNamespace(train_dataset=dataset, train_dataparser_outputs=outputs)
-    return SimpleNamespace(model=model, cameras=camera, pipeline=SimpleNamespace(datamanager=datamanager))
+    return LoadedRun(pipeline=SimpleNamespace(model=model, datamanager=datamanager), config_path=data_root, step=0)
 
 
 def test_api_click_maps_full_resolution_pixels_and_exports(tmp_path: Path):
@@ -395,16 +398,14 @@ def test_api_click_maps_full_resolution_pixels_and_exports(tmp_path: Path):
     assert torch.equal(scene.selection, model.groups == 1)
 
 
-def test_api_render_selection_mask_shape():
+def test_selection_mask_renders_the_selected_gaussians_alone():
     model = FakeModel()
     model.gauss_params["means"] = torch.tensor([[0.0, 0.0, -2.0]]).repeat(len(model.groups), 1)
     model.gauss_params["scales"] = torch.full((len(model.groups), 3), math.log(0.3))
     model.gauss_params["opacities"] = torch.full((len(model.groups), 1), 5.0)
-    scene = ClickGaussianScene(SimpleNamespace(model=model, cameras=make_camera(),
-                                               pipeline=SimpleNamespace(datamanager=SimpleNamespace())))
-    mask = scene.render_selection_mask(0, model.groups == 0)
-    assert mask.shape == (6, 8) and mask.dtype == torch.bool and bool(mask[3, 4])
-    assert not bool(scene.render_selection_mask(0, torch.zeros(len(model.groups), dtype=torch.bool)).any())
+    mask = selection_mask(model, model.groups == 0, make_camera())
+    assert mask.shape == (6, 8) and mask.dtype == np.bool_ and bool(mask[3, 4]) and not bool(mask[0, 0])
+    assert not selection_mask(model, torch.zeros(len(model.groups), dtype=torch.bool), make_camera()).any()
 
 
 def test_segmenter_on_the_real_model_and_renderer():

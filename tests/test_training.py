@@ -60,10 +60,10 @@ def test_feature_stage_from_ply_separates_objects(tiny_scene, tmp_path):
                                  feature_stage_steps=300)
     config_path = train(config)
 
-    from clickgs_ns.segment.run import load
+    from clickgs_ns.segment.run import load_run
     from clickgs_ns.io.splat_files import load_splat_ply
 
-    scene = load(config_path)
+    scene = load_run(config_path)
     model = scene.model
     labels = np.load(tiny_scene.labels_path)
     objects = torch.from_numpy(labels["object_id"]).long()

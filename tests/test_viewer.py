@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import json
 import threading
 from pathlib import Path
 from types import SimpleNamespace
@@ -34,9 +35,9 @@ def trained_run(tmp_path_factory, tiny_scene) -> Path:
 
 @pytest.fixture(scope="module")
 def scene(tmp_path_factory, tiny_scene):
-    from clickgs_ns.segment.run import load
+    from clickgs_ns.segment.run import load_run
 
-    return load(trained_run(tmp_path_factory, tiny_scene))
+    return load_run(trained_run(tmp_path_factory, tiny_scene))
 
 
 @pytest.fixture
@@ -160,7 +161,7 @@ def test_controls_are_found_in_order_and_cost_nothing_until_used(scene, controls
     elements = parse_object(scene.pipeline, ViewerElement, "Custom Elements")
     names = [path.split("/")[-1] for path, _ in elements]
     assert names == ["a_start_clicking", "a_stop_clicking", "b_status", "c_level", "d_mode", "e_edit", "f_display",
-                     "h_export"]
+                     "h_export", "i_export_inverse", "j_export_segments"]
     assert all("/click_segmentation/" in path for path, _ in elements)
     assert [e for _, e in parse_object(scene.pipeline, ViewerControl, "Custom Elements")] == \
         [controls.z_viewer_control]
@@ -355,3 +356,26 @@ def test_export_button_writes_ply_and_selection(scene, controls, fake_viewer):
     world = np.stack([vertices["x"], vertices["y"], vertices["z"]], axis=-1)
     back = (torch.from_numpy(world).double() @ transform[:, :3].T + transform[:, 3]) * scale
     torch.testing.assert_close(back, means.cpu(), atol=1e-4, rtol=0)
+
+
+def test_export_buttons_for_editing_the_scene(scene, controls, fake_viewer):
+    """Everything but the selection (the object removed) and the whole splat labelled by segment."""
+    from plyfile import PlyData
+
+    from clickgs_ns.app.viewer import EXPORT_FILES
+
+    run_dir = fake_viewer.log_filename.parent
+    selection = select_object(scene, controls).cpu()
+    count = scene.model.num_points
+    inverse = controls.export("inverse")
+    assert inverse == run_dir / EXPORT_FILES["inverse"], controls.b_status.value
+    assert PlyData.read(str(inverse))["vertex"].count == count - int(selection.sum())
+    indices = json.loads(inverse.with_suffix(".export.json").read_text())["indices"]
+    assert not selection[torch.tensor(indices)].any()
+    whole = controls.export("segments")
+    vertices = PlyData.read(str(whole))["vertex"]
+    assert vertices.count == count and vertices["label"].dtype == np.int32
+    labels = controls.get_state().segmenter.segment_everything(controls.c_level.value).labels.cpu().numpy()
+    np.testing.assert_array_equal(vertices["label"], labels)
+    controls.get_state().segmenter.state.apply(torch.ones(count, dtype=torch.bool), "replace")
+    assert controls.export("inverse") is None and "everything is selected" in controls.b_status.value

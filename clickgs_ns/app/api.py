@@ -6,6 +6,7 @@
     print(result.message)
     scene.click(0, 100, 80, mode="subtract")                             # a negative click
     scene.export("object.ply")                                           # + object.labels.npy, object.export.json
+    scene.export("rest.ply", invert=True)                                # everything but the selection
     labels = scene.segment_everything("fine")                            # [N] instance ids, -1 = none
 
 Everything goes through ``clickgs_ns.segment.selection.Segmenter``, the same core as the viewer and the CLI.
@@ -13,39 +14,32 @@ Everything goes through ``clickgs_ns.segment.selection.Segmenter``, the same cor
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import List, Optional
 
-import torch
 from torch import Tensor
 
 from clickgs_ns.io.id_maps import Level
 from clickgs_ns.io.selection_files import load_selection, save_selection
-from clickgs_ns.segment.export import ExportResult, export_gaussians, export_segments
-from clickgs_ns.segment.selection import (
-    ClickResult,
-    Mode,
-    Segmentation,
-    SelectionConfig,
-    Segmenter,
-    render_selection_alpha,
-)
+from clickgs_ns.segment.export import ExportResult, dataset_frame, export_gaussians, export_segments
+from clickgs_ns.segment.run import LoadedRun, load_run
+from clickgs_ns.segment.selection import ClickResult, Mode, Segmentation, SelectionConfig, Segmenter
+from clickgs_ns.segment.views import View, ViewIndex, click_view
 
 
 class ClickGaussianScene:
-    """A loaded click-gaussian run with a selection. ``scene`` is a ``clickgs_ns.segment.run.ClickScene`` (or any
-    object with ``.model``, ``.cameras`` and ``.pipeline.datamanager``)."""
+    """A loaded click-gaussian run with a selection. ``run`` is a ``clickgs_ns.segment.run.LoadedRun`` (or any
+    object with ``.model``, ``.cameras`` and ``.datamanager``)."""
 
-    def __init__(self, scene: Any, config: Optional[SelectionConfig] = None):
-        self.scene = scene
-        self.segmenter = Segmenter(scene.model, config)
-        self._full_sizes: Dict[int, Tuple[int, int]] = {}
+    def __init__(self, run: LoadedRun, config: Optional[SelectionConfig] = None):
+        self.run = run
+        self.segmenter = Segmenter(run.model, config)
+        self._views: Optional[ViewIndex] = None
 
     # ------------------------------------------------------------------------------------------ views
     @property
-    def model(self) -> Any:
-        return self.scene.model
+    def model(self):
+        return self.run.model
 
     @property
     def num_gaussians(self) -> int:
@@ -53,31 +47,29 @@ class ClickGaussianScene:
 
     @property
     def num_views(self) -> int:
-        return len(self.scene.cameras)
+        return len(self.run.cameras)
+
+    @property
+    def views(self) -> ViewIndex:
+        """Every view of the run (train and eval splits) by image path, with its full-resolution size."""
+        if self._views is None:
+            self._views = ViewIndex(self.run.datamanager)
+        return self._views
+
+    def train_view(self, camera_index: int) -> View:
+        """Training view ``camera_index``."""
+        if not 0 <= camera_index < self.num_views:
+            raise IndexError(f"camera_index {camera_index} is out of range: the run has {self.num_views} views")
+        return self.views.train_views[camera_index]
 
     def camera(self, camera_index: int):
         """Training camera ``camera_index`` as nerfstudio Cameras [1]."""
-        if not 0 <= camera_index < self.num_views:
-            raise IndexError(f"camera_index {camera_index} is out of range: the run has {self.num_views} views")
-        return self.scene.cameras[camera_index : camera_index + 1]
+        return self.train_view(camera_index).camera
 
-    def full_resolution_size(self, camera_index: int) -> Tuple[int, int]:
+    def full_resolution_size(self, camera_index: int):
         """(H, W) of the full-resolution image of view ``camera_index`` (the camera's own size when that image
         cannot be found, e.g. a dataset without ``images/``)."""
-        if camera_index not in self._full_sizes:
-            camera = self.camera(camera_index)
-            size = (int(camera.height.reshape(-1)[0]), int(camera.width.reshape(-1)[0]))
-            dataset = getattr(self.scene.pipeline.datamanager, "train_dataset", None)
-            data_root = getattr(dataset, "data_root", None)
-            if data_root is not None:
-                from clickgs_ns.io.images import full_resolution_size
-
-                try:
-                    size = full_resolution_size(dataset.image_filenames[camera_index], data_root)
-                except (OSError, ValueError):
-                    pass
-            self._full_sizes[camera_index] = size
-        return self._full_sizes[camera_index]
+        return self.train_view(camera_index).full_size
 
     # ------------------------------------------------------------------------------------------ selection
     def click(self, camera_index: int, x: float, y: float, level: Level = "coarse", mode: Mode = "add") -> ClickResult:
@@ -86,14 +78,7 @@ class ClickGaussianScene:
         The pixel's centre is mapped to the camera's (training) resolution. ``mode``: "add", "subtract" (a
         negative click) or "replace". ``result.pixel`` is the pixel in the camera's resolution.
         """
-        camera = self.camera(camera_index)
-        full_height, full_width = self.full_resolution_size(camera_index)
-        if not (0 <= x < full_width and 0 <= y < full_height):
-            raise ValueError(f"Pixel ({x}, {y}) lies outside view {camera_index}'s {full_width}x{full_height} image")
-        width, height = int(camera.width.reshape(-1)[0]), int(camera.height.reshape(-1)[0])
-        column = min(int((math.floor(x) + 0.5) * width / full_width), width - 1)
-        row = min(int((math.floor(y) + 0.5) * height / full_height), height - 1)
-        return self.segmenter.click(camera, column + 0.5, row + 0.5, level, mode)
+        return click_view(self.segmenter, self.train_view(camera_index), x, y, level, mode)
 
     def segment_everything(self, level: Level = "coarse") -> Tensor:
         """[N] long whole-scene instance ids at ``level`` (-1 = none); ``segmentation(level)`` says how."""
@@ -131,58 +116,30 @@ class ClickGaussianScene:
         return self.select(load_selection(path, self.num_gaussians), mode)
 
     # ------------------------------------------------------------------------------------------ export
-    def _dataparser(self) -> Tuple[Optional[Tensor], float]:
-        outputs = getattr(self.scene.pipeline.datamanager, "train_dataparser_outputs", None)
-        if outputs is None:
-            return None, 1.0
-        return outputs.dataparser_transform, float(outputs.dataparser_scale)
-
-    def _labels_for_export(self, labels: Optional[Tensor], level: str) -> Tensor:
-        return self.segment_everything(level) if labels is None else labels
-
     def export(self, path: Path, selection: Optional[Tensor] = None, labels: Optional[Tensor] = None,
-               level: Level = "coarse", include_features: bool = False) -> ExportResult:
-        """Write the selection (default: the current one) as a 3DGS .ply in the dataset's frame.
+               level: Level = "coarse", include_features: bool = False, invert: bool = False) -> ExportResult:
+        """Write the selection (default: the current one) as a 3DGS .ply in the dataset's frame; with ``invert``,
+        everything but the selection (the scene with the object removed).
 
         Each Gaussian's ``label`` is its "segment everything" id at ``level`` unless ``labels`` [N] is given.
         """
         selection = self.segmenter.selection if selection is None else selection
-        if not bool(selection.any()):
-            raise ValueError("Nothing is selected: click first, or pass selection= (a [N] bool mask).")
-        transform, scale = self._dataparser()
-        return export_gaussians(self.model, selection.cpu(), path, transform, scale,
-                                self._labels_for_export(labels, level).cpu(), include_features)
+        exported = ~selection if invert else selection
+        if not bool(exported.any()):
+            raise ValueError("Everything is selected: nothing is left to export with invert." if invert else
+                             "Nothing is selected: click first, or pass selection= (a [N] bool mask).")
+        transform, scale = dataset_frame(self.run.datamanager)
+        labels = self.segment_everything(level) if labels is None else labels
+        return export_gaussians(self.model, exported.cpu(), path, transform, scale, labels.cpu(), include_features)
 
     def export_segments(self, out_dir: Path, level: Level = "coarse", labels: Optional[Tensor] = None,
                         min_gaussians: int = 1) -> List[ExportResult]:
         """One .ply per "segment everything" id at ``level`` (or per id of ``labels`` [N]) into ``out_dir``."""
-        transform, scale = self._dataparser()
-        return export_segments(self.model, self._labels_for_export(labels, level).cpu(), out_dir, transform, scale,
-                               min_gaussians)
-
-    def render_selection_mask(self, camera_index: int, selection: Optional[Tensor] = None,
-                              full_resolution: bool = False) -> Tensor:
-        """[H, W] bool: where the selected Gaussians alone accumulate opacity above ``mask_alpha_threshold``.
-
-        At the camera's (training) resolution, or resized (nearest) to the full-resolution image.
-        """
-        selection = self.segmenter.selection if selection is None else selection
-        params = self.model.gauss_params
-        model_config = self.model.config
-        alpha = render_selection_alpha(
-            params["means"], params["quats"], params["scales"], params["opacities"], selection,
-            self.camera(camera_index), backend=getattr(model_config, "render_backend", "auto"),
-            rasterize_mode=getattr(model_config, "rasterize_mode", "classic"),
-        )
-        mask = alpha > self.segmenter.config.mask_alpha_threshold
-        if full_resolution and tuple(mask.shape) != self.full_resolution_size(camera_index):
-            mask = torch.nn.functional.interpolate(mask[None, None].float(), size=self.full_resolution_size(
-                camera_index), mode="nearest")[0, 0] > 0.5
-        return mask
+        transform, scale = dataset_frame(self.run.datamanager)
+        labels = self.segment_everything(level) if labels is None else labels
+        return export_segments(self.model, labels.cpu(), out_dir, transform, scale, min_gaussians)
 
 
 def load(config_path: Path, config: Optional[SelectionConfig] = None) -> ClickGaussianScene:
     """Load the latest checkpoint of a click-gaussian run (its ``config.yml``) for clicking and export."""
-    from clickgs_ns.segment.run import load as load_scene
-
-    return ClickGaussianScene(load_scene(config_path), config)
+    return ClickGaussianScene(load_run(config_path), config)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -64,15 +63,15 @@ class RenderFeatures:
 
     def main(self) -> None:
         from clickgs_ns.segment.feature_maps import fit_pca_basis, pca_colors, save_png, side_by_side
-        from clickgs_ns.segment.run import load
+        from clickgs_ns.segment.run import load_run
         from nerfstudio.utils.rich_utils import CONSOLE
 
-        scene = load(self.load_config)
-        features = scene.model.features.detach()
-        coarse_basis = fit_pca_basis(features[:, : scene.model.config.coarse_dim])
+        run = load_run(self.load_config)
+        features = run.model.features.detach()
+        coarse_basis = fit_pca_basis(features[:, : run.model.config.coarse_dim])
         fine_basis = fit_pca_basis(features)
-        for index, name in enumerate(scene.image_names):
-            outputs = scene.render(index)
+        for index, name in enumerate(run.image_names):
+            outputs = run.render(index)
             alpha = outputs["accumulation"]
             picture = side_by_side([
                 outputs["rgb"],
@@ -80,7 +79,7 @@ class RenderFeatures:
                 pca_colors(outputs["fine_features"], fine_basis, alpha),
             ])
             save_png(picture, self.output_dir / (Path(name).stem + ".png"))
-        CONSOLE.print(f"[bold green]Wrote {len(scene.image_names)} feature maps to {self.output_dir}[/]")
+        CONSOLE.print(f"[bold green]Wrote {len(run.image_names)} feature maps to {self.output_dir}[/]")
 
 
 # ------------------------------------------------------------------------------------------------ segment / export
@@ -92,27 +91,24 @@ def fail(message: str) -> NoReturn:
     raise SystemExit(2)
 
 
-def load_run(config_path: Path):
-    """``clickgs_ns.app.api.load`` for the clickgs commands: ``$CLICKGS_SELECTION`` (meant for ns-export) is ignored
-    with a note, so that selections and exports always index the run's full set of Gaussians."""
-    from clickgs_ns.app.api import load
+def load_scene(config_path: Path):
+    """``clickgs_ns.app.api.load`` for the clickgs commands: errors as messages, ``$CLICKGS_SELECTION`` (meant for
+    ns-export) ignored with a note, and the load time shown."""
+    from clickgs_ns.app.api import ClickGaussianScene
     from clickgs_ns.method.pipeline import SELECTION_ENV
+    from clickgs_ns.segment.run import load_run
     from nerfstudio.utils.rich_utils import CONSOLE
 
-    if not Path(config_path).is_file():
-        fail(f"{config_path} does not exist: give the config.yml of a click-gaussian run "
-             "(outputs/<data>/click-gaussian/<timestamp>/config.yml).")
-    value = os.environ.pop(SELECTION_ENV, None)
-    if value:
+    def note(value: str) -> None:
         CONSOLE.print(f"[yellow]Ignoring {SELECTION_ENV}={value}: it is read by ns-export; clickgs commands take "
                       "--selection instead.[/]")
+
     start = time.perf_counter()
     try:
-        scene = load(config_path)
-    finally:
-        if value is not None:
-            os.environ[SELECTION_ENV] = value
-    CONSOLE.print(f"Loaded {config_path} (step {scene.scene.step}, {scene.num_gaussians} Gaussians, "
+        scene = ClickGaussianScene(load_run(config_path, on_ignored_selection=note))
+    except (FileNotFoundError, TypeError) as err:
+        fail(str(err))
+    CONSOLE.print(f"Loaded {config_path} (step {scene.run.step}, {scene.num_gaussians} Gaussians, "
                   f"{scene.num_views} training views) in {time.perf_counter() - start:.1f} s")
     return scene
 
@@ -197,10 +193,11 @@ def load_clicks_file(path: Path) -> List[ClickSpec]:
     return specs
 
 
-def apply_click(scene: Any, views: Any, spec: ClickSpec) -> Any:
-    """Make one click on a loaded scene; errors name the click."""
-    from clickgs_ns.segment.evaluate import click_view
+def apply_click(scene: Any, spec: ClickSpec) -> Any:
+    """Make one click on a loaded scene (``ClickGaussianScene``); errors name the click."""
+    from clickgs_ns.segment.views import click_view
 
+    views = scene.views
     if spec.image is not None:
         view = views.get(spec.image)
         if view is None:
@@ -209,11 +206,9 @@ def apply_click(scene: Any, views: Any, spec: ClickSpec) -> Any:
         if not 0 <= int(spec.camera_index) < scene.num_views:
             fail(f"Click {spec.where}: camera_index out of range, the run has {scene.num_views} training views "
                  "(0 .. {})".format(scene.num_views - 1))
-        view = next((v for v in views.views.values() if v.split == "train" and v.index == spec.camera_index), None)
-        if view is None:  # no image files to look sizes up: the API maps the pixel itself
-            return scene.click(spec.camera_index, spec.xy[0], spec.xy[1], spec.level, spec.mode)
+        view = scene.train_view(spec.camera_index)
     try:
-        return click_view(scene, view, spec.xy[0], spec.xy[1], spec.level, spec.mode)
+        return click_view(scene.segmenter, view, spec.xy[0], spec.xy[1], spec.level, spec.mode)
     except ValueError as err:
         fail(f"Click {spec.where}: {err}")
 
@@ -235,7 +230,6 @@ class Segment:
     "xy": [x, y], "level": "coarse"|"fine", "mode": "add"|"subtract"}."""
 
     def main(self) -> None:
-        from clickgs_ns.segment.evaluate import ViewIndex
         from nerfstudio.utils.rich_utils import CONSOLE
 
         if bool(self.click) == (self.clicks is not None):
@@ -244,10 +238,9 @@ class Segment:
         specs = parse_click_args(self.click) if self.click else load_clicks_file(self.clicks)  # type: ignore[arg-type]
         if self.output.suffix != ".npy":
             fail(f"--output {self.output}: a selection is saved as a .npy file (e.g. selection.npy)")
-        scene = load_run(self.load_config)
-        views = ViewIndex(scene.scene.pipeline.datamanager)
+        scene = load_scene(self.load_config)
         for spec in specs:
-            result = apply_click(scene, views, spec)
+            result = apply_click(scene, spec)
             CONSOLE.print(f"{spec.where}: {result.message} Selection: {result.total_selected} Gaussians. "
                           f"[dim]({1000 * result.seconds:.1f} ms, of which rendering {1000 * result.render_seconds:.1f}"
                           " ms)[/]")
@@ -264,64 +257,94 @@ class Segment:
 @dataclass
 class Export:
     """Export Gaussians of a run as standard 3DGS .ply files in the dataset's frame, with a label per Gaussian:
-    a saved selection (--selection), one file per segment (--segment-everything), or the whole splat."""
+    a saved selection (--selection), everything but it (--selection --invert: the scene with the object removed),
+    one file per segment (--segment-everything LEVEL), the whole splat labelled by segment (--segment-everything
+    LEVEL --single-file), or the whole splat."""
 
     load_config: Path
     """config.yml of a click-gaussian run."""
     output: Path
-    """The .ply to write; a folder with --segment-everything."""
+    """The .ply to write; a folder with --segment-everything (unless --single-file)."""
     selection: Optional[Path] = None
-    """A selection .npy from `clickgs segment` (bool [N] or Gaussian indices)."""
+    """A selection .npy from `clickgs segment` or the viewer (bool [N] or Gaussian indices)."""
+    invert: bool = False
+    """With --selection: export every Gaussian except the selected ones."""
     segment_everything: Optional[Level] = None
-    """Write one .ply per whole-scene segment at this level into the --output folder (with segments.json)."""
+    """Label every Gaussian by its whole-scene segment at this level and write one .ply per segment into the
+    --output folder (with segments.json), or with --single-file one .ply with an int32 label per Gaussian."""
+    single_file: bool = False
+    """With --segment-everything: the whole splat in one .ply, each Gaussian's label its segment id (-1: none)."""
     level: Level = "coarse"
     """Level of the "segment everything" ids written as each Gaussian's label (with --selection or the whole
     splat)."""
     include_features: bool = False
-    """Also write each Gaussian's features as float properties feature_0 ... (with --selection or the whole
-    splat)."""
+    """Also write each Gaussian's features as float properties feature_0 ... (not with one file per segment)."""
     min_gaussians: int = 1
-    """With --segment-everything: skip segments with fewer Gaussians."""
+    """With --segment-everything (one file per segment): skip segments with fewer Gaussians."""
+
+    def check(self) -> None:
+        """Refuse contradictory or incomplete options before loading anything."""
+        per_segment = self.segment_everything is not None and not self.single_file
+        if self.selection is not None and self.segment_everything is not None:
+            fail("Give --selection or --segment-everything, not both.")
+        if self.invert and self.selection is None:
+            fail("--invert exports everything but a selection: give the selection with --selection FILE.npy.")
+        if self.single_file and self.segment_everything is None:
+            fail("--single-file goes with --segment-everything LEVEL (the whole splat, labelled by segment).")
+        if not per_segment and self.output.suffix != ".ply":
+            fail(f"--output {self.output}: give a .ply file (or use --segment-everything with a folder)")
+        if per_segment and self.output.suffix == ".ply":
+            fail(f"--output {self.output}: --segment-everything writes one .ply per segment into a folder; give a "
+                 "folder path, or add --single-file for one .ply")
+        if self.selection is not None and not self.selection.is_file():
+            fail(f"--selection {self.selection} does not exist (write one with `clickgs segment`).")
 
     def main(self) -> None:
+        self.check()
+        scene = load_scene(self.load_config)
+        start = time.perf_counter()
+        if self.segment_everything is not None and not self.single_file:
+            self.write_segments(scene, start)
+            return
+        self.write_one_file(scene, start)
+
+    def write_segments(self, scene: Any, start: float) -> None:
+        from nerfstudio.utils.rich_utils import CONSOLE
+
+        segmentation = scene.segmentation(self.segment_everything)
+        results = scene.export_segments(self.output, self.segment_everything, min_gaussians=self.min_gaussians)
+        CONSOLE.print(segmentation.message)
+        exported = sum(r.num_exported for r in results)
+        dropped = sum(r.num_dropped_nonfinite for r in results)
+        CONSOLE.print(f"[bold green]Wrote {len(results)} segment .ply files ({exported} Gaussians) to "
+                      f"{self.output}[/] in {time.perf_counter() - start:.2f} s"
+                      + (f"; left out {dropped} non-finite Gaussians" if dropped else ""))
+
+    def write_one_file(self, scene: Any, start: float) -> None:
         import torch
         from nerfstudio.utils.rich_utils import CONSOLE
 
-        if self.selection is not None and self.segment_everything is not None:
-            fail("Give --selection or --segment-everything, not both.")
-        if self.segment_everything is None and self.output.suffix != ".ply":
-            fail(f"--output {self.output}: give a .ply file (or use --segment-everything with a folder)")
-        if self.segment_everything is not None and self.output.suffix == ".ply":
-            fail(f"--output {self.output}: --segment-everything writes one .ply per segment into a folder; give a "
-                 "folder path")
-        if self.selection is not None and not self.selection.is_file():
-            fail(f"--selection {self.selection} does not exist (write one with `clickgs segment`).")
-        scene = load_run(self.load_config)
-        start = time.perf_counter()
-        if self.segment_everything is not None:
-            segmentation = scene.segmentation(self.segment_everything)
-            results = scene.export_segments(self.output, self.segment_everything, min_gaussians=self.min_gaussians)
-            CONSOLE.print(segmentation.message)
-            exported = sum(r.num_exported for r in results)
-            dropped = sum(r.num_dropped_nonfinite for r in results)
-            CONSOLE.print(f"[bold green]Wrote {len(results)} segment .ply files ({exported} Gaussians) to "
-                          f"{self.output}[/] in {time.perf_counter() - start:.2f} s"
-                          + (f"; left out {dropped} non-finite Gaussians" if dropped else ""))
-            return
+        level = self.segment_everything or self.level
         if self.selection is not None:
             try:
                 mask = scene.load_selection(self.selection)
             except ValueError as err:
                 fail(str(err))
-            what = f"the selection {self.selection}"
+            what = f"everything but the selection {self.selection}" if self.invert else f"the selection {self.selection}"
+            if not bool(mask.any()):
+                fail(f"{self.selection} selects no Gaussian: nothing to export.")
         else:
             mask = torch.ones(scene.num_gaussians, dtype=torch.bool)
             what = "every Gaussian"
-        if not bool(mask.any()):
-            fail(f"{self.selection} selects no Gaussian: nothing to export.")
-        result = scene.export(self.output, selection=mask, level=self.level, include_features=self.include_features)
-        CONSOLE.print(f"[bold green]Wrote {result.num_exported} Gaussians ({what}: {int(mask.sum())} of "
-                      f"{scene.num_gaussians}) to {self.output}[/] with labels ({self.level} ids) in "
+        if self.segment_everything is not None:
+            CONSOLE.print(scene.segmentation(level).message)
+        try:
+            result = scene.export(self.output, selection=mask, level=level, include_features=self.include_features,
+                                  invert=self.invert)
+        except ValueError as err:
+            fail(str(err))
+        CONSOLE.print(f"[bold green]Wrote {result.num_exported} Gaussians ({what}: {int((~mask if self.invert else mask).sum())} of "
+                      f"{scene.num_gaussians}) to {self.output}[/] with labels ({level} segment ids) in "
                       f"{time.perf_counter() - start:.2f} s"
                       + (f"; left out {result.num_dropped_nonfinite} non-finite Gaussians"
                          if result.num_dropped_nonfinite else ""))
@@ -348,7 +371,7 @@ class Eval:
             prompts = load_prompts(self.prompts)
         except PromptError as err:
             fail(str(err))
-        scene = load_run(self.load_config)
+        scene = load_scene(self.load_config)
         start = time.perf_counter()
         try:
             report = evaluate_prompts(scene, prompts, self.prompts, self.eval)

@@ -13,6 +13,8 @@ alphabetical order of their attribute names (hence the ``a_``..``h_`` prefixes):
     Display                                  RGB, Features (PCA), Highlight selection, Selection only,
                                              Everything but the selection, Segment everything
     Export selection (.ply)                  <run dir>/clickgs_selection.ply (+ sidecars) and clickgs_selection.npy
+    Export all but the selection (.ply)      <run dir>/clickgs_without_selection.ply: the object removed
+    Export all, labelled by segment (.ply)   <run dir>/clickgs_segments.ply: every Gaussian, label = segment
 
 A click also drops a marker (a small sphere, green for add, red for subtract, grey when nothing was selected) at
 the clicked surface point.
@@ -104,6 +106,9 @@ WINDOW_RENDER_HEIGHT = 512
 
 SELECTION_PLY = "clickgs_selection.ply"
 SELECTION_NPY = "clickgs_selection.npy"
+EXPORT_FILES = {"selection": SELECTION_PLY, "inverse": "clickgs_without_selection.ply",
+                "segments": "clickgs_segments.ply"}
+"""The viewer's exports, in the run directory: the selection, everything but it, every Gaussian (labelled)."""
 
 
 def segment_palette(num_segments: int, device: Any = "cpu") -> Tensor:
@@ -157,6 +162,7 @@ class ClickOutcome:
     """One viewer click: what the selection did, where the marker goes, and the status line."""
 
     result: Optional[ClickResult]
+    """None when no click could be made (no viewer client)."""
     sample: Optional[PixelSample]
     point: Optional[Tensor]
     """[3] clicked surface point in nerfstudio world coordinates (None without a sample)."""
@@ -334,22 +340,13 @@ class ClickViewerState:
         """Select at a normalised screen position of ``camera`` with the current level and click mode."""
         start = time.perf_counter()
         sample = self.sample_pixel(camera, screen_x, screen_y)
-        config = self.segmenter.config
         level, mode = self.level, self.mode
-        if sample.alpha < config.background_alpha:
-            result = None
-            message = (f"Clicked empty background at pixel ({sample.column}, {sample.row}) (accumulation "
-                       f"{sample.alpha:.2f} < {config.background_alpha:g}): selection unchanged.")
-        else:
-            query = sample.coarse if level == "coarse" else sample.fine
-            result = self.segmenter.click_feature(query, level, mode)  # type: ignore[arg-type]
-            result.pixel = (sample.column, sample.row)
-            result.render_seconds = sample.render_seconds
-            message = result.message
+        query = sample.coarse if level == "coarse" else sample.fine
+        result = self.segmenter.click_feature(query, level, mode, sample.alpha, (sample.column, sample.row))
+        result.render_seconds = sample.render_seconds
         seconds = time.perf_counter() - start
-        if result is not None:
-            result.seconds = seconds
-        status = (f"{message} Total selected: {self.segmenter.state.num_selected}. Took {seconds * 1000:.0f} ms "
+        result.seconds = seconds
+        status = (f"{result.message} Total selected: {self.segmenter.state.num_selected}. Took {seconds * 1000:.0f} ms "
                   f"({sample.source}; {level} level, {mode}).")
         point = surface_point(sample, ray_origin, ray_direction)
         return ClickOutcome(result, sample, point, status, seconds)
@@ -429,7 +426,12 @@ class ClickViewerControls(nn.Module):
         self.e_edit = ViewerButtonGroup("Selection", "Undo", ["Undo", "Clear"], cb_hook=self._on_edit)
         self.f_display = ViewerDropdown("Display", DEFAULT_DISPLAY, list(DISPLAY_MODES), cb_hook=self._on_display,
                                         hint="How the scene is drawn (the Output type 'rgb' shows it)")
-        self.h_export = ViewerButton("Export selection (.ply)", cb_hook=lambda _: self.export())
+        # the selection; the scene with it removed; every Gaussian, labelled by its segment at the current level
+        self.h_export = ViewerButton("Export selection (.ply)", cb_hook=lambda _: self.export("selection"))
+        self.i_export_inverse = ViewerButton("Export all but the selection (.ply)",
+                                             cb_hook=lambda _: self.export("inverse"))
+        self.j_export_segments = ViewerButton("Export all, labelled by segment (.ply)",
+                                              cb_hook=lambda _: self.export("segments"))
         self.z_viewer_control = ViewerControl()
 
     # ------------------------------------------------------------------------------------ state
@@ -613,46 +615,43 @@ class ClickViewerControls(nn.Module):
             raise RuntimeError("No run directory: the controls are not installed in a viewer (set export_dir).")
         return Path(viewer.log_filename).parent
 
-    def _dataparser(self) -> Tuple[Optional[Tensor], float]:
-        pipeline = getattr(self.viewer, "pipeline", None)
-        outputs = getattr(getattr(pipeline, "datamanager", None), "train_dataparser_outputs", None)
-        if outputs is None:
-            return None, 1.0
-        return outputs.dataparser_transform, float(outputs.dataparser_scale)
-
-    def export(self) -> Optional[Path]:
-        """Write the selection (within the viewer's crop box, if one is on) as a 3DGS .ply in the dataset's frame,
-        with its sidecars, and the selection itself as a .npy, into ``output_dir()``. Returns the .ply path."""
+    def export(self, kind: str = "selection") -> Optional[Path]:
+        """Write, into ``output_dir()``, a 3DGS .ply in the dataset's frame (with its sidecars; every Gaussian
+        labelled by its "segment everything" id at the current level) of ``kind`` (``EXPORT_FILES``): the
+        selection (and the selection itself as a .npy), everything but the selection, or every Gaussian. Only what
+        lies inside the viewer's crop box, if one is on. Returns the .ply path."""
         from clickgs_ns.io.selection_files import save_selection
-        from clickgs_ns.segment.export import export_gaussians
+        from clickgs_ns.segment.export import dataset_frame, export_gaussians
 
         start = time.perf_counter()
         try:
             state = self.get_state()
             model = self.get_model()
             selection = state.selection.detach().cpu()
-            exported = selection
-            note = ""
+            wanted = {"selection": selection, "inverse": ~selection, "segments": torch.ones_like(selection)}[kind]
+            exported, note = wanted, ""
             if model.crop_box is not None:
-                inside = model.crop_box.within(model.means.detach()).reshape(-1).cpu()
-                exported = selection & inside
-                note = f" ({int(selection.sum()) - int(exported.sum())} outside the crop box left out)"
+                exported = wanted & model.crop_box.within(model.means.detach()).reshape(-1).cpu()
+                note = f" ({int(wanted.sum()) - int(exported.sum())} outside the crop box left out)"
             if not bool(exported.any()):
-                self.set_status("Nothing to export: the selection is empty" +
-                                (" inside the crop box." if note else ". Click an object first."))
+                empty = {"selection": "the selection is empty", "inverse": "everything is selected",
+                         "segments": "the splat is empty"}[kind]
+                self.set_status(f"Nothing to export: {empty}" + (" inside the crop box." if note else "."))
                 return None
             out_dir = self.output_dir()
             out_dir.mkdir(parents=True, exist_ok=True)
             labels = state.segmenter.segment_everything(state.level).labels.cpu()  # type: ignore[arg-type]
-            transform, scale = self._dataparser()
-            result = export_gaussians(model, exported, out_dir / SELECTION_PLY, transform, scale, labels)
-            save_selection(out_dir / SELECTION_NPY, selection)
+            transform, scale = dataset_frame(getattr(getattr(self.viewer, "pipeline", None), "datamanager", None))
+            result = export_gaussians(model, exported, out_dir / EXPORT_FILES[kind], transform, scale, labels)
+            if kind == "selection":
+                save_selection(out_dir / SELECTION_NPY, selection)
         except Exception as error:  # noqa: BLE001 - shown to the user
             CONSOLE.print(traceback.format_exc())
             self.set_status(f"Export failed: {type(error).__name__}: {error}")
             return None
-        self.set_status(f"Exported {result.num_exported} Gaussians{note} to {result.path} and the selection to "
-                        f"{out_dir / SELECTION_NPY} in {(time.perf_counter() - start) * 1000:.0f} ms.")
+        also = f" and the selection to {out_dir / SELECTION_NPY}" if kind == "selection" else ""
+        self.set_status(f"Exported {result.num_exported} Gaussians{note} to {result.path}{also}, labelled by "
+                        f"{state.level} segment, in {(time.perf_counter() - start) * 1000:.0f} ms.")
         return result.path
 
 

@@ -496,6 +496,96 @@ def _progress_bar(enabled: bool) -> Any:
     )
 
 
+def _warn(report: MaskRunReport, message: str) -> None:
+    """Record ``message`` in ``report`` and warn it (MaskCacheWarning) at the line that called ``compute_masks``.
+
+    Only for the steps that ``compute_masks`` calls directly: the stack is _warn, the step, compute_masks, caller.
+    """
+    report.warnings.append(message)
+    warnings.warn(message, MaskCacheWarning, stacklevel=4)
+
+
+def _require_images_exist(images: Sequence[Path]) -> None:
+    """MaskRunError naming (up to five of) the images that are not files."""
+    missing_images = [p for p in images if not Path(p).is_file()]
+    if missing_images:
+        shown = ", ".join(str(p) for p in missing_images[:5])
+        raise MaskRunError(f"{len(missing_images)} image(s) do not exist: {shown}")
+
+
+def _masks_to_compute(
+    images: Sequence[Path], data_root: Path, fingerprint: str, report: MaskRunReport, bar: Any
+) -> List[Tuple[Path, Path, str]]:
+    """Check each image's cached mask file (removing temporary files a killed writer left) and list the images
+    to compute as (image, mask file, cache state); counts valid files in ``report.skipped`` and warns about
+    unreadable ones."""
+    todo: List[Tuple[Path, Path, str]] = []
+    check = bar.add_task("Checking cached masks", total=len(images))
+    for image_path in images:
+        mask_path = mask_path_for_image(image_path, data_root)
+        for tmp in leftover_temp_files(mask_path):
+            tmp.unlink(missing_ok=True)
+        status = mask_cache_status(image_path, mask_path, fingerprint)
+        if status.state == "valid":
+            report.skipped += 1
+        else:
+            if status.state == "corrupt":
+                _warn(report, f"Cached masks unusable, recomputing: {status.reason}")
+            todo.append((Path(image_path), mask_path, status.state))
+        bar.advance(check)
+    return todo
+
+
+def _sam_id_maps(generator: Any, image_path: Path) -> Tuple[bytes, np.ndarray, np.ndarray, Any]:
+    """Run SAM on one image file: (its bytes, coarse [H, W], fine [H, W] id maps, SAM's segments)."""
+    data = image_path.read_bytes()
+    try:
+        image = decode_rgb(data)  # [H, W, 3] uint8
+    except (OSError, ValueError) as err:
+        raise MaskRunError(f"Image {image_path} cannot be decoded ({err}).") from err
+    segments = generator.generate(image)
+    coarse, fine = segments_to_id_maps(segments, image_size=image.shape[:2])
+    return data, coarse, fine, segments
+
+
+def _write_mask_file(
+    mask_path: Path, coarse: np.ndarray, fine: np.ndarray, fingerprint: str, settings_json: str,
+    image_bytes: bytes, num_segments: int,
+) -> None:
+    """Write one image's id maps atomically with the settings and image hashes (the module's file format)."""
+    write_id_maps(
+        mask_path,
+        coarse,
+        fine,
+        settings_sha1=np.array(fingerprint),
+        settings_json=np.array(settings_json),
+        image_sha1=np.array(hashlib.sha1(image_bytes).hexdigest()),
+        num_segments=np.array(num_segments, dtype=np.int64),
+    )
+
+
+def _compute_listed_masks(
+    todo: Sequence[Tuple[Path, Path, str]], config: SamMaskConfig, sam: Any, fingerprint: str, settings_json: str,
+    report: MaskRunReport, bar: Any,
+) -> None:
+    """Run SAM on each listed (image, mask file, cache state) and write its mask file; the generator is built on
+    the first image only, so nothing is loaded when all files are valid. Counts into ``report``."""
+    generator = None
+    run = bar.add_task(f"SAM masks ({config.sam_model if sam is None else 'given model'})", total=len(todo))
+    for image_path, mask_path, state in todo:
+        if generator is None:
+            generator = build_sam_generator(config, sam)
+        data, coarse, fine, segments = _sam_id_maps(generator, image_path)
+        _write_mask_file(mask_path, coarse, fine, fingerprint, settings_json, data, len(segments))
+        report.computed += 1
+        report.recomputed_corrupt += state == "corrupt"
+        report.recomputed_stale += state == "stale"
+        if not segments:
+            report.empty += 1
+            _warn(report, f"SAM found no segment in {image_path}; its masks are all -1 (ignored by the losses).")
+        bar.advance(run)
+
+
 def compute_masks(
     data_root: Path,
     image_paths: Sequence[Path],
@@ -528,60 +618,10 @@ def compute_masks(
     fingerprint = settings_fingerprint(settings)
     settings_json = json.dumps(settings, sort_keys=True)
     report = MaskRunReport(images=len(images))
-
-    def warn(message: str) -> None:
-        report.warnings.append(message)
-        warnings.warn(message, MaskCacheWarning, stacklevel=3)
-
-    missing_images = [p for p in images if not Path(p).is_file()]
-    if missing_images:
-        shown = ", ".join(str(p) for p in missing_images[:5])
-        raise MaskRunError(f"{len(missing_images)} image(s) do not exist: {shown}")
-
-    todo: List[Tuple[Path, Path, str]] = []  # (image, mask file, cache state)
-    generator = None
+    _require_images_exist(images)
     with _progress_bar(progress) as bar:
-        check = bar.add_task("Checking cached masks", total=len(images))
-        for image_path in images:
-            mask_path = mask_path_for_image(image_path, data_root)
-            for tmp in leftover_temp_files(mask_path):
-                tmp.unlink(missing_ok=True)
-            status = mask_cache_status(image_path, mask_path, fingerprint)
-            if status.state == "valid":
-                report.skipped += 1
-            else:
-                if status.state == "corrupt":
-                    warn(f"Cached masks unusable, recomputing: {status.reason}")
-                todo.append((Path(image_path), mask_path, status.state))
-            bar.advance(check)
-
-        run = bar.add_task(f"SAM masks ({config.sam_model if sam is None else 'given model'})", total=len(todo))
-        for image_path, mask_path, state in todo:
-            if generator is None:
-                generator = build_sam_generator(config, sam)
-            data = image_path.read_bytes()
-            try:
-                image = decode_rgb(data)
-            except (OSError, ValueError) as err:
-                raise MaskRunError(f"Image {image_path} cannot be decoded ({err}).") from err
-            segments = generator.generate(image)
-            coarse, fine = segments_to_id_maps(segments, image_size=image.shape[:2])
-            write_id_maps(
-                mask_path,
-                coarse,
-                fine,
-                settings_sha1=np.array(fingerprint),
-                settings_json=np.array(settings_json),
-                image_sha1=np.array(hashlib.sha1(data).hexdigest()),
-                num_segments=np.array(len(segments), dtype=np.int64),
-            )
-            report.computed += 1
-            report.recomputed_corrupt += state == "corrupt"
-            report.recomputed_stale += state == "stale"
-            if not segments:
-                report.empty += 1
-                warn(f"SAM found no segment in {image_path}; its masks are all -1 (ignored by the losses).")
-            bar.advance(run)
+        todo = _masks_to_compute(images, data_root, fingerprint, report, bar)
+        _compute_listed_masks(todo, config, sam, fingerprint, settings_json, report, bar)
     report.seconds = time.perf_counter() - start
     return report
 

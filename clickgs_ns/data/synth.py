@@ -805,44 +805,6 @@ def sam_like_id_maps(
     return coarse, fine
 
 
-def id_map_disagreement(pred: np.ndarray, gt: np.ndarray) -> float:
-    """Fraction of pixels where an id map disagrees with a ground-truth map, up to relabelling.
-
-    Each predicted id is matched to the ground-truth id it overlaps most and vice versa; a pixel agrees when both
-    are -1, or when its predicted and ground-truth ids are each other's match. Pixels where either map has an id
-    count. Returns 0 for identical maps up to a bijective relabelling.
-
-    Args:
-        pred, gt: integer [H, W] maps, -1 = no id.
-    """
-    pred, gt = np.asarray(pred).ravel(), np.asarray(gt).ravel()
-    counted = (pred >= 0) | (gt >= 0)
-    if not counted.any():
-        return 0.0
-    both = (pred >= 0) & (gt >= 0)
-    pairs, overlap = np.unique(np.stack([pred[both], gt[both]], axis=1), axis=0, return_counts=True)
-    best_gt: Dict[int, Tuple[int, int]] = {}
-    best_pred: Dict[int, Tuple[int, int]] = {}
-    for (p, g), count in zip(pairs.tolist(), overlap.tolist()):
-        if count > best_gt.get(p, (-1, 0))[1]:
-            best_gt[p] = (g, count)
-        if count > best_pred.get(g, (-1, 0))[1]:
-            best_pred[g] = (p, count)
-    matched = {(p, g) for p, (g, _) in best_gt.items() if best_pred[g][0] == p}
-    agree = np.zeros(len(pred), dtype=bool)
-    if matched:
-        matched_arr = np.array(sorted(matched))
-        key = pred.astype(np.int64) * (int(gt.max()) + 2) + gt
-        matched_keys = matched_arr[:, 0].astype(np.int64) * (int(gt.max()) + 2) + matched_arr[:, 1]
-        agree = both & np.isin(key, matched_keys)
-    return float(1.0 - agree[counted].sum() / counted.sum())
-
-
-# ------------------------------------------------------------------------------------------------------------------
-# Evaluation prompts
-# ------------------------------------------------------------------------------------------------------------------
-
-
 def prompt_segments(gaussians: SynthGaussians, config: SynthConfig) -> List[Tuple[str, int, str]]:
     """The segments that get a prompt, as (level, id, name): every object but the ground at the coarse level, then
     the parts of the first ``prompt_fine_objects`` objects that have more than one part at the fine level."""

@@ -29,7 +29,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
-from typing import Dict, Optional, Tuple
+from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -68,8 +68,8 @@ class GFLConfig:
     """HDBSCAN min_samples (density estimate neighbourhood); None = min_cluster_size, as HDBSCAN does."""
     max_cluster_points: int = 5000
     """Cluster a random subsample of at most this many mask averages (HDBSCAN is slow past tens of thousands of
-    points in 24-D: about 0.35 s for 5,000 but 7-12 s for 20,000 on 2 CPU cores); points left out are assigned by
-    ``assign_candidates``."""
+    points in 24-D: about 0.35 s for 5,000 but 7-12 s for 20,000 on 2 CPU cores); the candidates come from the
+    subsample alone, and the mask averages left out are not used (nor counted in the cluster sizes)."""
     subsample_scales_min_cluster_size: bool = False
     """When subsampling, scale min_cluster_size by the kept fraction (keeps clusters of rarely seen objects but makes
     HDBSCAN noisier). Off: the absolute min_cluster_size is used on the subsample."""
@@ -173,6 +173,184 @@ class ClusterResult:
         return int(self.candidates.shape[0])
 
 
+class _Outcome(NamedTuple):
+    """What one clustering step found, before it becomes a ClusterResult."""
+
+    candidates: np.ndarray
+    """[C, D] float64 unit candidates."""
+    sizes: Sequence[int]
+    """[C] members of each candidate's cluster."""
+    status: str
+    message: str
+    """Without the notes (they are appended by ``_cluster_result``)."""
+    num_noise: int
+
+
+def _hdbscan_min_cluster_size(requested: int) -> Tuple[int, List[str]]:
+    """``requested`` raised to HDBSCAN's minimum of 2, and a note when it was raised."""
+    min_cluster_size = max(2, requested)
+    if min_cluster_size != requested:
+        return min_cluster_size, [f"min_cluster_size raised from {requested} to 2 (HDBSCAN minimum)"]
+    return min_cluster_size, []
+
+
+def _usable_unit_rows(averages: Tensor) -> Tuple[np.ndarray, List[str]]:
+    """The finite, non-zero rows of ``averages`` [M, D], L2-normalised, as float64 [M', D] on the CPU, and a note
+    when rows were dropped."""
+    points = averages.detach().to("cpu", torch.float64).numpy()  # [M, D]
+    with np.errstate(over="ignore", invalid="ignore"):
+        norms = np.linalg.norm(points, axis=1)  # [M]
+    usable = np.isfinite(points).all(axis=1) & np.isfinite(norms) & (norms > 0)  # [M]
+    notes = []
+    if not usable.all():
+        notes.append(f"{int((~usable).sum())} of {len(points)} rows dropped (zero or non-finite)")
+    return points[usable] / norms[usable, None], notes  # [M', D]
+
+
+def _subsample_points(
+    unit: np.ndarray, max_points: Optional[int], seed: int, min_cluster_size: int, scale_min_cluster_size: bool
+) -> Tuple[np.ndarray, int, List[str]]:
+    """The points to cluster and the min_cluster_size to use on them, with notes.
+
+    All of ``unit`` [M', D] when ``max_points`` is None, <= 0 or >= M'; else ``max_points`` rows drawn without
+    replacement by ``default_rng(seed)``, kept in input order, and (when ``scale_min_cluster_size``)
+    min_cluster_size scaled by the kept fraction, halves rounded up, at least 2. Rows left out are dropped.
+    """
+    num_points = int(unit.shape[0])
+    if max_points is None or not 0 < int(max_points) < num_points:
+        return unit, min_cluster_size, []
+    notes = []
+    chosen = np.sort(np.random.default_rng(seed).choice(num_points, size=int(max_points), replace=False))  # [S]
+    if scale_min_cluster_size:
+        scaled = max(2, int(math.floor(min_cluster_size * int(max_points) / num_points + 0.5)))
+        notes.append(f"min_cluster_size scaled from {min_cluster_size} to {scaled} for the subsample")
+        min_cluster_size = scaled
+    notes.append(f"clustered a random subsample of {int(max_points)} of {num_points} points (seed {seed})")
+    return unit[chosen], min_cluster_size, notes
+
+
+def _too_few_points_outcome(num_clustered: int, dim: int, min_cluster_size: int) -> _Outcome:
+    """Fewer points than min_cluster_size: nothing is clustered (all points count as noise)."""
+    return _Outcome(
+        np.zeros((0, dim)), [], "too_few_points",
+        f"{num_clustered} points < min_cluster_size {min_cluster_size}: nothing clustered "
+        "(more views or masks, or a smaller min_cluster_size, would be needed)",
+        num_clustered,
+    )
+
+
+def _hdbscan_outcome(
+    points: np.ndarray,
+    min_cluster_size: int,
+    min_samples: Optional[int],
+    epsilon: float,
+    single_cluster_min_resultant: Optional[float],
+) -> _Outcome:
+    """HDBSCAN on the unit ``points`` [S, D] and the candidates of its clusters; an HDBSCAN error is "no_clusters"."""
+    import hdbscan  # heavy import, kept out of module import
+
+    settings = f"min_cluster_size={min_cluster_size}, min_samples={min_samples}, epsilon={epsilon:g}"
+    try:
+        labels = hdbscan.HDBSCAN(
+            min_cluster_size=min_cluster_size,
+            min_samples=min_samples,
+            cluster_selection_epsilon=float(epsilon),
+            metric="euclidean",
+            core_dist_n_jobs=-1,
+        ).fit(points).labels_
+    except Exception as error:  # noqa: BLE001 - degenerate inputs must not stop training; say what failed
+        return _Outcome(
+            np.zeros((0, points.shape[1])), [], "no_clusters",
+            f"HDBSCAN failed on {len(points)} points ({settings}): {type(error).__name__}: {error}",
+            len(points),
+        )
+    return _labels_outcome(points, np.asarray(labels), settings, single_cluster_min_resultant)
+
+
+def _cluster_means(points: np.ndarray, labels: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """Normalised mean [C, D] and member count [C] of each cluster (label >= 0) of ``points`` [S, D], in
+    ascending label order; noise (label < 0) is left out."""
+    cluster_labels = np.unique(labels[labels >= 0])  # [C]
+    candidates = np.zeros((len(cluster_labels), points.shape[1]))  # [C, D]
+    sizes = np.zeros(len(cluster_labels), dtype=np.int64)  # [C]
+    for row, label in enumerate(cluster_labels):  # one row per cluster (tens to hundreds)
+        members = points[labels == label]
+        mean = members.mean(axis=0)
+        candidates[row] = mean / max(np.linalg.norm(mean), np.finfo(np.float64).tiny)
+        sizes[row] = len(members)
+    return candidates, sizes
+
+
+def _labels_outcome(
+    points: np.ndarray, labels: np.ndarray, settings: str, single_cluster_min_resultant: Optional[float]
+) -> _Outcome:
+    """"ok" (>= 2 clusters) or "single_cluster" (1) from HDBSCAN's ``labels`` [S] of ``points`` [S, D]; with no
+    cluster, see ``_all_noise_outcome``."""
+    num_clustered = len(points)
+    num_noise = int((labels < 0).sum())
+    candidates, sizes = _cluster_means(points, labels)  # [C, D], [C]
+    if len(sizes) >= 2:
+        return _Outcome(
+            candidates, sizes, "ok",
+            f"{len(sizes)} clusters from {num_clustered} points ({num_noise} noise; {settings})",
+            num_noise,
+        )
+    if len(sizes) == 1:
+        return _Outcome(
+            candidates, sizes, "single_cluster",
+            f"one cluster of {int(sizes[0])} from {num_clustered} points ({num_noise} noise; {settings}): "
+            "no negative term, GFL should be off for this level",
+            num_noise,
+        )
+    return _all_noise_outcome(points, settings, single_cluster_min_resultant)
+
+
+def _all_noise_outcome(points: np.ndarray, settings: str, single_cluster_min_resultant: Optional[float]) -> _Outcome:
+    """HDBSCAN labelled every point of ``points`` [S, D] noise: one "single_cluster" candidate (their normalised
+    mean) when the mean resultant length is at least ``single_cluster_min_resultant``, else "no_clusters"."""
+    num_clustered = len(points)
+    mean = points.mean(axis=0)  # [D]
+    resultant = float(np.linalg.norm(mean))
+    if single_cluster_min_resultant is not None and resultant >= float(single_cluster_min_resultant):
+        return _Outcome(
+            (mean / resultant)[None], [num_clustered], "single_cluster",
+            f"HDBSCAN labelled all {num_clustered} points noise ({settings}) but they are concentrated around one "
+            f"direction (mean resultant length {resultant:.3f} >= {float(single_cluster_min_resultant):g}): one "
+            "candidate, no negative term, GFL should be off for this level",
+            num_clustered,
+        )
+    return _Outcome(
+        np.zeros((0, points.shape[1])), [], "no_clusters",
+        f"HDBSCAN labelled all {num_clustered} points noise ({settings}; mean resultant length {resultant:.3f}): "
+        "no candidates (a smaller min_cluster_size or a larger epsilon may find some)",
+        num_clustered,
+    )
+
+
+def _cluster_result(
+    outcome: _Outcome, notes: List[str], like: Tensor, num_points: int, num_clustered: int,
+    min_cluster_size: int, min_samples: Optional[int], epsilon: float, start: float,
+) -> ClusterResult:
+    """``outcome`` as a ClusterResult: candidates on ``like``'s device and (float) dtype, notes appended to the
+    message, ``seconds`` counted from ``start`` (a ``time.perf_counter()`` value)."""
+    message = f"{outcome.message} ({'; '.join(notes)})" if notes else outcome.message
+    out_dtype = like.dtype if like.is_floating_point() else torch.float32
+    candidates = np.ascontiguousarray(outcome.candidates).reshape(-1, int(like.shape[1]))  # [C, D]
+    return ClusterResult(
+        candidates=torch.from_numpy(candidates).to(like.device, out_dtype),
+        sizes=torch.from_numpy(np.asarray(outcome.sizes, dtype=np.int64)).to(like.device),
+        status=outcome.status,
+        message=message,
+        num_points=num_points,
+        num_points_clustered=num_clustered,
+        num_noise=outcome.num_noise,
+        seconds=time.perf_counter() - start,
+        min_cluster_size=min_cluster_size,
+        min_samples=min_samples,
+        epsilon=float(epsilon),
+    )
+
+
 def cluster_candidates(
     averages: Tensor,
     min_cluster_size: int,
@@ -186,7 +364,8 @@ def cluster_candidates(
     """HDBSCAN on L2-normalised mask averages; one unit candidate per cluster (noise dropped). Never raises on data.
 
     Rows that are not finite or are all zero are left out. When there are more than ``max_points`` rows, a random
-    subsample of ``max_points`` rows (numpy ``default_rng(seed)``) is clustered and the candidates come from it.
+    subsample of ``max_points`` rows (numpy ``default_rng(seed)``) is clustered and the candidates come from it
+    alone: the rows left out count nowhere (not in ``sizes`` nor ``num_noise``).
     HDBSCAN (``hdbscan.HDBSCAN``, Euclidean metric on unit float64 vectors, all CPU cores for core distances)
     never returns one cluster covering everything; when it labels every point noise but the points are
     concentrated (norm of the mean unit vector >= ``single_cluster_min_resultant``), the result is
@@ -207,123 +386,21 @@ def cluster_candidates(
     start = time.perf_counter()
     if averages.dim() != 2:
         raise ValueError(f"averages must be [M, D], got {tuple(averages.shape)}")
-    device = averages.device
-    out_dtype = averages.dtype if averages.is_floating_point() else torch.float32
-    dim = int(averages.shape[1])
-    requested_min_cluster_size = int(min_cluster_size)
-    min_cluster_size = max(2, requested_min_cluster_size)
-    notes = []
-    if min_cluster_size != requested_min_cluster_size:
-        notes.append(f"min_cluster_size raised from {requested_min_cluster_size} to 2 (HDBSCAN minimum)")
-
-    points = averages.detach().to("cpu", torch.float64).numpy()  # [M, D]
-    with np.errstate(over="ignore", invalid="ignore"):
-        norms = np.linalg.norm(points, axis=1)  # [M]
-    usable = np.isfinite(points).all(axis=1) & np.isfinite(norms) & (norms > 0)  # [M]
-    if not usable.all():
-        notes.append(f"{int((~usable).sum())} of {len(points)} rows dropped (zero or non-finite)")
-    unit = points[usable] / norms[usable, None]  # [M', D]
-    num_points = int(unit.shape[0])
-
-    def result(candidates: np.ndarray, sizes: np.ndarray, status: str, message: str, clustered: int, noise: int,
-               used_min_samples: Optional[int]) -> ClusterResult:
-        if notes:
-            message = f"{message} ({'; '.join(notes)})"
-        return ClusterResult(
-            candidates=torch.from_numpy(np.ascontiguousarray(candidates).reshape(-1, dim)).to(device, out_dtype),
-            sizes=torch.from_numpy(np.asarray(sizes, dtype=np.int64)).to(device),
-            status=status,
-            message=message,
-            num_points=num_points,
-            num_points_clustered=clustered,
-            num_noise=noise,
-            seconds=time.perf_counter() - start,
-            min_cluster_size=min_cluster_size,
-            min_samples=used_min_samples,
-            epsilon=float(epsilon),
-        )
-
-    empty = np.zeros((0, dim))
-    if max_points is not None and 0 < int(max_points) < num_points:
-        rng = np.random.default_rng(seed)
-        chosen = np.sort(rng.choice(num_points, size=int(max_points), replace=False))
-        if scale_min_cluster_size:
-            scaled = max(2, int(math.floor(min_cluster_size * int(max_points) / num_points + 0.5)))
-            notes.append(f"min_cluster_size scaled from {min_cluster_size} to {scaled} for the subsample")
-            min_cluster_size = scaled
-        notes.append(f"clustered a random subsample of {int(max_points)} of {num_points} points (seed {seed})")
-        clustered = unit[chosen]
-    else:
-        clustered = unit
+    min_cluster_size, raised_notes = _hdbscan_min_cluster_size(int(min_cluster_size))
+    unit, dropped_notes = _usable_unit_rows(averages)  # [M', D]
+    clustered, min_cluster_size, subsample_notes = _subsample_points(
+        unit, max_points, seed, min_cluster_size, scale_min_cluster_size
+    )  # [S, D]
     num_clustered = int(clustered.shape[0])
-
+    used_min_samples = min_samples
     if num_clustered < min_cluster_size:
-        return result(
-            empty, [], "too_few_points",
-            f"{num_clustered} points < min_cluster_size {min_cluster_size}: nothing clustered "
-            "(more views or masks, or a smaller min_cluster_size, would be needed)",
-            num_clustered, num_clustered, min_samples,
-        )
-
-    used_min_samples = None if min_samples is None else max(1, min(int(min_samples), num_clustered))
-    import hdbscan  # heavy import, kept out of module import
-
-    settings = f"min_cluster_size={min_cluster_size}, min_samples={used_min_samples}, epsilon={epsilon:g}"
-    try:
-        labels = hdbscan.HDBSCAN(
-            min_cluster_size=min_cluster_size,
-            min_samples=used_min_samples,
-            cluster_selection_epsilon=float(epsilon),
-            metric="euclidean",
-            core_dist_n_jobs=-1,
-        ).fit(clustered).labels_
-    except Exception as error:  # noqa: BLE001 - degenerate inputs must not stop training; say what failed
-        return result(
-            empty, [], "no_clusters",
-            f"HDBSCAN failed on {num_clustered} points ({settings}): {type(error).__name__}: {error}",
-            num_clustered, num_clustered, used_min_samples,
-        )
-
-    labels = np.asarray(labels)
-    num_noise = int((labels < 0).sum())
-    cluster_labels = np.unique(labels[labels >= 0])
-    candidates = np.zeros((len(cluster_labels), dim))
-    sizes = np.zeros(len(cluster_labels), dtype=np.int64)
-    for row, label in enumerate(cluster_labels):  # one row per cluster (tens to hundreds)
-        members = clustered[labels == label]
-        mean = members.mean(axis=0)
-        candidates[row] = mean / max(np.linalg.norm(mean), np.finfo(np.float64).tiny)
-        sizes[row] = len(members)
-
-    if len(cluster_labels) >= 2:
-        return result(
-            candidates, sizes, "ok",
-            f"{len(cluster_labels)} clusters from {num_clustered} points ({num_noise} noise; {settings})",
-            num_clustered, num_noise, used_min_samples,
-        )
-    if len(cluster_labels) == 1:
-        return result(
-            candidates, sizes, "single_cluster",
-            f"one cluster of {int(sizes[0])} from {num_clustered} points ({num_noise} noise; {settings}): "
-            "no negative term, GFL should be off for this level",
-            num_clustered, num_noise, used_min_samples,
-        )
-
-    mean = clustered.mean(axis=0)
-    resultant = float(np.linalg.norm(mean))
-    if single_cluster_min_resultant is not None and resultant >= float(single_cluster_min_resultant):
-        return result(
-            (mean / resultant)[None], [num_clustered], "single_cluster",
-            f"HDBSCAN labelled all {num_clustered} points noise ({settings}) but they are concentrated around one "
-            f"direction (mean resultant length {resultant:.3f} >= {float(single_cluster_min_resultant):g}): one "
-            "candidate, no negative term, GFL should be off for this level",
-            num_clustered, num_noise, used_min_samples,
-        )
-    return result(
-        empty, [], "no_clusters",
-        f"HDBSCAN labelled all {num_clustered} points noise ({settings}; mean resultant length {resultant:.3f}): "
-        "no candidates (a smaller min_cluster_size or a larger epsilon may find some)",
-        num_clustered, num_noise, used_min_samples,
+        outcome = _too_few_points_outcome(num_clustered, int(averages.shape[1]), min_cluster_size)
+    else:
+        used_min_samples = None if min_samples is None else max(1, min(int(min_samples), num_clustered))
+        outcome = _hdbscan_outcome(clustered, min_cluster_size, used_min_samples, epsilon, single_cluster_min_resultant)
+    notes = raised_notes + dropped_notes + subsample_notes
+    return _cluster_result(
+        outcome, notes, averages, int(unit.shape[0]), num_clustered, min_cluster_size, used_min_samples, epsilon, start
     )
 
 

@@ -34,7 +34,7 @@ Differences from gsplat's CUDA backend (all at the level of float rounding):
 from __future__ import annotations
 
 import math
-from typing import Any, Dict, List, Literal, Optional, Tuple
+from typing import Any, Dict, List, Literal, NamedTuple, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -348,6 +348,200 @@ def _composite_chunk(
     return T_new, contrib, done_new
 
 
+class _SubtileLists(NamedTuple):
+    """Sorted Gaussian lists of the ``n_tiles = C * th * tw`` subtiles (:func:`_tile_lists`)."""
+
+    starts: Tensor
+    """``[n_tiles]`` int64: first entry of each subtile's list in ``flatten_ids``."""
+    counts: Tensor
+    """``[n_tiles]`` int64: entries in each subtile's list."""
+    flatten_ids: Tensor
+    """``[M]`` int64: row ``c * N + n`` of the per-Gaussian tables, tile-major, front to back."""
+
+
+def _resolve_subtile_size(tile_size: int, subtile_size: Optional[int]) -> int:
+    """``subtile_size``, a divisor of ``tile_size``; default 8 if it divides, else ``tile_size``."""
+    if subtile_size is None:
+        subtile_size = 8 if tile_size % 8 == 0 else tile_size
+    if tile_size % subtile_size != 0:
+        raise ValueError(f"subtile_size {subtile_size} must divide tile_size {tile_size}")
+    return subtile_size
+
+
+@torch.no_grad()
+def _subtile_centres_and_outside(
+    C: int, th: int, tw: int, ts: int, width: int, height: int, device: torch.device
+) -> Tuple[Tensor, Tensor]:
+    """Centres and out-of-image pixels of the ``n_tiles = C * th * tw`` subtiles of ``ts^2`` pixels.
+
+    Returns:
+        ``centres [n_tiles, 2]`` (x, y) pixel coordinates, float64, and ``outside [n_tiles, P]``
+        (``P = ts^2``): pixels beyond the image, which start "done" (gsplat: done = !inside).
+    """
+    n_tiles = C * th * tw
+    tile_ids = torch.arange(n_tiles, device=device)
+    tile_yx = torch.stack([(tile_ids // tw) % th, tile_ids % tw], -1)  # [n_tiles, 2]
+    centres = ((tile_yx.flip(-1) + 0.5) * ts).double()  # [n_tiles, 2] (x, y)
+    local = torch.arange(ts, device=device)
+    pix_y = tile_yx[:, 0, None, None] * ts + local[None, :, None]  # [n_tiles, ts, 1]
+    pix_x = tile_yx[:, 1, None, None] * ts + local[None, None, :]  # [n_tiles, 1, ts]
+    outside = ((pix_y >= height) | (pix_x >= width)).reshape(n_tiles, ts * ts)  # [n_tiles, P]
+    return centres, outside
+
+
+def _gaussian_tables(
+    means2d: Tensor, conics: Tensor, colors: Tensor, opacities: Tensor
+) -> Tuple[Tensor, Tensor]:
+    """Differentiable per-Gaussian tables with one padding row (index ``C * N``, alpha = 0).
+
+    Returns:
+        ``table [C*N + 1, 6]`` (mean_x, mean_y, conic a, b, c, log opacity) and
+        ``col_table [C*N + 1, D]`` (colours).
+    """
+    C, N, D = colors.shape
+    log_o = torch.log(opacities.clamp(min=1e-30))  # [C, N]
+    table = torch.cat([means2d, conics, log_o[..., None]], dim=-1).reshape(C * N, 6)
+    pad_row = torch.zeros(1, 6, dtype=table.dtype, device=colors.device)
+    pad_row[0, 5] = _PAD_LOG_OPACITY
+    table = torch.cat([table, pad_row], 0)  # [C*N + 1, 6]
+    col_table = torch.cat([colors.reshape(C * N, D), colors.new_zeros(1, D)], 0)  # [C*N + 1, D]
+    return table, col_table
+
+
+def _absgrad_accumulator(means2d: Tensor, device: torch.device) -> Tensor:
+    """``[C*N + 1, 2]`` zeros (the last row for the padding entry); its first ``C * N`` rows
+    are attached as ``means2d.absgrad [C, N, 2]``. The compositing backward pass adds into it."""
+    C, N = means2d.shape[:2]
+    absgrad_acc = torch.zeros(C * N + 1, 2, dtype=means2d.dtype, device=device)
+    means2d.absgrad = absgrad_acc[: C * N].view(C, N, 2)
+    return absgrad_acc
+
+
+@torch.no_grad()
+def _chunk_gids(lists: _SubtileLists, act: Tensor, k0: int, k_chunk: int, pad_id: int) -> Tensor:
+    """Table rows ``[A, B]`` of entries ``k0 .. k0 + B - 1`` of the lists of the active
+    subtiles ``act [A]``, ``B = min(k_chunk, longest remaining list)``; ``pad_id`` past the
+    end of a list."""
+    M = lists.flatten_ids.numel()
+    B = int(min(k_chunk, int((lists.counts[act] - k0).max())))
+    pos = k0 + torch.arange(B, device=act.device)  # [B]
+    valid = pos[None, :] < lists.counts[act, None]  # [A, B]
+    ent = (lists.starts[act, None] + pos[None, :]).clamp(max=max(M - 1, 0))  # [A, B]
+    return torch.where(valid, lists.flatten_ids[ent], torch.full_like(ent, pad_id))  # [A, B]
+
+
+def _composite_row_blocks(
+    table: Tensor,
+    col_table: Tensor,
+    gids: Tensor,
+    centres: Tensor,
+    act: Tensor,
+    f: Tensor,
+    T: Tensor,
+    done: Tensor,
+    absgrad_acc: Optional[Tensor],
+    max_elements: int,
+) -> Tuple[Tensor, Tensor, Tensor]:
+    """:func:`_composite_chunk` on the active subtiles ``act [A]``, in blocks of rows of at
+    most about ``max_elements`` (subtile, pixel, Gaussian) entries.
+
+    Args:
+        gids: ``[A, B]`` table rows; centres: ``[n_tiles, 2]`` (all subtiles); f: ``[P, 6]``.
+        T: ``[A, P]`` transmittance so far; done: ``[A, P]`` stopped pixels.
+
+    Returns:
+        ``T_new [A, P]``, colour contribution ``[A, P, D]`` and ``done_new [A, P]``.
+    """
+    rows = max(1, max_elements // (f.shape[0] * gids.shape[1]))
+    parts = []
+    for s in range(0, act.numel(), rows):
+        sl = slice(s, s + rows)
+        parts.append(
+            _composite_chunk(
+                table, col_table, gids[sl], centres[act[sl]], f, T[sl], done[sl], absgrad_acc
+            )
+        )
+    T_new = torch.cat([p[0] for p in parts])
+    contrib = torch.cat([p[1] for p in parts])
+    return T_new, contrib, torch.cat([p[2] for p in parts])
+
+
+def _composite_subtiles(
+    table: Tensor,
+    col_table: Tensor,
+    lists: _SubtileLists,
+    centres: Tensor,
+    outside: Tensor,
+    f: Tensor,
+    k_chunk: int,
+    max_elements: int,
+    absgrad_acc: Optional[Tensor],
+) -> Tuple[List[Tensor], List[Tensor], List[Tensor]]:
+    """Composite all subtile lists, ``k_chunk`` entries per step; a subtile retires once its
+    list is used up or all its pixels have stopped.
+
+    Returns:
+        Per retirement step: the retired subtile ids ``[R]``, their transmittance ``[R, P]``
+        and colour ``[R, P, D]``.
+    """
+    P, D = f.shape[0], col_table.shape[1]
+    idx_done: List[Tensor] = []  # retired subtiles ...
+    T_done: List[Tensor] = []  # ... their final transmittance
+    out_done: List[Tensor] = []  # ... and colours
+    with torch.no_grad():
+        act = torch.nonzero(lists.counts > 0).squeeze(-1)  # [A] active subtiles
+        done = outside[act]  # [A, P]
+    dtype, device = col_table.dtype, col_table.device
+    T = torch.ones(act.numel(), P, dtype=dtype, device=device)  # [A, P]
+    out = torch.zeros(act.numel(), P, D, dtype=dtype, device=device)  # [A, P, D]
+    k0 = 0
+    while act.numel() > 0:
+        gids = _chunk_gids(lists, act, k0, k_chunk, pad_id=table.shape[0] - 1)  # [A, B]
+        T, contrib, done = _composite_row_blocks(
+            table, col_table, gids, centres, act, f, T, done, absgrad_acc, max_elements
+        )
+        out = out + contrib
+        k0 += gids.shape[1]
+        with torch.no_grad():
+            keep = (lists.counts[act] > k0) & ~done.all(1)  # [A]
+        if not bool(keep.all()):
+            retire = ~keep
+            idx_done.append(act[retire])
+            T_done.append(T[retire])
+            out_done.append(out[retire])
+            act, T, out, done = act[keep], T[keep], out[keep], done[keep]
+    return idx_done, T_done, out_done
+
+
+def _scatter_retired(
+    retired: Tuple[List[Tensor], List[Tensor], List[Tensor]],
+    n_tiles: int,
+    P: int,
+    table: Tensor,
+    col_table: Tensor,
+) -> Tuple[Tensor, Tensor]:
+    """Transmittance ``[n_tiles, P]`` (1 where nothing was composited) and colour
+    ``[n_tiles, P, D]`` of all subtiles, from those :func:`_composite_subtiles` retired."""
+    idx_done, T_done, out_done = retired
+    dtype, device = col_table.dtype, col_table.device
+    T_full = torch.ones(n_tiles, P, dtype=dtype, device=device)
+    out_full = torch.zeros(n_tiles, P, col_table.shape[1], dtype=dtype, device=device)
+    if idx_done:
+        idx = torch.cat(idx_done)
+        T_full = T_full.index_copy(0, idx, torch.cat(T_done))
+        out_full = out_full.index_copy(0, idx, torch.cat(out_done))
+    else:
+        # keep the inputs in the graph (zero gradients) so that e.g. means2d.grad exists
+        out_full = out_full + 0.0 * (table.sum() + col_table.sum())
+    return T_full, out_full
+
+
+def _untile(x: Tensor, C: int, th: int, tw: int, ts: int, height: int, width: int) -> Tensor:
+    """``[C * th * tw, ts * ts, X]`` subtile pixels -> ``[C, height, width, X]`` (crops padding)."""
+    x = x.reshape(C, th, tw, ts, ts, -1).permute(0, 1, 3, 2, 4, 5)
+    return x.reshape(C, th * ts, tw * ts, -1)[:, :height, :width]
+
+
 def rasterize_to_pixels(
     means2d: Tensor,
     conics: Tensor,
@@ -391,100 +585,22 @@ def rasterize_to_pixels(
         ``render [C, H, W, D]`` and ``alphas [C, H, W, 1]``; differentiable w.r.t.
         means2d, conics, colors and opacities.
     """
-    C, N, D = colors.shape
-    dtype, device = colors.dtype, colors.device
-    if subtile_size is None:
-        subtile_size = 8 if tile_size % 8 == 0 else tile_size
-    if tile_size % subtile_size != 0:
-        raise ValueError(f"subtile_size {subtile_size} must divide tile_size {tile_size}")
-    ts = subtile_size
+    C = colors.shape[0]
+    ts = _resolve_subtile_size(tile_size, subtile_size)
     th, tw = math.ceil(height / ts), math.ceil(width / ts)
-    n_tiles = C * th * tw
-    P = ts * ts
-
     with torch.no_grad():
         box_lo, box_hi = _pixel_boxes(means2d, conics, opacities, radii, width, height, tile_size)
-        starts, counts, fidx = _tile_lists(box_lo, box_hi, depths, ts, tw, th)
-        M = fidx.numel()
-        tile_ids = torch.arange(n_tiles, device=device)
-        tile_yx = torch.stack([(tile_ids // tw) % th, tile_ids % tw], -1)  # [n_tiles, 2]
-        centres = ((tile_yx.flip(-1) + 0.5) * ts).double()  # [n_tiles, 2] (x, y)
-        # pixels outside the image start "done" (gsplat: done = !inside)
-        local = torch.arange(ts, device=device)
-        pix_y = tile_yx[:, 0, None, None] * ts + local[None, :, None]
-        pix_x = tile_yx[:, 1, None, None] * ts + local[None, None, :]
-        outside = ((pix_y >= height) | (pix_x >= width)).reshape(n_tiles, P)
-        f = _pixel_monomials(ts, device, dtype)  # [P, 6]
-
-    # per-Gaussian tables with one padding row (index C*N, alpha = 0)
-    log_o = torch.log(opacities.clamp(min=1e-30))
-    table = torch.cat([means2d, conics, log_o[..., None]], dim=-1).reshape(C * N, 6)
-    pad_row = torch.zeros(1, 6, dtype=table.dtype, device=device)
-    pad_row[0, 5] = _PAD_LOG_OPACITY
-    table = torch.cat([table, pad_row], 0)  # [C*N + 1, 6]
-    col_table = torch.cat([colors.reshape(C * N, D), colors.new_zeros(1, D)], 0)  # [C*N + 1, D]
-    pad_id = C * N
-
-    absgrad_acc = None
-    if absgrad:
-        absgrad_acc = torch.zeros(C * N + 1, 2, dtype=means2d.dtype, device=device)
-        means2d.absgrad = absgrad_acc[: C * N].view(C, N, 2)
-
-    idx_done: List[Tensor] = []  # retired tiles ...
-    T_done: List[Tensor] = []  # ... their final transmittance
-    out_done: List[Tensor] = []  # ... and colours
-
-    with torch.no_grad():
-        act = torch.nonzero(counts > 0).squeeze(-1)  # [A] active tiles
-        done = outside[act]  # [A, P]
-    T = torch.ones(act.numel(), P, dtype=dtype, device=device)  # [A, P]
-    out = torch.zeros(act.numel(), P, D, dtype=dtype, device=device)  # [A, P, D]
-    k0 = 0
-    while act.numel() > 0:
-        with torch.no_grad():
-            B = int(min(k_chunk, int((counts[act] - k0).max())))
-            pos = k0 + torch.arange(B, device=device)  # [B]
-            valid = pos[None, :] < counts[act, None]  # [A, B]
-            ent = (starts[act, None] + pos[None, :]).clamp(max=max(M - 1, 0))
-            gids = torch.where(valid, fidx[ent], torch.full_like(ent, pad_id))  # [A, B]
-        rows = max(1, max_elements // (P * B))
-        parts = []
-        for s in range(0, act.numel(), rows):
-            sl = slice(s, s + rows)
-            parts.append(
-                _composite_chunk(
-                    table, col_table, gids[sl], centres[act[sl]], f, T[sl], done[sl], absgrad_acc
-                )
-            )
-        T = torch.cat([p[0] for p in parts])
-        out = out + torch.cat([p[1] for p in parts])
-        done = torch.cat([p[2] for p in parts])
-        k0 += B
-        with torch.no_grad():
-            keep = (counts[act] > k0) & ~done.all(1)  # [A]
-        if not bool(keep.all()):
-            retire = ~keep
-            idx_done.append(act[retire])
-            T_done.append(T[retire])
-            out_done.append(out[retire])
-            act, T, out, done = act[keep], T[keep], out[keep], done[keep]
-
-    T_full = torch.ones(n_tiles, P, dtype=dtype, device=device)
-    out_full = torch.zeros(n_tiles, P, D, dtype=dtype, device=device)
-    if idx_done:
-        idx = torch.cat(idx_done)
-        T_full = T_full.index_copy(0, idx, torch.cat(T_done))
-        out_full = out_full.index_copy(0, idx, torch.cat(out_done))
-    else:
-        # keep the inputs in the graph (zero gradients) so that e.g. means2d.grad exists
-        out_full = out_full + 0.0 * (table.sum() + col_table.sum())
-
-    def untile(x: Tensor) -> Tensor:  # [n_tiles, P, X] -> [C, H, W, X]
-        x = x.reshape(C, th, tw, ts, ts, -1).permute(0, 1, 3, 2, 4, 5)
-        return x.reshape(C, th * ts, tw * ts, -1)[:, :height, :width]
-
-    render = untile(out_full)
-    T_img = untile(T_full[..., None])
+        lists = _SubtileLists(*_tile_lists(box_lo, box_hi, depths, ts, tw, th))
+        centres, outside = _subtile_centres_and_outside(C, th, tw, ts, width, height, colors.device)
+        f = _pixel_monomials(ts, colors.device, colors.dtype)  # [P, 6]
+    table, col_table = _gaussian_tables(means2d, conics, colors, opacities)  # [C*N + 1, 6 | D]
+    absgrad_acc = _absgrad_accumulator(means2d, colors.device) if absgrad else None
+    retired = _composite_subtiles(
+        table, col_table, lists, centres, outside, f, k_chunk, max_elements, absgrad_acc
+    )
+    T_full, out_full = _scatter_retired(retired, C * th * tw, ts * ts, table, col_table)
+    render = _untile(out_full, C, th, tw, ts, height, width)  # [C, H, W, D]
+    T_img = _untile(T_full[..., None], C, th, tw, ts, height, width)  # [C, H, W, 1]
     if backgrounds is not None:
         render = render + T_img * backgrounds[:, None, None, :]
     return render, 1.0 - T_img

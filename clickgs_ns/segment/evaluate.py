@@ -20,7 +20,8 @@ diagonal, at least 1 px, the image border counting as contour). A prompt's score
 mIoU / mBIoU average the prompts of a level, and of both levels ("all").
 
 Layers: pure metric functions on arrays (``mask_iou``, ``boundary_region``, ``boundary_iou``, ``summarize``);
-prompt parsing and validation (``load_prompts``, ``ViewIndex``); ``evaluate_prompts`` over a loaded run.
+prompt parsing and validation (``load_prompts``, ``check_prompts``); ``evaluate_prompts`` over a loaded run
+(its views: ``clickgs_ns.segment.views``).
 """
 
 from __future__ import annotations
@@ -33,11 +34,11 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
-import torch
-from torch import Tensor
 
 from clickgs_ns.io.atomic import atomic_write_text
 from clickgs_ns.io.id_maps import LEVELS, check_level
+from clickgs_ns.segment.selection import selection_mask
+from clickgs_ns.segment.views import ViewIndex, click_view, full_resolution_camera
 
 # ------------------------------------------------------------------------------------------------ metrics
 
@@ -192,104 +193,6 @@ def read_mask_png(path: Path) -> np.ndarray:
     return array.reshape(array.shape[0], array.shape[1], -1).any(axis=-1)
 
 
-# ------------------------------------------------------------------------------------------------ views
-
-
-def image_key(name: str) -> str:
-    """A transforms.json-style image path normalised for matching ("./images/a.png" -> "images/a.png")."""
-    return Path(name.replace("\\", "/")).as_posix()
-
-
-@dataclass
-class View:
-    """One camera of the run, train or eval split."""
-
-    key: str
-    """Image path relative to the dataset root, as in transforms.json ("images/NAME.png")."""
-    split: str
-    """"train" or "eval"."""
-    index: int
-    """Index within its split's dataset (for "train": the API's ``camera_index``)."""
-    camera: Any
-    """nerfstudio Cameras [1] in the training frame, at the training resolution."""
-    full_size: Tuple[int, int]
-    """(H, W) of the full-resolution image."""
-
-
-class ViewIndex:
-    """Every camera of a loaded run (train and eval splits), looked up by image path as in transforms.json."""
-
-    def __init__(self, datamanager: Any):
-        from clickgs_ns.io.images import full_resolution_path, full_resolution_size
-
-        self.views: Dict[str, View] = {}
-        for split in ("train", "eval"):
-            dataset = getattr(datamanager, f"{split}_dataset", None)
-            if dataset is None:
-                continue
-            data_root = Path(getattr(dataset, "data_root", getattr(datamanager, "data_root", ".")))
-            for index, filename in enumerate(dataset.image_filenames):
-                full = full_resolution_path(Path(filename), data_root)
-                try:
-                    key = full.resolve().relative_to(data_root.resolve()).as_posix()
-                except ValueError:
-                    key = Path(filename).name
-                camera = dataset.cameras[index : index + 1]
-                try:
-                    size = full_resolution_size(Path(filename), data_root)
-                except (OSError, ValueError):
-                    size = (int(camera.height.reshape(-1)[0]), int(camera.width.reshape(-1)[0]))
-                self.views.setdefault(key, View(key, split, index, camera, size))
-
-    def __len__(self) -> int:
-        return len(self.views)
-
-    def get(self, image: str) -> Optional[View]:
-        return self.views.get(image_key(image))
-
-    def describe(self, limit: int = 4) -> str:
-        """A few of the known image paths, for error messages."""
-        names = sorted(self.views)
-        shown = ", ".join(names[:limit]) + (", ..." if len(names) > limit else "")
-        return f"{len(names)} views: {shown}"
-
-
-def full_resolution_camera(camera: Any, full_size: Tuple[int, int]) -> Any:
-    """``camera`` [1] with its intrinsics and size scaled to the full-resolution image (H, W)."""
-    from nerfstudio.cameras.cameras import Cameras
-
-    height, width = int(camera.height.reshape(-1)[0]), int(camera.width.reshape(-1)[0])
-    if (height, width) == tuple(full_size):
-        return camera
-    sx, sy = full_size[1] / width, full_size[0] / height
-    return Cameras(
-        camera_to_worlds=camera.camera_to_worlds, fx=camera.fx * sx, fy=camera.fy * sy, cx=camera.cx * sx,
-        cy=camera.cy * sy, width=torch.full_like(camera.width, full_size[1]),
-        height=torch.full_like(camera.height, full_size[0]), distortion_params=camera.distortion_params,
-        camera_type=camera.camera_type,
-    )
-
-
-def camera_pixel(x: float, y: float, full_size: Tuple[int, int], camera_size: Tuple[int, int]) -> Tuple[float, float]:
-    """The centre (x, y) of the camera-resolution pixel that holds full-resolution pixel (x, y); sizes are (H, W).
-    The same mapping as ``ClickGaussianScene.click``."""
-    (full_h, full_w), (h, w) = full_size, camera_size
-    column = min(int((math.floor(x) + 0.5) * w / full_w), w - 1)
-    row = min(int((math.floor(y) + 0.5) * h / full_h), h - 1)
-    return column + 0.5, row + 0.5
-
-
-def click_view(scene: Any, view: View, x: float, y: float, level: str, mode: str = "add") -> Any:
-    """Click full-resolution pixel (x, y) of ``view`` (either split) through ``scene.segmenter``; returns the
-    ``ClickResult``. Errors name the image when the pixel lies outside it."""
-    height, width = view.full_size
-    if not (0 <= x < width and 0 <= y < height):
-        raise ValueError(f"Pixel ({x:g}, {y:g}) lies outside {view.key} ({width}x{height})")
-    camera_size = (int(view.camera.height.reshape(-1)[0]), int(view.camera.width.reshape(-1)[0]))
-    column, row = camera_pixel(x, y, view.full_size, camera_size)
-    return scene.segmenter.click(view.camera, column, row, level, mode)
-
-
 def check_prompts(prompts: Sequence[Prompt], views: ViewIndex, prompts_path: Path) -> None:
     """Every clicked and target image must be a view of the run and every click inside its image; errors name the
     prompt index and the image."""
@@ -321,26 +224,12 @@ class EvalConfig:
     """A target pixel is predicted inside when the selected Gaussians' accumulated opacity exceeds this."""
 
 
-def selection_mask(model: Any, selection: Tensor, camera: Any, threshold: float = 0.5) -> np.ndarray:
-    """[H, W] bool at ``camera``'s resolution: where the selected Gaussians alone accumulate opacity above
-    ``threshold`` (``render_selection_alpha``)."""
-    from clickgs_ns.segment.selection import render_selection_alpha
-
-    params = model.gauss_params
-    alpha = render_selection_alpha(
-        params["means"], params["quats"], params["scales"], params["opacities"], selection, camera,
-        backend=getattr(model.config, "render_backend", "auto"),
-        rasterize_mode=getattr(model.config, "rasterize_mode", "classic"),
-    )
-    return (alpha > threshold).cpu().numpy()
-
-
 def evaluate_prompts(scene: Any, prompts: Sequence[Prompt], prompts_path: Path,
                      config: EvalConfig = EvalConfig()) -> Dict[str, Any]:
     """Run every prompt on a loaded run and score it (module doc).
 
     Args:
-        scene: ``clickgs_ns.app.api.ClickGaussianScene`` (its ``segmenter``, ``model`` and ``scene.pipeline``).
+        scene: ``clickgs_ns.app.api.ClickGaussianScene`` (its ``segmenter``, ``model`` and ``views``).
         prompts: from ``load_prompts``.
         prompts_path: the prompts file (named in errors).
 
@@ -348,7 +237,7 @@ def evaluate_prompts(scene: Any, prompts: Sequence[Prompt], prompts_path: Path,
         A JSON-ready report: "summary" (``summarize``), "prompts" (per prompt: level, click, what the click selected
         and its message, per-target IoU and boundary IoU, their means, seconds) and "config".
     """
-    views = ViewIndex(scene.scene.pipeline.datamanager)
+    views = scene.views
     check_prompts(prompts, views, prompts_path)
     segmenter = scene.segmenter
     records: List[Dict[str, Any]] = []
@@ -357,7 +246,7 @@ def evaluate_prompts(scene: Any, prompts: Sequence[Prompt], prompts_path: Path,
         view = views.get(prompt.image)
         assert view is not None
         segmenter.clear()
-        result = click_view(scene, view, prompt.xy[0], prompt.xy[1], prompt.level, "add")
+        result = click_view(segmenter, view, prompt.xy[0], prompt.xy[1], prompt.level, "add")
         selection = segmenter.selection.clone()
         target_records = []
         for t, target in enumerate(prompt.targets):

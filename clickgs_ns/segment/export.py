@@ -11,7 +11,7 @@ plus two sidecars beside it::
                           the dataparser transform and scale that were undone
 
 ``export_segments`` writes one such .ply per segment id. Rows with a non-finite value are dropped (and counted).
-Every file is written atomically. ``save_selection`` / ``load_selection`` keep a selection as a .npy.
+Every file is written atomically. Selections are kept as .npy files by ``clickgs_ns.io.selection_files``.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -27,7 +27,6 @@ from torch import Tensor
 
 from clickgs_ns.io.atomic import atomic_path, atomic_write_text
 from clickgs_ns.io.splat_files import SPLAT_KEYS
-
 
 
 @dataclass
@@ -71,6 +70,16 @@ def finite_rows(params: Dict[str, Tensor]) -> Tensor:
     for value in params.values():
         finite &= torch.isfinite(value.reshape(n, -1)).all(dim=-1)
     return finite
+
+
+def dataset_frame(datamanager: Any) -> Tuple[Optional[Tensor], float]:
+    """The dataparser's ``transform`` [3, 4] and ``scale`` of a run (its datamanager), which map the dataset's frame
+    (transforms.json) to nerfstudio's training frame; (None, 1.0) when the run has none (exports then stay in the
+    training frame)."""
+    outputs = getattr(datamanager, "train_dataparser_outputs", None)
+    if outputs is None:
+        return None, 1.0
+    return outputs.dataparser_transform, float(outputs.dataparser_scale)
 
 
 def to_dataset_frame(params: Dict[str, Tensor], dataparser_transform: Optional[Tensor],

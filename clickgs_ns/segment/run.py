@@ -1,37 +1,45 @@
-"""A trained click-gaussian run, loaded for scripting: ``scene = clickgs_ns.segment.run.load(config_path)``."""
+"""A trained click-gaussian run, loaded: ``run = load_run(config_path)`` (the Python API wraps it for clicking)."""
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict
+from typing import Callable, Dict, List, Optional
 
 import torch
 from torch import Tensor
 
 from nerfstudio.cameras.cameras import Cameras
 
+from clickgs_ns.method.model import ClickGaussianModel
+from clickgs_ns.method.pipeline import SELECTION_ENV
+
 
 @dataclass
-class ClickScene:
-    """A loaded run: its pipeline (datamanager + model) and its training cameras."""
+class LoadedRun:
+    """A loaded run: its pipeline (datamanager + model), its training cameras and the step it was saved at."""
 
     pipeline: "torch.nn.Module"
     config_path: Path
     step: int
 
     @property
-    def model(self):
+    def model(self) -> ClickGaussianModel:
         return self.pipeline.model
+
+    @property
+    def datamanager(self):
+        return self.pipeline.datamanager
 
     @property
     def cameras(self) -> Cameras:
         """Training cameras [V] in nerfstudio's training frame."""
-        return self.pipeline.datamanager.train_dataset.cameras
+        return self.datamanager.train_dataset.cameras
 
     @property
-    def image_names(self) -> list:
-        return [Path(p).name for p in self.pipeline.datamanager.train_dataset.image_filenames]
+    def image_names(self) -> List[str]:
+        return [Path(p).name for p in self.datamanager.train_dataset.image_filenames]
 
     @torch.no_grad()
     def render(self, camera_index: int) -> Dict[str, Tensor]:
@@ -43,27 +51,28 @@ class ClickScene:
         return self.model.get_outputs_for_camera(camera)
 
 
-def load(config_path: Path) -> ClickScene:
-    """Load the latest checkpoint of the run whose ``config.yml`` is ``config_path`` (no masks needed)."""
+def load_run(config_path: Path, on_ignored_selection: Optional[Callable[[str], None]] = None) -> LoadedRun:
+    """Load the latest checkpoint of the run whose ``config.yml`` is ``config_path`` (no masks needed).
+
+    ``$CLICKGS_SELECTION`` is for ``ns-export`` (it keeps only the selected Gaussians): it is set aside while
+    loading, so that selections and exports made here index the run's full set of Gaussians;
+    ``on_ignored_selection(value)`` is told when it was set.
+    """
     from nerfstudio.utils.eval_utils import eval_setup
 
     config_path = Path(config_path)
     if not config_path.is_file():
         raise FileNotFoundError(f"{config_path} does not exist: give the config.yml of a click-gaussian run "
                                 "(outputs/<data>/click-gaussian/<timestamp>/config.yml).")
-    import os
-
-    from clickgs_ns.method.pipeline import SELECTION_ENV
-
-    selection = os.environ.pop(SELECTION_ENV, None)  # that variable is for ns-export, not for scripts
+    selection = os.environ.pop(SELECTION_ENV, None)
+    if selection and on_ignored_selection is not None:
+        on_ignored_selection(selection)
     try:
         _, pipeline, _, step = eval_setup(config_path, test_mode="inference")
     finally:
         if selection is not None:
             os.environ[SELECTION_ENV] = selection
-    from clickgs_ns.method.model import ClickGaussianModel
-
     if not isinstance(pipeline.model, ClickGaussianModel):
         raise TypeError(f"{config_path} is a {type(pipeline.model).__name__} run, not a click-gaussian one.")
     pipeline.eval()
-    return ClickScene(pipeline=pipeline, config_path=config_path, step=step)
+    return LoadedRun(pipeline=pipeline, config_path=config_path, step=step)

@@ -22,6 +22,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Dict, List, Literal, Optional, Tuple, Union
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -49,8 +50,6 @@ class SelectionConfig:
     feature. Also the cluster radius (cosine) of the candidate-free ``segment_everything`` fallback."""
     background_alpha: float = 0.5
     """A click on a pixel whose rendered accumulation (alpha) is below this hits empty background."""
-    mask_alpha_threshold: float = 0.5
-    """``render_selection_alpha`` above this counts as inside the selection's 2D mask."""
     max_history: int = 32
     """Undo steps kept by ``SelectionState`` (each holds one [N] bool mask)."""
     cluster_max_samples: int = 20000
@@ -279,6 +278,18 @@ def render_selection_alpha(
     return alpha[0, ..., 0]
 
 
+def selection_mask(model: Any, selection: Tensor, camera: "Cameras", threshold: float = 0.5) -> np.ndarray:
+    """[H, W] bool at ``camera``'s resolution: where the selected Gaussians [N] bool of ``model`` alone accumulate
+    opacity above ``threshold`` (``render_selection_alpha``)."""
+    params = model.gauss_params
+    alpha = render_selection_alpha(
+        params["means"], params["quats"], params["scales"], params["opacities"], selection, camera,
+        backend=getattr(model.config, "render_backend", "auto"),
+        rasterize_mode=getattr(model.config, "rasterize_mode", "classic"),
+    )
+    return (alpha > threshold).cpu().numpy()
+
+
 # ------------------------------------------------------------------------------------------------ selection state
 class SelectionState:
     """The current selection [N] bool, changed by add / subtract / replace, with undo."""
@@ -330,10 +341,6 @@ class SelectionState:
             return False
         self.mask = self.history.pop()
         return True
-
-    def selected_indices(self) -> Tensor:
-        """Indices [M] long of the selected Gaussians."""
-        return torch.nonzero(self.mask).squeeze(-1)
 
 
 # ------------------------------------------------------------------------------------------------ segmenter
@@ -445,8 +452,6 @@ class Segmenter:
         """Click pixel (x right, y down; pixel i covers [i, i + 1)) of ``camera`` [1] and update the selection."""
         start = time.perf_counter()
         check_level(level)
-        if mode not in MODES:
-            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
         outputs, render_seconds = self.render(camera)
         feature_map = outputs[f"{level}_features"]  # [H, W, D]
         height, width = feature_map.shape[:2]
@@ -454,27 +459,29 @@ class Segmenter:
         if not (0 <= column < width and 0 <= row < height):
             raise ValueError(f"Pixel ({x}, {y}) lies outside the {width}x{height} view")
         alpha = float(outputs["accumulation"][row, column].reshape(-1)[0])
-        if alpha < self.config.background_alpha:
-            mask = torch.zeros(self.num_gaussians, dtype=torch.bool, device=self.model.features.device)
-            result = ClickResult(mask, None, math.nan, False,
-                                 f"Clicked empty background at ({column}, {row}) (accumulation {alpha:.2f} < "
-                                 f"{self.config.background_alpha:g}): selection unchanged.", 0, hit_background=True)
-        else:
-            result = self._select(feature_map[row, column], level, mode)
-        result.level, result.pixel = level, (column, row)
-        result.total_selected = self.state.num_selected
+        result = self.click_feature(feature_map[row, column], level, mode, alpha, (column, row))
         result.render_seconds = render_seconds
         result.seconds = time.perf_counter() - start
         return result
 
-    def click_feature(self, query: Tensor, level: Level = "coarse", mode: Mode = "add") -> ClickResult:
-        """Select by an already rendered pixel feature ``query`` [D] of ``level`` and update the selection."""
+    def click_feature(self, query: Tensor, level: Level = "coarse", mode: Mode = "add", alpha: float = math.inf,
+                      pixel: Optional[Tuple[int, int]] = None) -> ClickResult:
+        """Select by an already rendered pixel: its feature ``query`` [D] of ``level`` and its accumulation
+        ``alpha``, and update the selection. A pixel below ``background_alpha`` is empty background: nothing
+        changes. ``pixel`` (column, row) is only reported."""
         start = time.perf_counter()
         check_level(level)
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-        result = self._select(query, level, mode)
-        result.level = level
+        if alpha < self.config.background_alpha:
+            where = "" if pixel is None else f" at pixel ({pixel[0]}, {pixel[1]})"
+            mask = torch.zeros(self.num_gaussians, dtype=torch.bool, device=self.model.features.device)
+            result = ClickResult(mask, None, math.nan, False,
+                                 f"Clicked empty background{where} (accumulation {alpha:.2f} < "
+                                 f"{self.config.background_alpha:g}): selection unchanged.", 0, hit_background=True)
+        else:
+            result = self._select(query, level, mode)
+        result.level, result.pixel = level, pixel
         result.total_selected = self.state.num_selected
         result.seconds = time.perf_counter() - start
         return result

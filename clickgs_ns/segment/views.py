@@ -1,0 +1,113 @@
+"""The views of a loaded run and clicks on them: every camera of the train and eval splits, found by image path
+as in transforms.json, with the size of its full-resolution image. Users click full-resolution pixels (those of
+``DATA/images/``); a click is mapped to the camera's (training) resolution here, and only here.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Tuple
+
+import torch
+
+from clickgs_ns.io.images import full_resolution_path, full_resolution_size
+from clickgs_ns.segment.selection import ClickResult, Segmenter
+
+
+def image_key(name: str) -> str:
+    """A transforms.json-style image path normalised for matching ("./images/a.png" -> "images/a.png")."""
+    return Path(name.replace("\\", "/")).as_posix()
+
+
+@dataclass
+class View:
+    """One camera of the run, train or eval split."""
+
+    key: str
+    """Image path relative to the dataset root, as in transforms.json ("images/NAME.png")."""
+    split: str
+    """"train" or "eval"."""
+    index: int
+    """Index within its split's dataset (for "train": the API's ``camera_index``)."""
+    camera: Any
+    """nerfstudio Cameras [1] in the training frame, at the training resolution."""
+    full_size: Tuple[int, int]
+    """(H, W) of the full-resolution image."""
+
+
+class ViewIndex:
+    """Every camera of a loaded run (train and eval splits), looked up by image path as in transforms.json."""
+
+    def __init__(self, datamanager: Any):
+        self.views: Dict[str, View] = {}
+        self.train_views: List[View] = []
+        """The training views by ``camera_index``."""
+        for split in ("train", "eval"):
+            dataset = getattr(datamanager, f"{split}_dataset", None)
+            if dataset is None:
+                continue
+            data_root = Path(getattr(dataset, "data_root", getattr(datamanager, "data_root", ".")))
+            for index, filename in enumerate(dataset.image_filenames):
+                full = full_resolution_path(Path(filename), data_root)
+                try:
+                    key = full.resolve().relative_to(data_root.resolve()).as_posix()
+                except ValueError:
+                    key = Path(filename).name
+                camera = dataset.cameras[index : index + 1]
+                try:
+                    size = full_resolution_size(Path(filename), data_root)
+                except (OSError, ValueError):
+                    size = (int(camera.height.reshape(-1)[0]), int(camera.width.reshape(-1)[0]))
+                view = View(key, split, index, camera, size)
+                self.views.setdefault(key, view)
+                if split == "train":
+                    self.train_views.append(view)
+
+    def __len__(self) -> int:
+        return len(self.views)
+
+    def get(self, image: str) -> Optional[View]:
+        return self.views.get(image_key(image))
+
+    def describe(self, limit: int = 4) -> str:
+        """A few of the known image paths, for error messages."""
+        names = sorted(self.views)
+        shown = ", ".join(names[:limit]) + (", ..." if len(names) > limit else "")
+        return f"{len(names)} views: {shown}"
+
+
+def full_resolution_camera(camera: Any, full_size: Tuple[int, int]) -> Any:
+    """``camera`` [1] with its intrinsics and size scaled to the full-resolution image (H, W)."""
+    from nerfstudio.cameras.cameras import Cameras
+
+    height, width = int(camera.height.reshape(-1)[0]), int(camera.width.reshape(-1)[0])
+    if (height, width) == tuple(full_size):
+        return camera
+    sx, sy = full_size[1] / width, full_size[0] / height
+    return Cameras(
+        camera_to_worlds=camera.camera_to_worlds, fx=camera.fx * sx, fy=camera.fy * sy, cx=camera.cx * sx,
+        cy=camera.cy * sy, width=torch.full_like(camera.width, full_size[1]),
+        height=torch.full_like(camera.height, full_size[0]), distortion_params=camera.distortion_params,
+        camera_type=camera.camera_type,
+    )
+
+
+def camera_pixel(x: float, y: float, full_size: Tuple[int, int], camera_size: Tuple[int, int]) -> Tuple[float, float]:
+    """The centre (x, y) of the camera-resolution pixel that holds full-resolution pixel (x, y); sizes are (H, W)."""
+    (full_h, full_w), (h, w) = full_size, camera_size
+    column = min(int((math.floor(x) + 0.5) * w / full_w), w - 1)
+    row = min(int((math.floor(y) + 0.5) * h / full_h), h - 1)
+    return column + 0.5, row + 0.5
+
+
+def click_view(segmenter: Segmenter, view: View, x: float, y: float, level: str, mode: str = "add") -> ClickResult:
+    """Click full-resolution pixel (x, y) of ``view`` (either split) through ``segmenter``; returns the
+    ``ClickResult``. Errors name the image when the pixel lies outside it."""
+    height, width = view.full_size
+    if not (0 <= x < width and 0 <= y < height):
+        raise ValueError(f"Pixel ({x:g}, {y:g}) lies outside {view.key} ({width}x{height})")
+    camera_size = (int(view.camera.height.reshape(-1)[0]), int(view.camera.width.reshape(-1)[0]))
+    column, row = camera_pixel(x, y, view.full_size, camera_size)
+    return segmenter.click(view.camera, column, row, level, mode)  # type: ignore[arg-type]
