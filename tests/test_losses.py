@@ -1,4 +1,4 @@
-"""Tests of clickgs_ns/losses.py on small hand-made inputs whose answers are computed by hand."""
+"""Tests of clickgs_ns/method/losses.py on small hand-made inputs whose answers are computed by hand."""
 
 from __future__ import annotations
 

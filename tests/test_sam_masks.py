@@ -1,4 +1,4 @@
-"""Tests of clickgs_ns/sam_masks.py: the area-priority id maps on hand-made segments, and the cached SAM run with
+"""Tests of clickgs_ns/data/sam_masks.py: the area-priority id maps on hand-made segments, and the cached SAM run with
 segment-anything's real SamAutomaticMaskGenerator driven by a tiny randomly initialised SAM (CPU, seconds)."""
 
 from __future__ import annotations

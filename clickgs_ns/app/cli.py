@@ -352,7 +352,7 @@ class Export:
 
 @dataclass
 class Eval:
-    """Evaluate click segmentation on a prompts file (clickgs_ns/evaluate.py): IoU and boundary IoU per prompt,
+    """Evaluate click segmentation on a prompts file (clickgs_ns/segment/evaluate.py): IoU and boundary IoU per prompt,
     mIoU and mBIoU per level; prints a table and writes a JSON report."""
 
     load_config: Path

@@ -72,7 +72,7 @@ def read_id_maps(path: Path) -> Tuple[np.ndarray, np.ndarray]:
         raise MaskFileError(
             f"Mask file {path} is missing. Compute the masks with `clickgs masks --data DATA --sam-checkpoint "
             f"PATH`, give `--pipeline.datamanager.sam.sam-checkpoint PATH` to ns-train, or write them yourself in the "
-            f"format of clickgs_ns/masks.py (int32 arrays 'coarse' and 'fine', -1 = no segment)."
+            f"format of clickgs_ns/io/id_maps.py (int32 arrays 'coarse' and 'fine', -1 = no segment)."
         )
     try:
         with np.load(path, allow_pickle=False) as data:

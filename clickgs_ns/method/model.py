@@ -38,6 +38,8 @@ from clickgs_ns.io.splat_files import SPLAT_KEYS
 from clickgs_ns.render import eval_sh, get_viewmat, rasterize
 
 LABEL_BUFFERS = ("coarse_labels", "fine_labels", "coarse_segment_labels", "fine_segment_labels")
+"""Per-Gaussian [N] long buffers: the candidate a click selects each Gaussian by, per level, and its segment in
+"segment everything" (-1: none)."""
 
 
 class DisplayHook(Protocol):
@@ -56,8 +58,6 @@ class DisplayHook(Protocol):
 
     def finish_outputs(self, camera: Cameras, outputs: Dict[str, Any]) -> Dict[str, Any]:
         """The render's outputs as the viewer shows them."""
-"""Per-Gaussian [N] long buffers: the candidate a click selects each Gaussian by, per level, and its segment in
-"segment everything" (-1: none)."""
 
 
 def views_by_size(cameras: Cameras, batch_size: int) -> List[Tensor]:
@@ -76,6 +76,26 @@ def init_features(num_gaussians: int, feature_dim: int, coarse_dim: int, std: fl
     coarse = torch.nn.functional.normalize(features[:, :coarse_dim], dim=-1)
     fine_rest = torch.nn.functional.normalize(features[:, coarse_dim:], dim=-1)
     return torch.cat([coarse, fine_rest], dim=-1)
+
+
+def seed_splat(means: Tensor, seed_rgb: Optional[Tensor], sh_degree: int) -> Dict[str, Tensor]:
+    """Splatfacto's initial splat from seed points ``means`` [N, 3] with colours ``seed_rgb`` [N, 3] in [0, 1]
+    (None: random): isotropic scales of the mean distance to the 3 nearest neighbours, random rotations, opacity
+    0.1. Features are left to ``ClickGaussianModel.set_gaussians``."""
+    num_points = means.shape[0]
+    distances, _ = nearest_neighbours(means, 3)  # [N, 3]
+    avg_dist = distances.mean(dim=-1, keepdim=True).clamp_min(1e-7)  # [N, 1]
+    features_dc = torch.rand(num_points, 3)
+    if seed_rgb is not None:
+        features_dc = RGB2SH(seed_rgb) if sh_degree > 0 else torch.logit(seed_rgb, eps=1e-10)
+    return {
+        "means": means,
+        "scales": torch.log(avg_dist.repeat(1, 3)),
+        "quats": random_quat_tensor(num_points),
+        "features_dc": features_dc,
+        "features_rest": torch.zeros(num_points, num_sh_bases(sh_degree) - 1, 3),
+        "opacities": torch.logit(0.1 * torch.ones(num_points, 1)),
+    }
 
 
 def make_lpips() -> Optional[torch.nn.Module]:
@@ -119,7 +139,7 @@ class ClickGaussianModelConfig(SplatfactoModelConfig):
     gfl: GFLConfig = field(default_factory=GFLConfig)
     """Global Feature-guided Learning (docs/method.md, section 4)."""
     labelling: LabellingConfig = field(default_factory=LabellingConfig)
-    """The per-Gaussian labels that clicks select, computed at the end of training (clickgs_ns/lifting.py)."""
+    """The per-Gaussian labels that clicks select, computed at the end of training (clickgs_ns/method/lifting.py)."""
 
     @property
     def feature_start_step(self) -> int:
@@ -154,24 +174,8 @@ class ClickGaussianModel(SplatfactoModel):
         else:
             means = (torch.rand((cfg.num_random, 3)) - 0.5) * cfg.random_scale
             seed_rgb = None
-        num_points = means.shape[0]
-        distances, _ = nearest_neighbours(means, 3)  # [N, 3]
-        avg_dist = distances.mean(dim=-1, keepdim=True).clamp_min(1e-7)
-        dim_sh = num_sh_bases(cfg.sh_degree)
-        features_dc = torch.rand(num_points, 3)
-        if seed_rgb is not None:
-            features_dc = RGB2SH(seed_rgb) if cfg.sh_degree > 0 else torch.logit(seed_rgb, eps=1e-10)
-        self.gauss_params = torch.nn.ParameterDict(
-            {
-                "means": Parameter(means),
-                "scales": Parameter(torch.log(avg_dist.repeat(1, 3))),
-                "quats": Parameter(random_quat_tensor(num_points)),
-                "features_dc": Parameter(features_dc),
-                "features_rest": Parameter(torch.zeros(num_points, dim_sh - 1, 3)),
-                "opacities": Parameter(torch.logit(0.1 * torch.ones(num_points, 1))),
-                "features": Parameter(init_features(num_points, cfg.feature_dim, cfg.coarse_dim, cfg.feature_init_std)),
-            }
-        )
+        self.gauss_params = torch.nn.ParameterDict()
+        self.set_gaussians(seed_splat(means, seed_rgb, cfg.sh_degree))
         self.camera_optimizer = cfg.camera_optimizer.setup(num_cameras=self.num_train_data, device="cpu")
 
         from pytorch_msssim import SSIM
@@ -216,9 +220,7 @@ class ClickGaussianModel(SplatfactoModel):
         # GFL global candidates per level (unit vectors) and each Gaussian's candidate id: saved in checkpoints.
         self.register_buffer("coarse_candidates", torch.zeros(0, cfg.coarse_dim))
         self.register_buffer("fine_candidates", torch.zeros(0, cfg.feature_dim))
-        # coarse/fine_labels: what a click selects; *_segment_labels: "segment everything" (clickgs_ns/lifting.py)
-        for name in LABEL_BUFFERS:
-            self.register_buffer(name, torch.full((num_points,), -1, dtype=torch.long))
+        # coarse/fine_labels: what a click selects; *_segment_labels: "segment everything" (clickgs_ns/method/lifting.py)
         self.display_hook: Optional[Callable[[], Optional[DisplayHook]]] = None
         """Filled by the viewer layer (``clickgs_ns.app.viewer.attach_viewer_controls``): returns the viewer's
         display state for an eval render, or None for a plain render."""
@@ -300,7 +302,7 @@ class ClickGaussianModel(SplatfactoModel):
 
     def lift_labels(self, cameras: Cameras, coverage: Optional[Callable[[Tensor], Tensor]] = None) -> Dict[str, int]:
         """Label every Gaussian with the candidate that receives most of its rendered weight over ``cameras`` (the
-        training views; clickgs_ns/lifting.py). Returns the number of labelled Gaussians per level.
+        training views; clickgs_ns/method/lifting.py). Returns the number of labelled Gaussians per level.
 
         Args:
             coverage: optional, maps camera indices [B] to [B, H, W, 2] bool, per level the pixels a SAM mask
@@ -319,33 +321,38 @@ class ClickGaussianModel(SplatfactoModel):
         self.fine_segment_labels = fill_unlabelled(self.fine_labels, vote_labels(fine, cfg.min_weight))
         return {"coarse": int((self.coarse_labels >= 0).sum()), "fine": int((self.fine_labels >= 0).sum())}
 
-    def load_gaussians(self, params: Dict[str, Tensor]) -> None:
-        """Replace the splat by ``params`` (the six splatfacto entries, optionally ``features``).
+    def set_gaussians(self, params: Dict[str, Tensor], labels: Optional[Dict[str, Tensor]] = None) -> None:
+        """Make ``params`` (the six splatfacto entries, optionally ``features``) the splat: the one place that
+        creates the Gaussians' parameters. SH bands up to the model's degree are padded with zeros, missing or
+        misshaped features initialised (``init_features``); the label buffers take ``labels`` or -1.
 
-        Only before the optimizers are built (the pipeline calls it while it is constructed).
-        Missing features are initialised as in ``init_features``.
+        Only before the optimizers are built, or on a loaded model (no optimizer follows new parameters).
         """
         missing = [k for k in SPLAT_KEYS if k not in params]
         if missing:
             raise ValueError(f"The splat to start from lacks {missing}")
         num_points = params["means"].shape[0]
-        params = dict(params)
+        params = {**params, "features_rest": self._padded_sh(params["features_rest"].reshape(num_points, -1, 3))}
+        features = params.get("features")
+        if features is None or features.shape != (num_points, self.config.feature_dim):
+            params["features"] = init_features(num_points, self.config.feature_dim, self.config.coarse_dim,
+                                               self.config.feature_init_std)
+        device = next((param.device for param in self.gauss_params.values()), torch.device("cpu"))
+        for name in SPLAT_KEYS + ("features",):
+            self.gauss_params[name] = Parameter(params[name].detach().float().to(device))
+        for name in LABEL_BUFFERS:
+            value = (labels or {}).get(name)
+            value = torch.full((num_points,), -1, dtype=torch.long) if value is None else value.long()
+            self.register_buffer(name, value.to(device))
+        self.spatial_knn = None
+
+    def _padded_sh(self, rest: Tensor) -> Tensor:
+        """``features_rest`` [N, K' - 1, 3] padded with zeros to the model's SH degree [N, K - 1, 3]."""
         num_rest = num_sh_bases(self.config.sh_degree) - 1
-        rest = params["features_rest"].reshape(num_points, -1, 3)
         if rest.shape[1] > num_rest:
             raise ValueError(f"The splat to start from has SH degree {round((rest.shape[1] + 1) ** 0.5) - 1}, above "
                              f"the model's {self.config.sh_degree}: set --pipeline.model.sh-degree to match.")
-        params["features_rest"] = torch.cat([rest, rest.new_zeros(num_points, num_rest - rest.shape[1], 3)], dim=1)
-        for name in SPLAT_KEYS:
-            self.gauss_params[name] = Parameter(params[name].detach().float().to(self.device))
-        features = params.get("features")
-        if features is None or features.shape != (num_points, self.config.feature_dim):
-            features = init_features(num_points, self.config.feature_dim, self.config.coarse_dim,
-                                     self.config.feature_init_std)
-        self.gauss_params["features"] = Parameter(features.detach().float().to(self.device))
-        self.spatial_knn = None
-        for name in LABEL_BUFFERS:
-            setattr(self, name, torch.full((num_points,), -1, dtype=torch.long, device=self.device))
+        return torch.cat([rest, rest.new_zeros(rest.shape[0], num_rest - rest.shape[1], 3)], dim=1)
 
     def load_state_dict(self, dict, **kwargs):  # type: ignore  # noqa: A002
         """Resize the Gaussians in place to the checkpoint's count, then load.
@@ -405,66 +412,81 @@ class ClickGaussianModel(SplatfactoModel):
         return torch.clamp_min(eval_sh(degree, dirs, coeffs[:, : (degree + 1) ** 2]) + 0.5, 0.0)
 
     def get_outputs(self, camera: Cameras) -> Dict[str, Union[Tensor, List]]:
+        """Render one camera [1]. RGB stage: splatfacto's outputs. Feature stage (training): the rendered features
+        [H, W, feature_dim] of the frozen splat. Eval: RGB, depth and both levels' feature maps in one call, as the
+        viewer's display mode (``display_hook``) has them."""
         if not isinstance(camera, Cameras):
             CONSOLE.log("ClickGaussianModel.get_outputs called without a camera")
             return {}
-        feature_training = self.training and self.in_feature_stage
-        rgb_training = self.training and not feature_training
         if self.training:
             assert camera.shape[0] == 1, "Only one camera at a time"
+        feature_training = self.training and self.in_feature_stage
+        rgb_training = self.training and not feature_training
         camera_to_world = (
             self.camera_optimizer.apply_to_camera(camera) if rgb_training else camera.camera_to_worlds
         )  # [1, 3, 4]
+        # The viewer's display mode (clickgs_ns.app.viewer): None until the viewer is used, and never in training.
+        display = None if self.training or self.display_hook is None else self.display_hook()
+        params, rows = self._params_to_draw(display)
+        if params is None or params["means"].shape[0] == 0:
+            if display is not None and params is not None:
+                return display.empty_outputs(self, camera)
+            return self.get_empty_outputs(int(camera.width.item()), int(camera.height.item()), self.background_color)
+        if feature_training:  # frozen splat: only the features receive gradients
+            params = {name: (value if name == "features" else value.detach()) for name, value in params.items()}
+            colors = params["features"]  # [N, 24]: every feature channel in one rasterizer call
+        else:
+            colors = self._colors_for_camera(params["features_dc"], params["features_rest"], params["means"],
+                                             camera_to_world.detach())  # [N, 3]
+            if display is not None:  # highlight / segment colours
+                colors = display.recolor(colors, rows)
+            if not self.training:
+                colors = torch.cat([colors, params["features"]], dim=-1)  # [N, 3 + 24]
+        render_mode = "RGB" if feature_training else (
+            "RGB+ED" if (not self.training or self.config.output_depth_during_training) else "RGB")
+        render, alpha = self._rasterize(params, colors, camera, camera_to_world, render_mode, rgb_training)
+        if feature_training:
+            return {"features": render, "accumulation": alpha}
+        outputs = self._rgb_outputs(render, alpha, camera, render_mode, rgb_training)
+        if display is not None:  # PCA display, and the feature maps kept for clicks
+            outputs = display.finish_outputs(camera, outputs)
+        return outputs
 
+    def _params_to_draw(self, display: Optional[DisplayHook]
+                        ) -> Tuple[Optional[Dict[str, Tensor]], Optional[Tensor]]:
+        """The Gaussians an eval render draws: all, or those inside the crop box (None when it holds none), then
+        the display mode's filter. Returns (params, rows): rows [M] are their model indices (None: all rows)."""
         params = {name: self.gauss_params[name] for name in SPLAT_KEYS + ("features",)}
         crop_ids = None
         if self.crop_box is not None and not self.training:
             crop_ids = self.crop_box.within(params["means"]).squeeze()
             if crop_ids.sum() == 0:
-                return self.get_empty_outputs(int(camera.width.item()), int(camera.height.item()),
-                                              self.background_color)
+                return None, None
             params = {name: value[crop_ids] for name, value in params.items()}
-        # The viewer's display mode (clickgs_ns.app.viewer): None until the viewer is used, and never in training.
-        viewer_state = None if self.training or self.display_hook is None else self.display_hook()
-        viewer_rows = None  # model index of each row of params after the display mode's filtering (None: all)
-        if viewer_state is not None:
-            params, viewer_rows = viewer_state.filter_params(params, crop_ids)
-            if params["means"].shape[0] == 0:
-                return viewer_state.empty_outputs(self, camera)
-        if feature_training:  # frozen splat: only the features receive gradients
-            params = {name: (value if name == "features" else value.detach()) for name, value in params.items()}
+        if display is None:
+            return params, None
+        return display.filter_params(params, crop_ids)
 
+    def _rasterize(self, params: Dict[str, Tensor], colors: Tensor, camera: Cameras, camera_to_world: Tensor,
+                   render_mode: str, rgb_training: bool) -> Tuple[Tensor, Tensor]:
+        """``colors`` [N, X] of the Gaussians ``params`` seen by ``camera`` [1] at the current downscale:
+        render [H, W, X(+1 depth)] and alpha [H, W, 1]; in the RGB stage, the densification statistics too."""
         scale_factor = self._get_downscale_factor()
         camera.rescale_output_resolution(1 / scale_factor)
-        viewmat = get_viewmat(camera_to_world)
         K = camera.get_intrinsics_matrices().to(self.device)
-        W, H = int(camera.width.item()), int(camera.height.item())
-        self.last_size = (H, W)
+        width, height = int(camera.width.item()), int(camera.height.item())
+        self.last_size = (height, width)
         camera.rescale_output_resolution(scale_factor)
-
-        if feature_training:
-            colors = params["features"]  # [N, 24]: every feature channel in one rasterizer call
-        else:
-            colors = self._colors_for_camera(params["features_dc"], params["features_rest"], params["means"],
-                                             camera_to_world.detach())
-            if not self.training:
-                if viewer_state is not None:  # highlight / segment colours
-                    colors = viewer_state.recolor(colors, viewer_rows)
-                colors = torch.cat([colors, params["features"]], dim=-1)  # [N, 3 + 24]
-        render_mode = "RGB+ED" if (not self.training or self.config.output_depth_during_training) else "RGB"
-        if feature_training:
-            render_mode = "RGB"
-
         render, alpha, info = rasterize(
             means=params["means"],
             quats=params["quats"],
             scales=torch.exp(params["scales"]),
             opacities=torch.sigmoid(params["opacities"]).squeeze(-1),
             colors=colors,
-            viewmats=viewmat,
+            viewmats=get_viewmat(camera_to_world),
             Ks=K,
-            width=W,
-            height=H,
+            width=width,
+            height=height,
             near_plane=0.01,
             far_plane=1e10,
             render_mode=render_mode,
@@ -472,18 +494,21 @@ class ClickGaussianModel(SplatfactoModel):
             rasterize_mode=self.config.rasterize_mode,
             backend=self.config.render_backend,
         )
-        render, alpha = render[0], alpha[0]  # [H, W, X], [H, W, 1]
         if rgb_training:
             self.info = info
             self.strategy.step_pre_backward(self.gauss_params, self.optimizers, self.strategy_state, self.step, info)
-        if feature_training:
-            return {"features": render, "accumulation": alpha}
+        return render[0], alpha[0]
 
+    def _rgb_outputs(self, render: Tensor, alpha: Tensor, camera: Cameras, render_mode: str,
+                     rgb_training: bool) -> Dict[str, Union[Tensor, List]]:
+        """splatfacto's outputs of a render [H, W, 3 (+ features) (+ depth)]: rgb over the background, depth,
+        accumulation; in eval also ``coarse_features`` [H, W, coarse_dim] and ``fine_features`` [H, W, D]."""
+        height, width = alpha.shape[:2]
         background = self._get_background_color()
         rgb = torch.clamp(render[..., :3] + (1 - alpha) * background, 0.0, 1.0)
         if self.config.use_bilateral_grid and rgb_training:
             if camera.metadata is not None and "cam_idx" in camera.metadata:
-                rgb = self._apply_bilateral_grid(rgb[None], camera.metadata["cam_idx"], H, W)[0]
+                rgb = self._apply_bilateral_grid(rgb[None], camera.metadata["cam_idx"], height, width)[0]
         outputs: Dict[str, Union[Tensor, List]] = {"rgb": rgb, "accumulation": alpha}
         if render_mode == "RGB+ED":
             depth = render[..., -1:]
@@ -494,10 +519,8 @@ class ClickGaussianModel(SplatfactoModel):
             features = render[..., 3 : 3 + self.config.feature_dim]
             outputs["coarse_features"] = features[..., : self.config.coarse_dim]
             outputs["fine_features"] = features
-            background = background.expand(H, W, 3)
+            background = background.expand(height, width, 3)
         outputs["background"] = background
-        if viewer_state is not None:  # PCA display, and the feature maps kept for clicks
-            outputs = viewer_state.finish_outputs(camera, outputs)
         return outputs
 
     @torch.no_grad()

@@ -86,7 +86,7 @@ class ClickGaussianPipeline(VanillaPipeline):
             )
         else:
             return
-        self.click_model.load_gaussians(params)
+        self.click_model.set_gaussians(params)
 
     # ------------------------------------------------------------------------------------------- selection
     def read_selection_env(self) -> None:
@@ -117,17 +117,13 @@ class ClickGaussianPipeline(VanillaPipeline):
 
     @torch.no_grad()
     def keep_gaussians(self, mask: Tensor) -> None:
-        """Keep only the Gaussians of ``mask`` [N] bool (parameters and per-Gaussian candidate labels). For a
-        loaded model only: no optimizer follows the new parameters."""
+        """Keep only the Gaussians of ``mask`` [N] bool (parameters and per-Gaussian labels). For a loaded model
+        only: no optimizer follows the new parameters."""
         model = self.click_model
-        for name, param in list(model.gauss_params.items()):
-            model.gauss_params[name] = torch.nn.Parameter(param.data[mask.to(param.device)],
-                                                          requires_grad=param.requires_grad)
-        for name in LABEL_BUFFERS:
-            labels = getattr(model, name)
-            if labels.shape[0] == mask.shape[0]:
-                setattr(model, name, labels[mask.to(labels.device)])
-        model.spatial_knn = None
+        kept = {name: param.data[mask.to(param.device)] for name, param in model.gauss_params.items()}
+        labels = {name: getattr(model, name)[mask.to(model.device)] for name in LABEL_BUFFERS
+                  if getattr(model, name).shape[0] == mask.shape[0]}
+        model.set_gaussians(kept, labels)
 
     # ------------------------------------------------------------------------------------------------- GFL
     def get_training_callbacks(self, training_callback_attributes: TrainingCallbackAttributes) -> List[TrainingCallback]:
@@ -151,7 +147,7 @@ class ClickGaussianPipeline(VanillaPipeline):
 
     def finish_labels(self, step: int) -> Dict[str, int]:
         """The labels clicks select, from the final features: candidates clustered once more (also when GFL is
-        off), then each Gaussian labelled by ``labelling.method`` (clickgs_ns/lifting.py). Returns the number of
+        off), then each Gaussian labelled by ``labelling.method`` (clickgs_ns/method/lifting.py). Returns the number of
         labelled Gaussians per level."""
         self.update_global_candidates(step, merge=True)
         model = self.click_model

@@ -141,7 +141,7 @@ def load_prompts(path: Path) -> List[Prompt]:
     path = Path(path)
     if not path.is_file():
         raise PromptError(f"Prompts file {path} does not exist (``clickgs synth`` writes prompts.json into a "
-                          "synthetic scene; see clickgs_ns/evaluate.py for the format).")
+                          "synthetic scene; see clickgs_ns/segment/evaluate.py for the format).")
     try:
         entries = json.loads(path.read_text())
     except json.JSONDecodeError as err:
