@@ -1,16 +1,20 @@
-"""nerfstudio's Trainer, with the run length given by click-gaussian's two stages.
+"""nerfstudio's Trainer, with the run length given by click-gaussian's two stages and a CPU thread policy.
 
 A run lasts ``feature_start_step + feature_stage_steps`` steps, and a resumed run (``--load-dir``) finishes at
-that same step, where nerfstudio's Trainer would train ``max_num_iterations`` more steps.
+that same step, where nerfstudio's Trainer would train ``max_num_iterations`` more steps. On a CPU machine torch
+uses the cores other processes leave free (``cpu_threads.CpuThreadPolicy``), re-checked as training runs.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Type
+from typing import Optional, Type
 
+from nerfstudio.engine.callbacks import TrainingCallback, TrainingCallbackLocation
 from nerfstudio.engine.trainer import Trainer, TrainerConfig
+from nerfstudio.utils.rich_utils import CONSOLE
 
+from clickgs_ns.method.cpu_threads import CpuThreadPolicy
 from clickgs_ns.method.model import ClickGaussianModelConfig
 
 
@@ -19,6 +23,11 @@ class ClickGaussianTrainerConfig(TrainerConfig):
     """TrainerConfig whose run length and RGB-stage schedule follow the model's two stages."""
 
     _target: Type = field(default_factory=lambda: ClickGaussianTrainer)
+    cpu_threads: Optional[int] = None
+    """torch threads when training on the CPU. None: the cores other processes leave free, re-checked every
+    ``cpu_threads_recheck_seconds`` (a busy machine otherwise makes every step many times slower)."""
+    cpu_threads_recheck_seconds: float = 10.0
+    """How often the free cores are measured again while training on the CPU."""
 
     def __post_init__(self) -> None:
         model = self.pipeline.model
@@ -39,3 +48,20 @@ class ClickGaussianTrainer(Trainer):
         model = self.config.pipeline.model
         if isinstance(model, ClickGaussianModelConfig):
             self.config.max_num_iterations = max(model.total_steps - self._start_step, 0)
+        if self.device == "cpu":
+            self.start_cpu_thread_policy()
+
+    def start_cpu_thread_policy(self) -> None:
+        """Choose torch's threads for the free cores and re-check them before training iterations."""
+        policy = CpuThreadPolicy(self.config.cpu_threads, self.config.cpu_threads_recheck_seconds)
+        threads = policy.start()
+        how = "as configured" if self.config.cpu_threads is not None else "the cores other processes leave free"
+        CONSOLE.log(f"Training on the CPU with {threads} torch thread(s) of {policy.num_cores} cores ({how}; "
+                    "--cpu-threads N fixes the count).")
+
+        def recheck(step: int) -> None:
+            threads = policy.update()
+            if threads is not None:
+                CONSOLE.log(f"Step {step}: the free cores changed, now {threads} torch thread(s).")
+
+        self.callbacks.append(TrainingCallback([TrainingCallbackLocation.BEFORE_TRAIN_ITERATION], recheck))
