@@ -507,3 +507,53 @@ def test_cli_end_to_end_with_a_checkpoint_file(tmp_path, monkeypatch, capsys):
     assert missing_or_stale_masks(tmp_path / "data", paths, config) == []
     with pytest.raises(MaskRunError, match="does not fit the model type vit_b"):
         build_sam_generator(SamMaskConfig(sam_checkpoint=wrong, sam_model="vit_b"))
+
+
+def test_slurm_array_script_shards_equal_one_unsharded_run(tmp_path):
+    """docs/slurm_masks.sbatch run as tasks 0 and 1 of a 2-task array (its #SBATCH lines are comments to bash),
+    through the real `clickgs masks` command with a tiny random SAM registered as vit_b, equals one run without
+    shards."""
+    import shutil
+
+    script = Path(__file__).resolve().parents[1] / "docs" / "slurm_masks.sbatch"
+    checkpoint = tmp_path / "tiny_sam.pth"
+    torch.save(tiny_sam().state_dict(), checkpoint)
+    wrapper = tmp_path / "clickgs_tiny.py"  # the clickgs entry point, with the tiny SAM as "vit_b"
+    wrapper.write_text(
+        "import sys, torch, segment_anything\n"
+        f"sys.path.insert(0, {str(Path(__file__).parent)!r})\n"
+        "from test_sam_masks import tiny_sam\n"
+        "def build(checkpoint=None):\n"
+        "    model = tiny_sam(seed=0)\n"
+        "    model.load_state_dict(torch.load(checkpoint))\n"
+        "    return model\n"
+        "segment_anything.sam_model_registry['vit_b'] = build\n"
+        "from clickgs_ns.app.cli import entrypoint\n"
+        "sys.argv[0] = 'clickgs'\n"
+        "entrypoint()\n")
+    flags = ["--sam-model", "vit_b", "--points-per-side", "4", "--pred-iou-thresh", "0", "--stability-score-thresh",
+             "0", "--min-mask-region-area", "0", "--device", "cpu"]
+    paths = make_dataset(tmp_path / "sharded")
+    shutil.copytree(tmp_path / "sharded", tmp_path / "single")
+    env = {**os.environ, "CLICKGS": f"{sys.executable} {wrapper}", "SLURM_ARRAY_TASK_COUNT": "2",
+           "OMP_NUM_THREADS": "1"}
+    for task in ("0", "1"):
+        result = subprocess.run(["bash", str(script), str(tmp_path / "sharded"), str(checkpoint), *flags],
+                                env={**env, "SLURM_ARRAY_TASK_ID": task}, capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+        assert f"shard {task}/2" in result.stdout and "3 computed" in result.stderr
+    assert len(files_in_masks_dir(tmp_path / "sharded")) == len(paths)
+    single = subprocess.run([sys.executable, str(wrapper), "masks", "--data", str(tmp_path / "single"),
+                             "--sam-checkpoint", str(checkpoint), *flags], env=env, capture_output=True, text=True,
+                            timeout=300)
+    assert single.returncode == 0, single.stderr[-2000:]
+    sharded = mask_arrays(tmp_path / "sharded", paths)
+    whole = mask_arrays(tmp_path / "single", [tmp_path / "single" / "images" / p.name for p in paths])
+    assert sorted(sharded) == sorted(whole)
+    for name in sharded:
+        np.testing.assert_array_equal(sharded[name][0], whole[name][0])
+        np.testing.assert_array_equal(sharded[name][1], whole[name][1])
+    missing = subprocess.run(["bash", str(script), str(tmp_path / "sharded"), str(checkpoint)],
+                             env={k: v for k, v in env.items() if not k.startswith("SLURM")}, capture_output=True,
+                             text=True)
+    assert missing.returncode != 0 and "not a Slurm array task" in missing.stderr
