@@ -7,7 +7,7 @@ DEMO_DIR ?= demo
 DEMO_STEPS_RGB ?= 1500
 DEMO_STEPS_FEATURES ?= 600
 
-.PHONY: setup test demo bench bench-accuracy clean
+.PHONY: setup test demo bench bench-accuracy gpu-check clean
 
 $(STAMP): pyproject.toml
 	@dpkg -s libusb-1.0-0 chromium chromium-driver >/dev/null 2>&1 || ($(SUDO) apt-get update -qq && \
@@ -42,6 +42,10 @@ bench: setup
 
 bench-accuracy: setup
 	$(PY) benchmarks/bench_accuracy.py
+
+# The README's GPU figures (CUDA vs CPU rasterizer, click, feature step, SAM); on a CPU machine the CPU rows only.
+gpu-check: setup
+	$(PY) benchmarks/gpu_check.py
 
 clean:
 	rm -rf $(DEMO_DIR)
