@@ -1,7 +1,8 @@
 """A full-image datamanager that attaches each training image's SAM id maps (coarse and fine).
 
 The maps are read from the dataset's ``clickgs_masks/`` folder (format: ``clickgs_ns.io.id_maps``), checked against
-the image's full resolution, resized with nearest neighbour to the training resolution, and stored compactly
+the image's full resolution, resized with nearest neighbour to the training resolution, undistorted exactly as
+nerfstudio undistorts the image when the camera has lens distortion (``undistort_ids``), and stored compactly
 (the smallest integer type that holds the image's ids) next to the cached image as ``coarse_ids``/``fine_ids``.
 """
 
@@ -11,8 +12,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Literal, Tuple, Type
 
+import numpy as np
 import torch
 
+from nerfstudio.cameras.cameras import CameraType
 from nerfstudio.data.datamanagers.full_images_datamanager import FullImageDatamanager, FullImageDatamanagerConfig
 from nerfstudio.data.dataparsers.base_dataparser import DataparserOutputs
 from nerfstudio.data.datasets.base_dataset import InputDataset
@@ -27,6 +30,68 @@ from clickgs_ns.io.id_maps import (
 )
 from clickgs_ns.data.sam_masks import SamMaskConfig
 from clickgs_ns.io.images import full_resolution_path, full_resolution_size
+
+
+def undistort_ids(ids: np.ndarray, camera_type: int, intrinsics: np.ndarray, distortion: np.ndarray) -> np.ndarray:
+    """An id map [H, W] of a distorted image, undistorted as nerfstudio's FullImageDatamanager undistorts the image
+    (nerfstudio 1.1.5 ``_undistort_image``: the same new camera matrix, remap and crop) but with nearest-neighbour
+    sampling, so that ids stay ids; pixels that map outside the source are -1.
+
+    Args:
+        ids: [H, W] integer ids at the camera's resolution.
+        camera_type: nerfstudio ``CameraType`` value (PERSPECTIVE or FISHEYE).
+        intrinsics: [3, 3] the camera's K before undistortion.
+        distortion: [6] nerfstudio's distortion parameters (k1, k2, k3, k4, p1, p2).
+    Returns:
+        [H', W'] int32, the size of the undistorted image.
+    """
+    import cv2
+
+    K = intrinsics.astype(np.float64).copy()
+    K[0, 2] -= 0.5  # OpenCV's pixel centres, as nerfstudio does
+    K[1, 2] -= 0.5
+    size = (ids.shape[1], ids.shape[0])
+    source = ids.astype(np.float32)  # cv2.remap has no int32; ids below 2^24 are exact
+    if camera_type == CameraType.PERSPECTIVE.value:
+        if distortion[3] != 0:
+            raise MaskFileError("nerfstudio cannot undistort images with the 4th radial parameter k4 (OPENCV "
+                                "distortion): reprocess the data with another camera model")
+        params = np.array([distortion[0], distortion[1], distortion[4], distortion[5], distortion[2], 0, 0, 0])
+        new_K, (x, y, w, h) = cv2.getOptimalNewCameraMatrix(K, params, size, 0)
+        maps = cv2.initUndistortRectifyMap(K, params, None, new_K, size, cv2.CV_32FC1)
+        undistorted = cv2.remap(source, *maps, cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT, borderValue=-1)
+        undistorted = undistorted[y : y + h, x : x + w]
+    elif camera_type == CameraType.FISHEYE.value:
+        params = distortion[:4].astype(np.float64)
+        new_K = cv2.fisheye.estimateNewCameraMatrixForUndistortRectify(K, params, size, np.eye(3), balance=0)
+        maps = cv2.fisheye.initUndistortRectifyMap(K, params, np.eye(3), new_K, size, cv2.CV_32FC1)
+        undistorted = cv2.remap(source, *maps, cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT, borderValue=-1)
+    else:
+        raise MaskFileError(f"Cameras of type {CameraType(camera_type).name} with distortion are not supported by "
+                            "click-gaussian: reprocess the data as PERSPECTIVE (OPENCV) or FISHEYE.")
+    return np.rint(undistorted).astype(np.int32)
+
+
+def has_distortion(distortion) -> bool:
+    """Whether nerfstudio distortion parameters ([..., 6] or None) are anything but zero."""
+    return distortion is not None and bool(torch.any(distortion != 0))
+
+
+def undistort_pixels(pixels: np.ndarray, camera_type: int, intrinsics: np.ndarray, distortion: np.ndarray) -> np.ndarray:
+    """Where points [M, 2] (x, y; nerfstudio's pixel coordinates, centres at +0.5) of a distorted image lie in the
+    pinhole image of the same intrinsics [3, 3] (no crop): the lens model undone, as ``undistort_ids`` does."""
+    import cv2
+
+    K = intrinsics.astype(np.float64).copy()
+    K[0, 2] -= 0.5
+    K[1, 2] -= 0.5
+    points = (np.asarray(pixels, np.float64) - 0.5).reshape(-1, 1, 2)
+    if camera_type == CameraType.FISHEYE.value:
+        pinhole = cv2.fisheye.undistortPoints(points, K, distortion[:4].astype(np.float64), P=K)
+    else:
+        params = np.array([distortion[0], distortion[1], distortion[4], distortion[5], distortion[2]], np.float64)
+        pinhole = cv2.undistortPoints(points, K, params, P=K)
+    return pinhole.reshape(-1, 2) + 0.5
 
 
 class ClickGaussianDataset(InputDataset):
@@ -127,16 +192,30 @@ class ClickGaussianDataManager(FullImageDatamanager[ClickGaussianDataset]):
         # "cpu" caching pins memory, which needs a CUDA driver; on a CPU device the device *is* the CPU.
         if torch.device(self.device).type == "cpu":
             cache_images_device = "gpu"
+        cameras = self.train_dataset.cameras if split == "train" else None
+        distorted = cameras is not None and self.train_dataset.load_id_maps and has_distortion(cameras.distortion_params)
+        if distorted:  # nerfstudio replaces the intrinsics while it undistorts the images: keep the originals
+            intrinsics = cameras.get_intrinsics_matrices().clone()
         cached = super()._load_images(split, cache_images_device)
-        if split == "train" and self.train_dataset.load_id_maps:
+        if distorted:
             for idx, data in enumerate(cached):
-                if data["coarse_ids"].shape != data["image"].shape[:2]:
-                    raise MaskFileError(
-                        f"Image {self.train_dataset.image_filenames[idx]} was undistorted to "
-                        f"{tuple(data['image'].shape[:2])} but its id maps are {tuple(data['coarse_ids'].shape)}: "
-                        "click-gaussian needs an undistorted dataset (distortion parameters all zero)."
-                    )
+                self.undistort_id_maps(data, idx, intrinsics[idx])
         return cached
+
+    def undistort_id_maps(self, data: Dict[str, torch.Tensor], idx: int, intrinsics: torch.Tensor) -> None:
+        """Undistort training view ``idx``'s id maps in ``data`` as its image was (``undistort_ids``)."""
+        camera = self.train_dataset.cameras[idx]
+        if not has_distortion(camera.distortion_params):
+            return
+        for key in ("coarse_ids", "fine_ids"):
+            ids = undistort_ids(data[key].numpy(), int(camera.camera_type.item()), intrinsics.numpy(),
+                                camera.distortion_params.numpy())
+            data[key] = torch.from_numpy(compact_ids(renumber_ids(ids)))
+        if data["coarse_ids"].shape != data["image"].shape[:2]:
+            raise MaskFileError(
+                f"Image {self.train_dataset.image_filenames[idx]} was undistorted to {tuple(data['image'].shape[:2])} "
+                f"but its id maps to {tuple(data['coarse_ids'].shape)}: please report this with the camera's model."
+            )
 
     def id_maps(self, image_idx: int) -> Tuple[torch.Tensor, torch.Tensor]:
         """Coarse and fine id maps [H, W] of training image ``image_idx`` (at the training resolution)."""

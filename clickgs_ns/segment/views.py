@@ -1,6 +1,10 @@
 """The views of a loaded run and clicks on them: every camera of the train and eval splits, found by image path
 as in transforms.json, with the size of its full-resolution image. Users click full-resolution pixels (those of
 ``DATA/images/``); a click is mapped to the camera's (training) resolution here, and only here.
+
+A camera with lens distortion is rendered as the pinhole camera of its own intrinsics (the rasterizer has no lens
+model), and a pixel of its photo is moved through the lens model into that pinhole image (``undistort_pixels``);
+rendered masks go the other way (``distorted_mask``).
 """
 
 from __future__ import annotations
@@ -10,8 +14,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
+import numpy as np
 import torch
+from torch import Tensor
 
+from clickgs_ns.data.datamanager import has_distortion, undistort_pixels
 from clickgs_ns.io.images import full_resolution_path, full_resolution_size
 from clickgs_ns.segment.selection import ClickResult, Segmenter
 
@@ -35,6 +42,39 @@ class View:
     """nerfstudio Cameras [1] in the training frame, at the training resolution."""
     full_size: Tuple[int, int]
     """(H, W) of the full-resolution image."""
+    distortion: Optional[Tensor] = None
+    """[6] nerfstudio distortion parameters of the photo, when it has lens distortion (``camera`` is then the
+    pinhole camera of the same intrinsics)."""
+    camera_type: int = 1
+    """nerfstudio CameraType value (1: perspective)."""
+
+
+def distorted_view(view: View, dataset: Any) -> View:
+    """``view`` of a photo with lens distortion: its camera as the dataparser gave it (nerfstudio replaces the
+    intrinsics when it undistorts the cached training images), without the distortion."""
+    from copy import deepcopy
+
+    original = deepcopy(dataset._dataparser_outputs.cameras[view.index : view.index + 1])
+    original.rescale_output_resolution(scaling_factor=getattr(dataset, "scale_factor", 1.0))
+    distortion = original.distortion_params.reshape(-1).clone()
+    original.distortion_params = torch.zeros_like(original.distortion_params)
+    return View(view.key, view.split, view.index, original, view.full_size, distortion,
+                int(original.camera_type.reshape(-1)[0]))
+
+
+def distorted_mask(mask: np.ndarray, view: View, camera: Any) -> np.ndarray:
+    """A mask [H, W] rendered by the pinhole ``camera`` (``view.camera`` at the mask's size) as the photo's lens
+    records it: each photo pixel takes the nearest pinhole pixel it sees. Unchanged without distortion."""
+    if view.distortion is None:
+        return mask
+    height, width = mask.shape
+    rows, columns = np.mgrid[0:height, 0:width] + 0.5
+    pinhole = undistort_pixels(np.stack([columns.ravel(), rows.ravel()], -1), view.camera_type,
+                               camera.get_intrinsics_matrices()[0].numpy(), view.distortion.numpy())
+    inside = (pinhole[:, 0] >= 0) & (pinhole[:, 0] < width) & (pinhole[:, 1] >= 0) & (pinhole[:, 1] < height)
+    column = np.clip(np.floor(pinhole[:, 0]), 0, width - 1).astype(int)
+    row = np.clip(np.floor(pinhole[:, 1]), 0, height - 1).astype(int)
+    return (mask[row, column] & inside).reshape(height, width)
 
 
 class ViewIndex:
@@ -61,6 +101,8 @@ class ViewIndex:
                 except (OSError, ValueError):
                     size = (int(camera.height.reshape(-1)[0]), int(camera.width.reshape(-1)[0]))
                 view = View(key, split, index, camera, size)
+                if has_distortion(camera.distortion_params):
+                    view = distorted_view(view, dataset)
                 self.views.setdefault(key, view)
                 if split == "train":
                     self.train_views.append(view)
@@ -110,4 +152,9 @@ def click_view(segmenter: Segmenter, view: View, x: float, y: float, level: str,
         raise ValueError(f"Pixel ({x:g}, {y:g}) lies outside {view.key} ({width}x{height})")
     camera_size = (int(view.camera.height.reshape(-1)[0]), int(view.camera.width.reshape(-1)[0]))
     column, row = camera_pixel(x, y, view.full_size, camera_size)
+    if view.distortion is not None:  # the photo's pixel, through the lens model, in the pinhole render
+        column, row = undistort_pixels(np.array([[column, row]]), view.camera_type,
+                                       view.camera.get_intrinsics_matrices()[0].numpy(), view.distortion.numpy())[0]
+        if not (0 <= column < camera_size[1] and 0 <= row < camera_size[0]):
+            raise ValueError(f"Pixel ({x:g}, {y:g}) of {view.key} lies outside its undistorted view")
     return segmenter.click(view.camera, column, row, level, mode)  # type: ignore[arg-type]
