@@ -48,10 +48,12 @@ SAM_CHECKPOINT_FILES = {
     "vit_h": "sam_vit_h_4b8939.pth",
     "vit_l": "sam_vit_l_0b3195.pth",
     "vit_b": "sam_vit_b_01ec64.pth",
+    "vit_t": "mobile_sam.pt",
 }
-"""The official segment-anything checkpoint file of each model type."""
+"""The official checkpoint file of each model type (vit_t: MobileSAM's TinyViT)."""
 
 SAM_CHECKPOINTS_PAGE = "https://github.com/facebookresearch/segment-anything#model-checkpoints"
+MOBILE_SAM_PAGE = "https://github.com/ChaoningZhang/MobileSAM (weights/mobile_sam.pt)"
 
 GENERATOR_FIXED_SETTINGS = {
     "stability_score_offset": 1.0,
@@ -80,9 +82,11 @@ class SamMaskConfig:
     """How SAM masks are made. Defaults are the method's (docs/method.md, section 2)."""
 
     sam_checkpoint: Optional[Path] = None
-    """Official segment-anything checkpoint, e.g. sam_vit_h_4b8939.pth (download it yourself; see SAM_CHECKPOINT_FILES)."""
-    sam_model: Literal["vit_h", "vit_l", "vit_b"] = "vit_h"
-    """SAM model type; must match the checkpoint."""
+    """Official checkpoint, e.g. sam_vit_h_4b8939.pth, or MobileSAM's mobile_sam.pt for vit_t (download it yourself;
+    see SAM_CHECKPOINT_FILES)."""
+    sam_model: Literal["vit_h", "vit_l", "vit_b", "vit_t"] = "vit_h"
+    """SAM model type; must match the checkpoint. vit_t is MobileSAM (TinyViT encoder, 5.7M parameters; the optional
+    extra mobilesam), by far the fastest on a CPU."""
     points_per_side: int = 32
     """The generator prompts SAM with a points_per_side x points_per_side grid of points."""
     pred_iou_thresh: float = 0.88
@@ -239,9 +243,10 @@ def resolve_device(device: str) -> str:
 def checked_checkpoint(config: SamMaskConfig) -> Path:
     """``config.sam_checkpoint`` if it is an existing file; otherwise SamCheckpointError saying where to get one."""
     official = ", ".join(f"{model}: {name}" for model, name in SAM_CHECKPOINT_FILES.items())
+    page = MOBILE_SAM_PAGE if config.sam_model == "vit_t" else SAM_CHECKPOINTS_PAGE
     how = (
-        f"This project does not download weights: download the official segment-anything checkpoint yourself "
-        f"from {SAM_CHECKPOINTS_PAGE} ({official}; {SAM_CHECKPOINT_FILES[config.sam_model]} for "
+        f"This project does not download weights: download the official checkpoint yourself "
+        f"from {page} ({official}; {SAM_CHECKPOINT_FILES[config.sam_model]} for "
         f"{config.sam_model}) and pass its path "
         f"with --sam-checkpoint PATH (and --sam-model if it is not vit_h)."
     )
@@ -254,16 +259,35 @@ def checked_checkpoint(config: SamMaskConfig) -> Path:
     return path
 
 
+def sam_package(sam_model: str) -> Any:
+    """The package that builds ``sam_model``: ``segment_anything`` (vit_h/l/b) or MobileSAM's ``mobile_sam``
+    (vit_t, the optional extra ``mobilesam``); both have ``sam_model_registry``, ``SamAutomaticMaskGenerator`` and
+    ``modeling.Sam``."""
+    if sam_model != "vit_t":
+        import segment_anything
+
+        return segment_anything
+    try:
+        import mobile_sam
+    except ImportError as err:
+        raise MaskRunError(
+            f"--sam-model vit_t (MobileSAM) needs the optional extra mobilesam: pip install -e '.[mobilesam]' "
+            f"(it installs mobilesam-mirror and timm). ({err})"
+        ) from err
+    return mobile_sam
+
+
 def build_sam_generator(config: SamMaskConfig, sam: Any = None) -> Any:
-    """segment-anything's SamAutomaticMaskGenerator with ``config``'s settings, on ``config.device``.
+    """The SAM package's SamAutomaticMaskGenerator with ``config``'s settings, on ``config.device``.
 
     Args:
         config: the settings; ``config.sam_checkpoint`` is loaded as ``config.sam_model`` unless ``sam`` is given.
-        sam: an already-built ``segment_anything.modeling.Sam`` to use instead of loading the checkpoint (it is
-            moved to ``config.device`` in place).
+        sam: an already-built ``Sam`` (segment-anything's or MobileSAM's) to use instead of loading the checkpoint
+            (it is moved to ``config.device`` in place).
     """
-    from segment_anything import SamAutomaticMaskGenerator, sam_model_registry
-    from segment_anything.modeling import Sam
+    package = sam_package(config.sam_model)
+    SamAutomaticMaskGenerator, sam_model_registry = package.SamAutomaticMaskGenerator, package.sam_model_registry
+    Sam = package.modeling.Sam
 
     if sam is None:
         checkpoint = checked_checkpoint(config)
