@@ -557,3 +557,17 @@ def test_slurm_array_script_shards_equal_one_unsharded_run(tmp_path):
                              env={k: v for k, v in env.items() if not k.startswith("SLURM")}, capture_output=True,
                              text=True)
     assert missing.returncode != 0 and "not a Slurm array task" in missing.stderr
+
+
+def test_vit_t_without_mobile_sam_names_the_extra(tmp_path, monkeypatch):
+    from clickgs_ns.data.sam_masks import sam_package
+
+    monkeypatch.setitem(sys.modules, "mobile_sam", None)  # as if the extra were not installed
+    checkpoint = tmp_path / "mobile_sam.pt"
+    checkpoint.write_bytes(b"")
+    with pytest.raises(MaskRunError, match=r"pip install -e '\.\[mobilesam\]'"):
+        sam_package("vit_t")
+    with pytest.raises(MaskRunError, match="mobilesam"):
+        build_sam_generator(SamMaskConfig(sam_checkpoint=checkpoint, sam_model="vit_t"))
+    with pytest.raises(SamCheckpointError, match="MobileSAM"):
+        build_sam_generator(SamMaskConfig(sam_checkpoint=tmp_path / "missing.pt", sam_model="vit_t"))

@@ -285,12 +285,12 @@ def build_sam_generator(config: SamMaskConfig, sam: Any = None) -> Any:
         sam: an already-built ``Sam`` (segment-anything's or MobileSAM's) to use instead of loading the checkpoint
             (it is moved to ``config.device`` in place).
     """
+    checkpoint = checked_checkpoint(config) if sam is None else None
     package = sam_package(config.sam_model)
     SamAutomaticMaskGenerator, sam_model_registry = package.SamAutomaticMaskGenerator, package.sam_model_registry
     Sam = package.modeling.Sam
 
     if sam is None:
-        checkpoint = checked_checkpoint(config)
         try:
             sam = sam_model_registry[config.sam_model](checkpoint=str(checkpoint))
         except RuntimeError as err:
