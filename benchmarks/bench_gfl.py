@@ -73,7 +73,7 @@ def main() -> None:
                 trainer.train()
                 seconds = time.perf_counter() - started
                 pipeline, model = trainer.pipeline, trainer.pipeline.model
-                features = model.features.detach().cpu()
+                features = model.click_features.detach().cpu()
                 coarse = features[:, : model.config.coarse_dim]
                 update = ""
                 if use_gfl:

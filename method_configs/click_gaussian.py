@@ -46,7 +46,7 @@ def click_gaussian_config() -> ClickGaussianTrainerConfig:
             "opacities": _adam(0.05),
             "scales": _adam(0.005),
             "quats": _adam(0.001),
-            "features": _adam(0.01),
+            "click_features": _adam(0.01),
             "camera_opt": {
                 "optimizer": AdamOptimizerConfig(lr=1e-4, eps=1e-15),
                 "scheduler": ExponentialDecaySchedulerConfig(

@@ -25,7 +25,7 @@ def _ground_truth_features(scene, model) -> torch.Tensor:
     generator = torch.Generator().manual_seed(0)
     coarse = torch.nn.functional.normalize(torch.randn(int(objects.max()) + 1, 12, generator=generator), dim=-1)
     fine = torch.nn.functional.normalize(torch.randn(int(parts.max()) + 1, 12, generator=generator), dim=-1)
-    model.gauss_params["features"].data = torch.cat([coarse[objects], fine[parts]], dim=-1)
+    model.gauss_params["click_features"].data = torch.cat([coarse[objects], fine[parts]], dim=-1)
     return objects
 
 
@@ -122,4 +122,4 @@ def test_gfl_loss_joins_the_feature_loss(tiny_scene, tmp_path):
                                                   ("gfl_pos_coarse", "gfl_neg_coarse", "gfl_pos_fine", "gfl_neg_fine"))
     torch.testing.assert_close(loss_dict["gfl_loss"].detach(), expected)
     loss_dict["gfl_loss"].backward()
-    assert model.features.grad is not None and model.means.grad is None
+    assert model.click_features.grad is not None and model.means.grad is None

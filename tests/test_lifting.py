@@ -110,7 +110,7 @@ def test_fill_unlabelled_keeps_labels_and_fills_the_rest():
 def fake_model(saved_coarse, num=4, segment_coarse=None):
     features = torch.cat([unit([[1.0, 0.0]] * 2 + [[0.0, 1.0]] * (num - 2)), torch.zeros(num, 2)], dim=1)
     return SimpleNamespace(
-        features=features, config=SimpleNamespace(coarse_dim=2), opacities=torch.zeros(num, 1),
+        click_features=features, config=SimpleNamespace(coarse_dim=2), opacities=torch.zeros(num, 1),
         coarse_candidates=torch.eye(2), fine_candidates=unit([[1.0, 0, 0, 0], [0, 1.0, 0, 0]]),
         coarse_labels=saved_coarse, fine_labels=torch.full((num,), -1),
         coarse_segment_labels=saved_coarse if segment_coarse is None else segment_coarse,
@@ -136,7 +136,7 @@ def test_segmenter_selects_through_the_saved_labels_and_segments_everything_with
 
 def test_segmenter_warns_when_features_have_not_converged():
     model = fake_model(torch.tensor([0, 0, 1, 1]))
-    model.features[:, :2] = unit([[1.0, 1.0], [1.0, 0.9], [0.8, 1.0], [1.0, 0.0]])  # 1 of 4 within cos 0.9
+    model.click_features[:, :2] = unit([[1.0, 1.0], [1.0, 0.9], [0.8, 1.0], [1.0, 0.0]])  # 1 of 4 within cos 0.9
     config = SelectionConfig(min_convergence=0.5)
     result = Segmenter(model, config).click_feature(torch.tensor([1.0, 0.0]), "coarse")
     assert "have not converged (25%" in result.message and "train the feature stage longer" in result.message

@@ -65,7 +65,7 @@ class FakeModel:
         self.groups = torch.cat([torch.full((n,), g) for g, n in enumerate(group_sizes)])
         n = len(self.groups)
         coarse = torch.stack([basis(int(g), COARSE_DIM) for g in self.groups])
-        self.features = torch.cat([coarse, coarse], dim=-1)  # [N, 24]
+        self.click_features = torch.cat([coarse, coarse], dim=-1)  # [N, 24]
         self.config = SimpleNamespace(coarse_dim=COARSE_DIM, render_backend="torch", rasterize_mode="classic")
         k = 3 if with_candidates else 0
         self.coarse_candidates = torch.stack([basis(g, COARSE_DIM) for g in range(3)])[:k]
@@ -79,7 +79,7 @@ class FakeModel:
             "features_dc": torch.rand(n, 3, generator=torch.Generator().manual_seed(2)),
             "features_rest": torch.zeros(n, 3, 3),
             "opacities": torch.zeros(n, 1),
-            "features": self.features,
+            "click_features": self.click_features,
         }
 
     def get_outputs_for_camera(self, camera):
@@ -418,11 +418,11 @@ def test_segmenter_on_the_real_model_and_renderer():
     model = config.setup(scene_box=SceneBox(aabb=torch.tensor([[-1.0, -1, -1], [1, 1, 1]])), num_train_data=1,
                          metadata={})
     model.eval()
-    n = model.features.shape[0]
+    n = model.click_features.shape[0]
     left = model.means[:, 0] < 0
     pattern = torch.where(left[:, None], torch.eye(FEATURE_DIM)[0] + torch.eye(FEATURE_DIM)[12],
                           torch.eye(FEATURE_DIM)[1] + torch.eye(FEATURE_DIM)[13])
-    model.gauss_params["features"].data.copy_(pattern)
+    model.gauss_params["click_features"].data.copy_(pattern)
     model.gauss_params["opacities"].data.fill_(4.0)
     model.set_candidates(torch.eye(COARSE_DIM)[:2], unit(pattern[[int(torch.nonzero(left)[0]),
                                                                   int(torch.nonzero(~left)[0])]]))

@@ -73,7 +73,7 @@ def test_feature_stage_from_ply_separates_objects(tiny_scene, tmp_path):
     scale = float(scene.pipeline.datamanager.train_dataparser_outputs.dataparser_scale)
     torch.testing.assert_close(model.scales.detach(), ply["scales"] + np.log(scale), atol=1e-5, rtol=0)
 
-    coarse = torch.nn.functional.normalize(model.features.detach()[:, :12], dim=-1)
+    coarse = torch.nn.functional.normalize(model.click_features.detach()[:, :12], dim=-1)
     generator = torch.Generator().manual_seed(0)
     i, j = (torch.randint(len(coarse), (40000,), generator=generator) for _ in range(2))
     cosine = (coarse[i] * coarse[j]).sum(-1)
@@ -102,17 +102,17 @@ def test_ns_train_runs_both_stages_and_resumes(tiny_scene, tmp_path):
     checkpoint = torch.load(run_dir / "nerfstudio_models" / "step-000000069.ckpt", map_location="cpu")  # weights_only
     state = checkpoint["pipeline"]
     num_points = state["_model.gauss_params.means"].shape[0]
-    assert state["_model.gauss_params.features"].shape == (num_points, 24)
+    assert state["_model.gauss_params.click_features"].shape == (num_points, 24)
     assert num_points != 400, "the RGB stage densifies or prunes the seed points"
 
     resumed = run(BIN / "ns-train", "click-gaussian", *common, "--pipeline.model.feature-stage-steps", "20",
                   "--load-dir", run_dir / "nerfstudio_models")
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
     final = torch.load(run_dir / "nerfstudio_models" / "step-000000079.ckpt", map_location="cpu")["pipeline"]
-    geometry_keys = [k for k in final if k.startswith("_model.gauss_params.") and not k.endswith(".features")]
+    geometry_keys = [k for k in final if k.startswith("_model.gauss_params.") and not k.endswith(".click_features")]
     for key in geometry_keys:  # frozen in the feature stage
         torch.testing.assert_close(final[key], state[key])
-    assert not torch.equal(final["_model.gauss_params.features"], state["_model.gauss_params.features"])
+    assert not torch.equal(final["_model.gauss_params.click_features"], state["_model.gauss_params.click_features"])
 
 
 def _copy_scene(scene, tmp_path) -> Path:
@@ -153,3 +153,44 @@ def test_id_maps_follow_the_training_resolution(tiny_scene, tmp_path):
     index = camera.metadata["cam_idx"]
     full = np.load(tiny_scene.mask_paths[index])["coarse"]
     np.testing.assert_array_equal(batch["coarse_ids"].numpy(), renumber_ids(full[1::2, 1::2]))
+
+
+OLD_MODULES = {  # where the classes a config.yml names lived before 0.2 (one flat package)
+    "clickgs_ns.app.viewer.ClickGaussianViewerPipelineConfig": "clickgs_ns.pipeline.ClickGaussianPipelineConfig",
+    "clickgs_ns.app.viewer.ClickGaussianViewerPipeline": "clickgs_ns.pipeline.ClickGaussianPipeline",
+    "clickgs_ns.method.": "clickgs_ns.", "clickgs_ns.data.": "clickgs_ns.",
+}
+
+
+def test_a_run_saved_before_0_2_loads_and_resumes(tiny_scene, tmp_path):
+    """A run as 0.1 saved it (flat module names in config.yml; the click features' parameter and optimizer group
+    named "features") is loaded for clicking and resumed for training."""
+    import yaml
+
+    from clickgs_ns.segment.run import load_run
+
+    config = make_trainer_config(tiny_scene.root, tmp_path, init_ply=tiny_scene.scene_ply_path, feature_stage_steps=20)
+    config_path = train(config)
+    checkpoint = sorted((config_path.parent / "nerfstudio_models").glob("*.ckpt"))[-1]
+    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    features = state["pipeline"].pop("_model.gauss_params.click_features")
+    state["pipeline"]["_model.gauss_params.features"] = features
+    state["optimizers"]["features"] = state["optimizers"].pop("click_features")
+    torch.save(state, checkpoint)
+    text = config_path.read_text().replace("\n  click_features:\n", "\n  features:\n")
+    for new, old in OLD_MODULES.items():
+        text = text.replace(new, old)
+    assert "clickgs_ns.pipeline.ClickGaussianPipelineConfig" in text and "\n  features:\n" in text
+    config_path.write_text(text)
+
+    run = load_run(config_path)
+    torch.testing.assert_close(run.model.click_features.detach(), features)
+    assert hasattr(run.model, "click_segmentation"), "old runs open with the viewer's click controls"
+
+    resumed = yaml.load(config_path.read_text(), Loader=yaml.Loader)
+    resumed.load_dir = checkpoint.parent
+    resumed.pipeline.model.feature_stage_steps = 30
+    resumed.__post_init__()
+    train(resumed)
+    final = torch.load(sorted(checkpoint.parent.glob("*.ckpt"))[-1], map_location="cpu", weights_only=False)
+    assert final["step"] == 29 and "click_features" in final["optimizers"]

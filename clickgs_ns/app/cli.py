@@ -67,7 +67,7 @@ class RenderFeatures:
         from nerfstudio.utils.rich_utils import CONSOLE
 
         run = load_run(self.load_config)
-        features = run.model.features.detach()
+        features = run.model.click_features.detach()
         coarse_basis = fit_pca_basis(features[:, : run.model.config.coarse_dim])
         fine_basis = fit_pca_basis(features)
         for index, name in enumerate(run.image_names):

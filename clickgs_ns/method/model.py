@@ -1,7 +1,7 @@
 """ClickGaussianModel: splatfacto with a two-level feature per Gaussian, trained in two stages.
 
 Steps ``[0, feature_start_step)`` are splatfacto's RGB stage (densification included). From
-``feature_start_step`` on, geometry, opacity and colour are frozen and only ``gauss_params["features"]``
+``feature_start_step`` on, geometry, opacity and colour are frozen and only ``gauss_params["click_features"]``
 ([N, 24]: coarse = first 12 channels, fine = all 24) is optimised with the losses of ``clickgs_ns.method.losses``.
 Starting from an existing splat (``init_ply`` or ``init_checkpoint``) skips the RGB stage.
 
@@ -40,6 +40,9 @@ from clickgs_ns.render import eval_sh, get_viewmat, rasterize
 LABEL_BUFFERS = ("coarse_labels", "fine_labels", "coarse_segment_labels", "fine_segment_labels")
 """Per-Gaussian [N] long buffers: the candidate a click selects each Gaussian by, per level, and its segment in
 "segment everything" (-1: none)."""
+
+LEGACY_PARAMETER_NAMES = {"features": "click_features"}
+"""Parameter (and optimizer group) names of runs saved before 0.2 -> their names now."""
 
 
 class DisplayHook(Protocol):
@@ -227,9 +230,10 @@ class ClickGaussianModel(SplatfactoModel):
 
     # ----------------------------------------------------------------------------------------------- state
     @property
-    def features(self) -> Tensor:
-        """Per-Gaussian features [N, feature_dim]."""
-        return self.gauss_params["features"]
+    def click_features(self) -> Tensor:
+        """Per-Gaussian click features [N, feature_dim] (the first ``coarse_dim`` channels: the coarse level); not
+        to be confused with the SH colour parameters ``features_dc`` / ``features_rest``."""
+        return self.gauss_params["click_features"]
 
     @property
     def in_feature_stage(self) -> bool:
@@ -249,7 +253,7 @@ class ClickGaussianModel(SplatfactoModel):
     @torch.no_grad()
     def update_labels(self) -> None:
         """Each Gaussian's nearest global candidate at each level (-1 without candidates)."""
-        features = self.features.detach()
+        features = self.click_features.detach()
         self.coarse_labels = assign_candidates(features[:, : self.config.coarse_dim], self.coarse_candidates)[0]
         self.fine_labels = assign_candidates(features, self.fine_candidates)[0]
         self.coarse_segment_labels, self.fine_segment_labels = self.coarse_labels, self.fine_labels
@@ -258,7 +262,7 @@ class ClickGaussianModel(SplatfactoModel):
         """Per level, the opacity-weighted share of Gaussians whose own feature has cosine above ``min_cosine``
         with its nearest global candidate (nan without candidates)."""
         weights = torch.sigmoid(self.opacities.detach()).reshape(-1)
-        features = self.features.detach()
+        features = self.click_features.detach()
         return {
             "coarse": feature_convergence(features[:, : self.config.coarse_dim], self.coarse_candidates, weights,
                                           min_cosine),
@@ -333,12 +337,13 @@ class ClickGaussianModel(SplatfactoModel):
             raise ValueError(f"The splat to start from lacks {missing}")
         num_points = params["means"].shape[0]
         params = {**params, "features_rest": self._padded_sh(params["features_rest"].reshape(num_points, -1, 3))}
-        features = params.get("features")
+        features = params.get("click_features", params.get("features"))  # "features": saved before 0.2
         if features is None or features.shape != (num_points, self.config.feature_dim):
-            params["features"] = init_features(num_points, self.config.feature_dim, self.config.coarse_dim,
+            features = init_features(num_points, self.config.feature_dim, self.config.coarse_dim,
                                                self.config.feature_init_std)
         device = next((param.device for param in self.gauss_params.values()), torch.device("cpu"))
-        for name in SPLAT_KEYS + ("features",):
+        params["click_features"] = features
+        for name in SPLAT_KEYS + ("click_features",):
             self.gauss_params[name] = Parameter(params[name].detach().float().to(device))
         for name in LABEL_BUFFERS:
             value = (labels or {}).get(name)
@@ -364,9 +369,12 @@ class ClickGaussianModel(SplatfactoModel):
         num_points = dict["gauss_params.means"].shape[0]
         for name, param in self.gauss_params.items():
             param.data = torch.zeros((num_points,) + param.shape[1:], device=param.device, dtype=param.dtype)
-        if "gauss_params.features" not in dict:  # a plain splatfacto checkpoint
+        for old, new in LEGACY_PARAMETER_NAMES.items():  # checkpoints saved before 0.2
+            if f"gauss_params.{old}" in dict:
+                dict[f"gauss_params.{new}"] = dict.pop(f"gauss_params.{old}")
+        if "gauss_params.click_features" not in dict:  # a plain splatfacto checkpoint
             CONSOLE.log("Checkpoint has no click-gaussian features: initialising them.")
-            dict["gauss_params.features"] = init_features(
+            dict["gauss_params.click_features"] = init_features(
                 num_points, self.config.feature_dim, self.config.coarse_dim, self.config.feature_init_std
             )
         for name in ("coarse_candidates", "fine_candidates") + LABEL_BUFFERS:
@@ -382,7 +390,7 @@ class ClickGaussianModel(SplatfactoModel):
 
     def get_gaussian_param_groups(self) -> Dict[str, List[Parameter]]:
         groups = super().get_gaussian_param_groups()
-        groups["features"] = [self.gauss_params["features"]]
+        groups["click_features"] = [self.gauss_params["click_features"]]
         return groups
 
     def _get_downscale_factor(self) -> int:
@@ -433,15 +441,15 @@ class ClickGaussianModel(SplatfactoModel):
                 return display.empty_outputs(self, camera)
             return self.get_empty_outputs(int(camera.width.item()), int(camera.height.item()), self.background_color)
         if feature_training:  # frozen splat: only the features receive gradients
-            params = {name: (value if name == "features" else value.detach()) for name, value in params.items()}
-            colors = params["features"]  # [N, 24]: every feature channel in one rasterizer call
+            params = {name: (value if name == "click_features" else value.detach()) for name, value in params.items()}
+            colors = params["click_features"]  # [N, 24]: every feature channel in one rasterizer call
         else:
             colors = self._colors_for_camera(params["features_dc"], params["features_rest"], params["means"],
                                              camera_to_world.detach())  # [N, 3]
             if display is not None:  # highlight / segment colours
                 colors = display.recolor(colors, rows)
             if not self.training:
-                colors = torch.cat([colors, params["features"]], dim=-1)  # [N, 3 + 24]
+                colors = torch.cat([colors, params["click_features"]], dim=-1)  # [N, 3 + 24]
         render_mode = "RGB" if feature_training else (
             "RGB+ED" if (not self.training or self.config.output_depth_during_training) else "RGB")
         render, alpha = self._rasterize(params, colors, camera, camera_to_world, render_mode, rgb_training)
@@ -456,7 +464,7 @@ class ClickGaussianModel(SplatfactoModel):
                         ) -> Tuple[Optional[Dict[str, Tensor]], Optional[Tensor]]:
         """The Gaussians an eval render draws: all, or those inside the crop box (None when it holds none), then
         the display mode's filter. Returns (params, rows): rows [M] are their model indices (None: all rows)."""
-        params = {name: self.gauss_params[name] for name in SPLAT_KEYS + ("features",)}
+        params = {name: self.gauss_params[name] for name in SPLAT_KEYS + ("click_features",)}
         crop_ids = None
         if self.crop_box is not None and not self.training:
             crop_ids = self.crop_box.within(params["means"]).squeeze()
@@ -527,7 +535,7 @@ class ClickGaussianModel(SplatfactoModel):
     def render_features(self, cameras: Cameras) -> Tuple[Tensor, Tensor]:
         """Feature maps [C, H, W, feature_dim] and alphas [C, H, W, 1] of C cameras of one size, in one
         rasterizer call (no crop box, no selection: the whole splat)."""
-        return self.render_colors(cameras, self.features)
+        return self.render_colors(cameras, self.click_features)
 
     def render_colors(self, cameras: Cameras, colors: Tensor) -> Tuple[Tensor, Tensor]:
         """Any per-Gaussian colours [N, X] rendered by C cameras of one size: [C, H, W, X] and alphas [C, H, W, 1];
@@ -567,12 +575,12 @@ class ClickGaussianModel(SplatfactoModel):
                 max_points=self.config.losses.spatial_num_gaussians,
             ).to(self.device)
         loss_dict, terms = feature_stage_losses(
-            rendered, batch["coarse_ids"], batch["fine_ids"], self.features, self.spatial_knn, self.config.losses,
+            rendered, batch["coarse_ids"], batch["fine_ids"], self.click_features, self.spatial_knn, self.config.losses,
             self.config.coarse_dim,
         )
         if self.gfl_active:
             gfl_terms = gfl_level_losses(
-                self.features, self.coarse_candidates, self.fine_candidates, self.config.coarse_dim,
+                self.click_features, self.coarse_candidates, self.fine_candidates, self.config.coarse_dim,
                 self.config.losses.coarse_margin, self.config.losses.fine_margin, self.config.gfl.positive_threshold,
                 max_gaussians=self.config.gfl.loss_num_gaussians or None,
             )

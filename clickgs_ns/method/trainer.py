@@ -8,14 +8,15 @@ uses the cores other processes leave free (``cpu_threads.CpuThreadPolicy``), re-
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional, Type
+from typing import Any, Dict, Optional, Type
 
 from nerfstudio.engine.callbacks import TrainingCallback, TrainingCallbackLocation
+from nerfstudio.engine.optimizers import Optimizers
 from nerfstudio.engine.trainer import Trainer, TrainerConfig
 from nerfstudio.utils.rich_utils import CONSOLE
 
 from clickgs_ns.method.cpu_threads import CpuThreadPolicy
-from clickgs_ns.method.model import ClickGaussianModelConfig
+from clickgs_ns.method.model import LEGACY_PARAMETER_NAMES, ClickGaussianModelConfig
 
 
 @dataclass
@@ -38,6 +39,16 @@ class ClickGaussianTrainerConfig(TrainerConfig):
                 means_scheduler.max_steps = max(model.feature_start_step, 1)
 
 
+class ClickGaussianOptimizers(Optimizers):
+    """nerfstudio's Optimizers, also reading optimizer states checkpointed under the group names before 0.2."""
+
+    def load_optimizers(self, loaded_state: Dict[str, Any]) -> None:
+        super().load_optimizers({LEGACY_PARAMETER_NAMES.get(k, k): v for k, v in loaded_state.items()})
+
+    def load_schedulers(self, loaded_state: Dict[str, Any]) -> None:
+        super().load_schedulers({LEGACY_PARAMETER_NAMES.get(k, k): v for k, v in loaded_state.items()})
+
+
 class ClickGaussianTrainer(Trainer):
     """Trainer that ends a resumed run at the planned last step."""
 
@@ -50,6 +61,11 @@ class ClickGaussianTrainer(Trainer):
             self.config.max_num_iterations = max(model.total_steps - self._start_step, 0)
         if self.device == "cpu":
             self.start_cpu_thread_policy()
+
+    def setup_optimizers(self) -> Optimizers:
+        """nerfstudio's optimizers; a config.yml from before 0.2 names the click features' group "features"."""
+        config = {LEGACY_PARAMETER_NAMES.get(k, k): v for k, v in self.config.optimizers.items()}
+        return ClickGaussianOptimizers(config, self.pipeline.get_param_groups())
 
     def start_cpu_thread_policy(self) -> None:
         """Choose torch's threads for the free cores and re-check them before training iterations."""

@@ -59,7 +59,7 @@ def splat_params(model: Any) -> Dict[str, Tensor]:
     missing = [key for key in SPLAT_KEYS if key not in gauss_params]
     if missing:
         raise ValueError(f"The model has no {missing}: not a splatfacto / click-gaussian model")
-    keys = SPLAT_KEYS + (("features",) if "features" in gauss_params else ())
+    keys = SPLAT_KEYS + (("click_features",) if "click_features" in gauss_params else ())
     return {key: gauss_params[key].detach().float().cpu() for key in keys}
 
 
@@ -114,8 +114,8 @@ def _write(rows: Dict[str, Tensor], model_indices: Tensor, labels: Tensor, path:
     labels = labels.to(torch.int32).cpu()
     extra = {"label": labels.numpy()}
     if include_features and "features" in rows:
-        for channel in range(rows["features"].shape[1]):
-            extra[f"feature_{channel}"] = rows["features"][:, channel].numpy()
+        for channel in range(rows["click_features"].shape[1]):
+            extra[f"feature_{channel}"] = rows["click_features"][:, channel].numpy()
     write_gaussian_ply(path, rows["means"], rows["scales"], rows["quats"], rows["opacities"].reshape(-1),
                        rows["features_dc"], rows["features_rest"].reshape(m, -1, 3), extra=extra)
     sidecars = sidecar_paths(path)

@@ -373,7 +373,7 @@ def camera_key(camera: "Cameras") -> Tensor:
 class Segmenter:
     """Click segmentation over one model: the object the viewer, the API and the CLI share.
 
-    ``model`` is duck-typed: ``.features`` [N, F], ``.config.coarse_dim``, optional ``.coarse_candidates``
+    ``model`` is duck-typed: ``.click_features`` [N, F], ``.config.coarse_dim``, optional ``.coarse_candidates``
     [Cc, coarse_dim] / ``.fine_candidates`` [Cf, F], and ``get_outputs_for_camera(camera)`` returning
     ``coarse_features`` [H, W, coarse_dim], ``fine_features`` [H, W, F] and ``accumulation`` [H, W, 1].
     Per-level features and labels, the last render and "segment everything" are cached: call ``refresh()``
@@ -383,7 +383,7 @@ class Segmenter:
     def __init__(self, model: Any, config: Optional[SelectionConfig] = None):
         self.model = model
         self.config = config or SelectionConfig()
-        self.state = SelectionState(self.num_gaussians, self.model.features.device, self.config.max_history)
+        self.state = SelectionState(self.num_gaussians, self.model.click_features.device, self.config.max_history)
         self._levels: Dict[str, LevelData] = {}
         self._segmentations: Dict[str, Segmentation] = {}
         self._render_key: Optional[Tensor] = None
@@ -391,7 +391,7 @@ class Segmenter:
 
     @property
     def num_gaussians(self) -> int:
-        return int(self.model.features.shape[0])
+        return int(self.model.click_features.shape[0])
 
     @property
     def selection(self) -> Tensor:
@@ -404,13 +404,13 @@ class Segmenter:
         self._segmentations.clear()
         self._render_key, self._render = None, None
         if self.num_gaussians != self.state.num_gaussians:
-            self.state = SelectionState(self.num_gaussians, self.model.features.device, self.config.max_history)
+            self.state = SelectionState(self.num_gaussians, self.model.click_features.device, self.config.max_history)
 
     def level_data(self, level: str) -> LevelData:
         """Normalised features, candidates and labels of ``level`` (computed once until ``refresh()``)."""
         check_level(level)
         if level not in self._levels:
-            features = level_features(self.model.features, level, self.model.config.coarse_dim)
+            features = level_features(self.model.click_features, level, self.model.config.coarse_dim)
             candidates = getattr(self.model, f"{level}_candidates", None)
             if candidates is None:
                 candidates = features.new_zeros(0, features.shape[1])
@@ -475,7 +475,7 @@ class Segmenter:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
         if alpha < self.config.background_alpha:
             where = "" if pixel is None else f" at pixel ({pixel[0]}, {pixel[1]})"
-            mask = torch.zeros(self.num_gaussians, dtype=torch.bool, device=self.model.features.device)
+            mask = torch.zeros(self.num_gaussians, dtype=torch.bool, device=self.model.click_features.device)
             result = ClickResult(mask, None, math.nan, False,
                                  f"Clicked empty background{where} (accumulation {alpha:.2f} < "
                                  f"{self.config.background_alpha:g}): selection unchanged.", 0, hit_background=True)
