@@ -3,6 +3,7 @@ segment-anything's real SamAutomaticMaskGenerator driven by a tiny randomly init
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -571,3 +572,32 @@ def test_vit_t_without_mobile_sam_names_the_extra(tmp_path, monkeypatch):
         build_sam_generator(SamMaskConfig(sam_checkpoint=checkpoint, sam_model="vit_t"))
     with pytest.raises(SamCheckpointError, match="MobileSAM"):
         build_sam_generator(SamMaskConfig(sam_checkpoint=tmp_path / "missing.pt", sam_model="vit_t"))
+
+
+def test_sam2_model_through_clickgs_masks(tmp_path):
+    """--sam-model sam2.1_hiera_t through Meta's sam2 package (random weights saved as a checkpoint: the code path,
+    not the quality), cached and fingerprinted like the others; a checkpoint of another model is refused."""
+    pytest.importorskip("sam2", reason="the sam2 extra is not installed (see SAM2_INSTALL)")
+    from sam2.build_sam import build_sam2
+
+    from clickgs_ns.data.sam_masks import SAM2_CONFIGS
+
+    torch.manual_seed(0)
+    checkpoint = tmp_path / "sam2.1_hiera_tiny.pt"
+    torch.save({"model": build_sam2(SAM2_CONFIGS["sam2.1_hiera_t"], ckpt_path=None, device="cpu").state_dict()},
+               checkpoint)
+    paths = make_dataset(tmp_path / "data", num_images=2)
+    config = SamMaskConfig(sam_checkpoint=checkpoint, sam_model="sam2.1_hiera_t", points_per_side=4,
+                           pred_iou_thresh=0.0, stability_score_thresh=0.0, min_mask_region_area=0, device="cpu")
+    report = Masks(data=tmp_path / "data", sam=config).main()
+    assert (report.computed, report.skipped) == (2, 0)
+    for path in paths:
+        coarse, fine = read_id_maps(mask_path_for_image(path, tmp_path / "data"))
+        assert coarse.shape == fine.shape == IMAGE_HW
+    model = json.loads(read_mask_record(mask_path_for_image(paths[0], tmp_path / "data"))["settings_json"])["model"]
+    assert model["sam_model"] == "sam2.1_hiera_t" and model["checkpoint_name"] == checkpoint.name
+    assert Masks(data=tmp_path / "data", sam=config).main().skipped == 2
+    wrong = tmp_path / "not_sam2.pt"
+    torch.save(tiny_sam().state_dict(), wrong)
+    with pytest.raises(MaskRunError, match="does not fit the model type sam2.1_hiera_t"):
+        build_sam_generator(dataclasses.replace(config, sam_checkpoint=wrong))
