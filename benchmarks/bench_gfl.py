@@ -23,8 +23,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from conftest import make_trainer_config  # noqa: E402
 
-from clickgs_ns.method.gfl import GFLConfig  # noqa: E402
 from clickgs_ns.data.synth import SynthConfig, generate_scene  # noqa: E402
+from clickgs_ns.method.gfl import GFLConfig  # noqa: E402
 
 
 def separation(features: torch.Tensor, labels: np.ndarray, pairs: int = 100_000, seed: int = 0) -> float:

@@ -26,8 +26,8 @@ import numpy as np
 import psutil
 import torch
 
-from clickgs_ns.io.id_maps import compact_ids, resize_ids_nearest
 from clickgs_ns.data.sam_masks import segments_to_id_maps
+from clickgs_ns.io.id_maps import compact_ids, resize_ids_nearest
 
 
 def ellipse_segments(rng: np.random.Generator, num_segments: int, height: int, width: int) -> np.ndarray:

@@ -12,8 +12,8 @@ from nerfstudio.data.dataparsers.nerfstudio_dataparser import NerfstudioDataPars
 from nerfstudio.engine.optimizers import AdamOptimizerConfig
 from nerfstudio.plugins.types import MethodSpecification
 
-from clickgs_ns.data.datamanager import ClickGaussianDataManagerConfig
 from clickgs_ns.app.viewer import ClickGaussianViewerPipelineConfig
+from clickgs_ns.data.datamanager import ClickGaussianDataManagerConfig
 from clickgs_ns.method.model import ClickGaussianModelConfig
 from clickgs_ns.method.schedulers import FloatExponentialDecaySchedulerConfig as ExponentialDecaySchedulerConfig
 from clickgs_ns.method.trainer import ClickGaussianTrainerConfig

@@ -123,7 +123,8 @@ def _decoder_state(model, values: Dict[str, np.ndarray], sam: torch.nn.Module) -
         if node.op_type == "MatMul":
             state[f"mask_decoder.{path}.weight"] = value.T
         elif node.op_type in ("Mul", "Add") and _is_layer_norm_2d(value):
-            _layer_norm_2d(state, node, value, "prompt_encoder" if path.startswith("mask_downscaling") else "mask_decoder")
+            owner = "prompt_encoder" if path.startswith("mask_downscaling") else "mask_decoder"
+            _layer_norm_2d(state, node, value, owner)
         elif node.op_type == "Mul" and value.shape == (1, 256, 1, 1):
             state["prompt_encoder.no_mask_embed.weight"] = value.reshape(1, 256)
         elif node.op_type == "Expand" and value.shape == (1, 5, 256):

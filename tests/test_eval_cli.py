@@ -234,12 +234,12 @@ def test_eval_errors_name_the_prompt_and_the_missing_image(loaded, tiny_scene, t
 
 def test_segment_and_export_round_trip(trained, loaded, tiny_scene, tmp_path: Path, monkeypatch):
     from clickgs_ns.app.cli import apply_click, load_clicks_file
-    from clickgs_ns.segment.export import finite_rows, splat_params
-    from clickgs_ns.method.pipeline import SELECTION_ENV
     from clickgs_ns.io.ply import REQUIRED_PROPERTIES
-    from clickgs_ns.segment.selection import render_selection_alpha, selection_mask
     from clickgs_ns.io.splat_files import load_splat_ply
+    from clickgs_ns.method.pipeline import SELECTION_ENV
     from clickgs_ns.render import transform_splat
+    from clickgs_ns.segment.export import finite_rows, splat_params
+    from clickgs_ns.segment.selection import render_selection_alpha, selection_mask
 
     prompts = json.loads(tiny_scene.prompts_path.read_text())
     coarse = next(p for p in prompts if p["level"] == "coarse")

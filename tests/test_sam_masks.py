@@ -19,7 +19,6 @@ import pytest
 import torch
 from PIL import Image
 
-from clickgs_ns.io.id_maps import MASKS_DIRNAME, mask_path_for_image, read_id_maps
 from clickgs_ns.data.sam_masks import (
     MaskCacheWarning,
     MaskRunError,
@@ -35,6 +34,7 @@ from clickgs_ns.data.sam_masks import (
     segments_to_id_maps,
     select_shard,
 )
+from clickgs_ns.io.id_maps import MASKS_DIRNAME, mask_path_for_image, read_id_maps
 
 # ---------------------------------------------------------------------------------------------------------------
 # segments_to_id_maps on hand-made segments

@@ -15,9 +15,9 @@ from PIL import Image
 from plyfile import PlyData
 
 from clickgs_ns.app.api import ClickGaussianScene
-from clickgs_ns.segment.run import LoadedRun
 from clickgs_ns.io.selection_files import load_selection, save_selection
 from clickgs_ns.segment.export import export_gaussians, export_segments, sidecar_paths
+from clickgs_ns.segment.run import LoadedRun
 from clickgs_ns.segment.selection import (
     ClickResult,
     SelectionConfig,

@@ -11,13 +11,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from clickgs_ns.io.id_maps import read_id_maps
-from clickgs_ns.io.ply import read_gaussian_ply
 from clickgs_ns.data.synth import (
     SynthConfig,
     generate_scene,
     sam_like_id_maps,
 )
+from clickgs_ns.io.id_maps import read_id_maps
+from clickgs_ns.io.ply import read_gaussian_ply
 
 def id_map_disagreement(pred: np.ndarray, gt: np.ndarray) -> float:
     """Fraction of pixels where an id map disagrees with a ground-truth map, up to relabelling.
@@ -258,8 +258,8 @@ def test_nerfstudio_dataparser_loads_the_dataset(scenes):
 
 
 def test_prompts_file_clicks_inside_and_targets_are_ground_truth(scenes):
-    from clickgs_ns.segment.evaluate import load_prompts, read_mask_png
     from clickgs_ns.data.synth import train_view_indices
+    from clickgs_ns.segment.evaluate import load_prompts, read_mask_png
     from nerfstudio.data.utils.dataparsers_utils import get_train_eval_split_fraction
 
     scene = scenes["a"]

@@ -60,8 +60,8 @@ def test_feature_stage_from_ply_separates_objects(tiny_scene, tmp_path):
                                  feature_stage_steps=300)
     config_path = train(config)
 
-    from clickgs_ns.segment.run import load_run
     from clickgs_ns.io.splat_files import load_splat_ply
+    from clickgs_ns.segment.run import load_run
 
     scene = load_run(config_path)
     model = scene.model

@@ -333,9 +333,9 @@ def test_click_without_a_connected_browser(scene, controls, fake_viewer):
 def test_export_button_writes_ply_and_selection(scene, controls, fake_viewer):
     from plyfile import PlyData
 
+    from clickgs_ns.app.viewer import SELECTION_NPY, SELECTION_PLY
     from clickgs_ns.io.selection_files import load_selection
     from clickgs_ns.segment.export import sidecar_paths
-    from clickgs_ns.app.viewer import SELECTION_NPY, SELECTION_PLY
 
     run_dir = fake_viewer.log_filename.parent
     assert controls.export() is None and "Nothing to export" in controls.b_status.value

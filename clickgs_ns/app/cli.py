@@ -12,11 +12,11 @@ from typing import Any, List, Literal, NoReturn, Optional, Union
 import tyro
 from typing_extensions import Annotated
 
-from clickgs_ns.segment.evaluate import EvalConfig
 from clickgs_ns.data.sam_masks import Masks
-from clickgs_ns.io.id_maps import Level, check_level
-from clickgs_ns.segment.selection import MODES
 from clickgs_ns.data.synth import SynthConfig
+from clickgs_ns.io.id_maps import Level, check_level
+from clickgs_ns.segment.evaluate import EvalConfig
+from clickgs_ns.segment.selection import MODES
 
 
 @dataclass
@@ -330,7 +330,7 @@ class Export:
                 mask = scene.load_selection(self.selection)
             except ValueError as err:
                 fail(str(err))
-            what = f"everything but the selection {self.selection}" if self.invert else f"the selection {self.selection}"
+            what = f"{'everything but ' if self.invert else ''}the selection {self.selection}"
             if not bool(mask.any()):
                 fail(f"{self.selection} selects no Gaussian: nothing to export.")
         else:
@@ -343,7 +343,8 @@ class Export:
                                   invert=self.invert)
         except ValueError as err:
             fail(str(err))
-        CONSOLE.print(f"[bold green]Wrote {result.num_exported} Gaussians ({what}: {int((~mask if self.invert else mask).sum())} of "
+        wanted = int((~mask if self.invert else mask).sum())
+        CONSOLE.print(f"[bold green]Wrote {result.num_exported} Gaussians ({what}: {wanted} of "
                       f"{scene.num_gaussians}) to {self.output}[/] with labels ({level} segment ids) in "
                       f"{time.perf_counter() - start:.2f} s"
                       + (f"; left out {result.num_dropped_nonfinite} non-finite Gaussians"

@@ -66,6 +66,7 @@ from nerfstudio.viewer.viewer_elements import (
     ViewerText,
 )
 
+from clickgs_ns.io.id_maps import LEVELS
 from clickgs_ns.method.pipeline import ClickGaussianPipeline, ClickGaussianPipelineConfig
 from clickgs_ns.segment.selection import ClickResult, SelectionConfig, Segmenter, camera_key
 
@@ -419,7 +420,7 @@ class ClickViewerControls(nn.Module):
                                             visible=False)
         self.b_status = ViewerText("Status", "Press 'Click to select', then click an object in the scene.",
                                    hint="What the last action did and how long it took (also in the terminal)")
-        self.c_level = ViewerDropdown("Level", "coarse", ["coarse", "fine"], cb_hook=self._on_level,
+        self.c_level = ViewerDropdown("Level", "coarse", list(LEVELS), cb_hook=self._on_level,
                                       hint="coarse: whole objects; fine: their parts")
         self.d_mode = ViewerDropdown("Click mode", "add", ["add", "subtract"], cb_hook=self._on_mode,
                                      hint="A click adds its segment to the selection, or removes it")

@@ -20,6 +20,7 @@ from nerfstudio.data.datamanagers.full_images_datamanager import FullImageDatama
 from nerfstudio.data.dataparsers.base_dataparser import DataparserOutputs
 from nerfstudio.data.datasets.base_dataset import InputDataset
 
+from clickgs_ns.data.sam_masks import SamMaskConfig
 from clickgs_ns.io.id_maps import (
     MaskFileError,
     compact_ids,
@@ -28,7 +29,6 @@ from clickgs_ns.io.id_maps import (
     renumber_ids,
     resize_ids_nearest,
 )
-from clickgs_ns.data.sam_masks import SamMaskConfig
 from clickgs_ns.io.images import full_resolution_path, full_resolution_size
 
 
@@ -77,7 +77,8 @@ def has_distortion(distortion) -> bool:
     return distortion is not None and bool(torch.any(distortion != 0))
 
 
-def undistort_pixels(pixels: np.ndarray, camera_type: int, intrinsics: np.ndarray, distortion: np.ndarray) -> np.ndarray:
+def undistort_pixels(pixels: np.ndarray, camera_type: int, intrinsics: np.ndarray,
+                     distortion: np.ndarray) -> np.ndarray:
     """Where points [M, 2] (x, y; nerfstudio's pixel coordinates, centres at +0.5) of a distorted image lie in the
     pinhole image of the same intrinsics [3, 3] (no crop): the lens model undone, as ``undistort_ids`` does."""
     import cv2
@@ -193,7 +194,8 @@ class ClickGaussianDataManager(FullImageDatamanager[ClickGaussianDataset]):
         if torch.device(self.device).type == "cpu":
             cache_images_device = "gpu"
         cameras = self.train_dataset.cameras if split == "train" else None
-        distorted = cameras is not None and self.train_dataset.load_id_maps and has_distortion(cameras.distortion_params)
+        distorted = (cameras is not None and self.train_dataset.load_id_maps
+                     and has_distortion(cameras.distortion_params))
         if distorted:  # nerfstudio replaces the intrinsics while it undistorts the images: keep the originals
             intrinsics = cameras.get_intrinsics_matrices().clone()
         cached = super()._load_images(split, cache_images_device)

@@ -32,7 +32,6 @@ import numpy as np
 import tyro
 from typing_extensions import Annotated
 
-from clickgs_ns.io.images import IMAGE_SUFFIXES, decode_rgb, full_resolution_path, image_size
 from clickgs_ns.io.id_maps import (
     MASKS_DIRNAME,
     MaskFileError,
@@ -40,6 +39,7 @@ from clickgs_ns.io.id_maps import (
     read_id_maps,
     write_id_maps,
 )
+from clickgs_ns.io.images import IMAGE_SUFFIXES, decode_rgb, full_resolution_path, image_size
 
 ID_MAP_VERSION = "area-priority-v1"
 """Names the conversion of segments to id maps; change it whenever ``segments_to_id_maps`` changes its output."""

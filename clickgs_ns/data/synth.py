@@ -35,11 +35,11 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
+from clickgs_ns.data.sam_masks import segments_to_id_maps
 from clickgs_ns.io.atomic import atomic_path, atomic_write_text
 from clickgs_ns.io.id_maps import mask_path_for_image, write_id_maps
 from clickgs_ns.io.ply import write_gaussian_ply, write_point_cloud_ply
 from clickgs_ns.render import get_viewmat, rasterize
-from clickgs_ns.data.sam_masks import segments_to_id_maps
 
 SH_C0 = 0.28209479177387814
 """Degree-0 SH basis constant: rgb = 0.5 + SH_C0 * sh_dc."""

@@ -36,6 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from clickgs_ns.io.id_maps import check_level
 from clickgs_ns.method.losses import graph_zero
 
 DEFAULT_CHUNK_ELEMENTS = 1 << 24
@@ -406,8 +407,7 @@ def cluster_candidates(
 
 def cluster_level_candidates(averages: Tensor, num_views: int, level: str, config: GFLConfig) -> ClusterResult:
     """``cluster_candidates`` with the settings of ``config`` for level "coarse" or "fine" and ``num_views`` views."""
-    if level not in ("coarse", "fine"):
-        raise ValueError(f"level must be 'coarse' or 'fine', got {level!r}")
+    check_level(level)
     return cluster_candidates(
         averages,
         min_cluster_size=min_cluster_size_for(num_views, config),

@@ -31,10 +31,10 @@ from nerfstudio.utils.colors import get_color
 from nerfstudio.utils.colormaps import apply_pca_colormap
 from nerfstudio.utils.rich_utils import CONSOLE
 
+from clickgs_ns.io.splat_files import SPLAT_KEYS
 from clickgs_ns.method.gfl import GFLConfig, assign_candidates, gfl_level_losses, gfl_loss
 from clickgs_ns.method.lifting import LabellingConfig, feature_convergence, fill_unlabelled, gaussian_votes, vote_labels
 from clickgs_ns.method.losses import FeatureLossConfig, build_knn_index, feature_stage_losses, nearest_neighbours
-from clickgs_ns.io.splat_files import SPLAT_KEYS
 from clickgs_ns.render import eval_sh, get_viewmat, rasterize
 
 LABEL_BUFFERS = ("coarse_labels", "fine_labels", "coarse_segment_labels", "fine_segment_labels")

@@ -25,11 +25,12 @@ from nerfstudio.utils import writer
 from nerfstudio.utils.rich_utils import CONSOLE
 
 from clickgs_ns.data.datamanager import ClickGaussianDataManagerConfig
+from clickgs_ns.io.id_maps import LEVELS
 from clickgs_ns.io.selection_files import load_selection
+from clickgs_ns.io.splat_files import load_splat_checkpoint, load_splat_ply
 from clickgs_ns.method.gfl import cluster_level_candidates, mask_average_features
 from clickgs_ns.method.lifting import merge_candidates
 from clickgs_ns.method.model import LABEL_BUFFERS, ClickGaussianModel, ClickGaussianModelConfig, views_by_size
-from clickgs_ns.io.splat_files import load_splat_checkpoint, load_splat_ply
 from clickgs_ns.render import transform_splat
 
 SELECTION_ENV = "CLICKGS_SELECTION"
@@ -152,7 +153,7 @@ class ClickGaussianPipeline(VanillaPipeline):
         self.update_global_candidates(step, merge=True)
         model = self.click_model
         if self.config.model.labelling.method == "nearest_feature":
-            labelled = {level: int((getattr(model, f"{level}_labels") >= 0).sum()) for level in ("coarse", "fine")}
+            labelled = {level: int((getattr(model, f"{level}_labels") >= 0).sum()) for level in LEVELS}
             return labelled
         started = time.perf_counter()
         labelled = model.lift_labels(self.datamanager.train_dataset.cameras,  # type: ignore[attr-defined]

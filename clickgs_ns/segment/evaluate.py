@@ -275,7 +275,7 @@ def evaluate_prompts(scene: Any, prompts: Sequence[Prompt], prompts_path: Path,
             "targets": target_records, "seconds": time.perf_counter() - start,
         })
     segmenter.clear()
-    levels = {level: segmenter.level_data(level) for level in ("coarse", "fine")}
+    levels = {level: segmenter.level_data(level) for level in LEVELS}
     return {
         "prompts_file": str(prompts_path),
         "convergence": {level: data.convergence for level, data in levels.items()},
