@@ -38,7 +38,7 @@ LEGACY_MODULES = {
     "clickgs_ns.export": "clickgs_ns.segment.export",
     "clickgs_ns.evaluate": "clickgs_ns.segment.evaluate",
     "clickgs_ns.feature_maps": "clickgs_ns.segment.feature_maps",
-    "clickgs_ns.scene": "clickgs_ns.segment.run",
+    "clickgs_ns.scene": "clickgs_ns.app.legacy",
     "clickgs_ns.api": "clickgs_ns.app.api",
     "clickgs_ns.cli": "clickgs_ns.app.cli",
     "clickgs_ns.viewer": "clickgs_ns.app.viewer",

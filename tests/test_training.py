@@ -185,6 +185,9 @@ def test_a_run_saved_before_0_2_loads_and_resumes(tiny_scene, tmp_path):
 
     run = load_run(config_path)
     torch.testing.assert_close(run.model.click_features.detach(), features)
+    from clickgs_ns.scene import ClickScene, load  # an old script's names  # noqa: E402
+
+    assert isinstance(load(config_path), ClickScene)
     assert hasattr(run.model, "click_segmentation"), "old runs open with the viewer's click controls"
 
     resumed = yaml.load(config_path.read_text(), Loader=yaml.Loader)
