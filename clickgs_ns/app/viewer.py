@@ -68,7 +68,7 @@ from nerfstudio.viewer.viewer_elements import (
 
 from clickgs_ns.io.id_maps import LEVELS
 from clickgs_ns.method.pipeline import ClickGaussianPipeline, ClickGaussianPipelineConfig
-from clickgs_ns.segment.selection import ClickResult, SelectionConfig, Segmenter, camera_key
+from clickgs_ns.segment.selection import ClickResult, SelectionConfig, Segmenter, camera_key, camera_size
 
 if TYPE_CHECKING:
     from nerfstudio.cameras.cameras import Cameras
@@ -294,7 +294,7 @@ class ClickViewerState:
 
     def empty_outputs(self, model: Any, camera: "Cameras") -> Dict[str, Any]:
         """Eval outputs (every key of a normal render) when the display mode leaves no Gaussian to draw."""
-        width, height = int(camera.width.reshape(-1)[0]), int(camera.height.reshape(-1)[0])
+        height, width = camera_size(camera)
         background = model._get_background_color()
         outputs = model.get_empty_outputs(width, height, background)
         zeros = background.new_zeros(height, width, model.config.feature_dim)
@@ -308,7 +308,7 @@ class ClickViewerState:
         """The features, accumulation and depth at normalised screen position (x right, y down, in [0, 1]) of
         ``camera``: from the cached view when it shows this camera, else from a small window render."""
         self.sync()
-        width, height = int(camera.width.reshape(-1)[0]), int(camera.height.reshape(-1)[0])
+        height, width = camera_size(camera)
         column = min(max(int(screen_x * width), 0), width - 1)
         row = min(max(int(screen_y * height), 0), height - 1)
         view = self.view
@@ -365,7 +365,7 @@ def window_camera(camera: "Cameras", column: int, row: int, size: int) -> Tuple[
     the pixel's position in it. Only the principal point and the image size change."""
     from nerfstudio.cameras.cameras import Cameras
 
-    width, height = int(camera.width.reshape(-1)[0]), int(camera.height.reshape(-1)[0])
+    height, width = camera_size(camera)
     w, h = min(size, width), min(size, height)
     x0 = min(max(column - w // 2, 0), width - w)
     y0 = min(max(row - h // 2, 0), height - h)

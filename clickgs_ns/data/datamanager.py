@@ -32,6 +32,19 @@ from clickgs_ns.io.id_maps import (
 from clickgs_ns.io.images import full_resolution_path, full_resolution_size
 
 
+def opencv_camera(camera_type: int, intrinsics: np.ndarray, distortion: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """A nerfstudio camera's K [3, 3] and distortion [6] (k1, k2, k3, k4, p1, p2) as nerfstudio hands them to OpenCV:
+    K with pixel centres at integers, and the coefficients in OpenCV's order (fisheye: k1..k4; perspective:
+    k1, k2, p1, p2, k3, k4, 0, 0)."""
+    K = intrinsics.astype(np.float64).copy()
+    K[0, 2] -= 0.5
+    K[1, 2] -= 0.5
+    if camera_type == CameraType.FISHEYE.value:
+        return K, distortion[:4].astype(np.float64)
+    d = distortion.astype(np.float64)
+    return K, np.array([d[0], d[1], d[4], d[5], d[2], d[3], 0.0, 0.0])
+
+
 def undistort_ids(ids: np.ndarray, camera_type: int, intrinsics: np.ndarray, distortion: np.ndarray) -> np.ndarray:
     """An id map [H, W] of a distorted image, undistorted as nerfstudio's FullImageDatamanager undistorts the image
     (nerfstudio 1.1.5 ``_undistort_image``: the same new camera matrix, remap and crop) but with nearest-neighbour
@@ -47,22 +60,18 @@ def undistort_ids(ids: np.ndarray, camera_type: int, intrinsics: np.ndarray, dis
     """
     import cv2
 
-    K = intrinsics.astype(np.float64).copy()
-    K[0, 2] -= 0.5  # OpenCV's pixel centres, as nerfstudio does
-    K[1, 2] -= 0.5
+    K, params = opencv_camera(camera_type, intrinsics, distortion)
     size = (ids.shape[1], ids.shape[0])
     source = ids.astype(np.float32)  # cv2.remap has no int32; ids below 2^24 are exact
     if camera_type == CameraType.PERSPECTIVE.value:
         if distortion[3] != 0:
             raise MaskFileError("nerfstudio cannot undistort images with the 4th radial parameter k4 (OPENCV "
                                 "distortion): reprocess the data with another camera model")
-        params = np.array([distortion[0], distortion[1], distortion[4], distortion[5], distortion[2], 0, 0, 0])
         new_K, (x, y, w, h) = cv2.getOptimalNewCameraMatrix(K, params, size, 0)
         maps = cv2.initUndistortRectifyMap(K, params, None, new_K, size, cv2.CV_32FC1)
         undistorted = cv2.remap(source, *maps, cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT, borderValue=-1)
         undistorted = undistorted[y : y + h, x : x + w]
     elif camera_type == CameraType.FISHEYE.value:
-        params = distortion[:4].astype(np.float64)
         new_K = cv2.fisheye.estimateNewCameraMatrixForUndistortRectify(K, params, size, np.eye(3), balance=0)
         maps = cv2.fisheye.initUndistortRectifyMap(K, params, np.eye(3), new_K, size, cv2.CV_32FC1)
         undistorted = cv2.remap(source, *maps, cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT, borderValue=-1)
@@ -83,14 +92,11 @@ def undistort_pixels(pixels: np.ndarray, camera_type: int, intrinsics: np.ndarra
     pinhole image of the same intrinsics [3, 3] (no crop): the lens model undone, as ``undistort_ids`` does."""
     import cv2
 
-    K = intrinsics.astype(np.float64).copy()
-    K[0, 2] -= 0.5
-    K[1, 2] -= 0.5
+    K, params = opencv_camera(camera_type, intrinsics, distortion)
     points = (np.asarray(pixels, np.float64) - 0.5).reshape(-1, 1, 2)
     if camera_type == CameraType.FISHEYE.value:
-        pinhole = cv2.fisheye.undistortPoints(points, K, distortion[:4].astype(np.float64), P=K)
+        pinhole = cv2.fisheye.undistortPoints(points, K, params, P=K)
     else:
-        params = np.array([distortion[0], distortion[1], distortion[4], distortion[5], distortion[2]], np.float64)
         pinhole = cv2.undistortPoints(points, K, params, P=K)
     return pinhole.reshape(-1, 2) + 0.5
 

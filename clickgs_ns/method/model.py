@@ -33,7 +33,14 @@ from nerfstudio.utils.rich_utils import CONSOLE
 
 from clickgs_ns.io.splat_files import SPLAT_KEYS
 from clickgs_ns.method.gfl import GFLConfig, assign_candidates, gfl_level_losses, gfl_loss
-from clickgs_ns.method.lifting import LabellingConfig, feature_convergence, fill_unlabelled, gaussian_votes, vote_labels
+from clickgs_ns.method.lifting import (
+    LabellingConfig,
+    feature_convergence,
+    fill_unlabelled,
+    gaussian_votes,
+    pixel_label_maps,
+    vote_labels,
+)
 from clickgs_ns.method.losses import FeatureLossConfig, build_knn_index, feature_stage_losses, nearest_neighbours
 from clickgs_ns.render import eval_sh, get_viewmat, rasterize
 
@@ -43,6 +50,12 @@ LABEL_BUFFERS = ("coarse_labels", "fine_labels", "coarse_segment_labels", "fine_
 
 LEGACY_PARAMETER_NAMES = {"features": "click_features"}
 """Parameter (and optimizer group) names of runs saved before 0.2 -> their names now."""
+
+
+def with_current_names(state: Dict[str, Any], prefix: str = "") -> Dict[str, Any]:
+    """``state`` with the keys ``prefix + old`` of ``LEGACY_PARAMETER_NAMES`` renamed to ``prefix + new``."""
+    renamed = {prefix + old: prefix + new for old, new in LEGACY_PARAMETER_NAMES.items()}
+    return {renamed.get(key, key): value for key, value in state.items()}
 
 
 class DisplayHook(Protocol):
@@ -223,7 +236,6 @@ class ClickGaussianModel(SplatfactoModel):
         # GFL global candidates per level (unit vectors) and each Gaussian's candidate id: saved in checkpoints.
         self.register_buffer("coarse_candidates", torch.zeros(0, cfg.coarse_dim))
         self.register_buffer("fine_candidates", torch.zeros(0, cfg.feature_dim))
-        # coarse/fine_labels: what a click selects; *_segment_labels: "segment everything" (clickgs_ns/method/lifting.py)
         self.display_hook: Optional[Callable[[], Optional[DisplayHook]]] = None
         """Filled by the viewer layer (``clickgs_ns.app.viewer.attach_viewer_controls``): returns the viewer's
         display state for an eval render, or None for a plain render."""
@@ -284,8 +296,6 @@ class ClickGaussianModel(SplatfactoModel):
         Args:
             covered: optional [B, H, W, 2] bool, per level the pixels that may vote (those a SAM mask covers).
         """
-        from clickgs_ns.method.lifting import pixel_label_maps
-
         cfg = self.config.labelling
         feature_maps, alphas = self.render_features(cameras)  # [B, H, W, D], [B, H, W, 1]
         maps = []
@@ -326,9 +336,10 @@ class ClickGaussianModel(SplatfactoModel):
         return {"coarse": int((self.coarse_labels >= 0).sum()), "fine": int((self.fine_labels >= 0).sum())}
 
     def set_gaussians(self, params: Dict[str, Tensor], labels: Optional[Dict[str, Tensor]] = None) -> None:
-        """Make ``params`` (the six splatfacto entries, optionally ``features``) the splat: the one place that
+        """Make ``params`` (the six splatfacto entries, optionally ``click_features``) the splat: the one place that
         creates the Gaussians' parameters. SH bands up to the model's degree are padded with zeros, missing or
-        misshaped features initialised (``init_features``); the label buffers take ``labels`` or -1.
+        misshaped click features initialised (``initial_click_features``); the label buffers (``LABEL_BUFFERS``)
+        take ``labels`` or -1.
 
         Only before the optimizers are built, or on a loaded model (no optimizer follows new parameters).
         """
@@ -336,13 +347,12 @@ class ClickGaussianModel(SplatfactoModel):
         if missing:
             raise ValueError(f"The splat to start from lacks {missing}")
         num_points = params["means"].shape[0]
-        params = {**params, "features_rest": self._padded_sh(params["features_rest"].reshape(num_points, -1, 3))}
-        features = params.get("click_features", params.get("features"))  # "features": saved before 0.2
+        params = with_current_names(params)
+        params["features_rest"] = self._padded_sh(params["features_rest"].reshape(num_points, -1, 3))
+        features = params.get("click_features")
         if features is None or features.shape != (num_points, self.config.feature_dim):
-            features = init_features(num_points, self.config.feature_dim, self.config.coarse_dim,
-                                               self.config.feature_init_std)
+            params["click_features"] = self.initial_click_features(num_points)
         device = next((param.device for param in self.gauss_params.values()), torch.device("cpu"))
-        params["click_features"] = features
         for name in SPLAT_KEYS + ("click_features",):
             self.gauss_params[name] = Parameter(params[name].detach().float().to(device))
         for name in LABEL_BUFFERS:
@@ -350,6 +360,10 @@ class ClickGaussianModel(SplatfactoModel):
             value = torch.full((num_points,), -1, dtype=torch.long) if value is None else value.long()
             self.register_buffer(name, value.to(device))
         self.spatial_knn = None
+
+    def initial_click_features(self, num_points: int) -> Tensor:
+        """Click features [num_points, feature_dim] for Gaussians that have none (``init_features``)."""
+        return init_features(num_points, self.config.feature_dim, self.config.coarse_dim, self.config.feature_init_std)
 
     def _padded_sh(self, rest: Tensor) -> Tensor:
         """``features_rest`` [N, K' - 1, 3] padded with zeros to the model's SH degree [N, K - 1, 3]."""
@@ -369,14 +383,10 @@ class ClickGaussianModel(SplatfactoModel):
         num_points = dict["gauss_params.means"].shape[0]
         for name, param in self.gauss_params.items():
             param.data = torch.zeros((num_points,) + param.shape[1:], device=param.device, dtype=param.dtype)
-        for old, new in LEGACY_PARAMETER_NAMES.items():  # checkpoints saved before 0.2
-            if f"gauss_params.{old}" in dict:
-                dict[f"gauss_params.{new}"] = dict.pop(f"gauss_params.{old}")
+        dict = with_current_names(dict, prefix="gauss_params.")  # checkpoints saved before 0.2
         if "gauss_params.click_features" not in dict:  # a plain splatfacto checkpoint
             CONSOLE.log("Checkpoint has no click-gaussian features: initialising them.")
-            dict["gauss_params.click_features"] = init_features(
-                num_points, self.config.feature_dim, self.config.coarse_dim, self.config.feature_init_std
-            )
+            dict["gauss_params.click_features"] = self.initial_click_features(num_points)
         for name in ("coarse_candidates", "fine_candidates") + LABEL_BUFFERS:
             buffer = getattr(self, name)
             if name in dict:  # buffers take the checkpoint's sizes

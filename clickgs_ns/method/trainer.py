@@ -16,7 +16,7 @@ from nerfstudio.engine.trainer import Trainer, TrainerConfig
 from nerfstudio.utils.rich_utils import CONSOLE
 
 from clickgs_ns.method.cpu_threads import CpuThreadPolicy
-from clickgs_ns.method.model import LEGACY_PARAMETER_NAMES, ClickGaussianModelConfig
+from clickgs_ns.method.model import ClickGaussianModelConfig, with_current_names
 
 
 @dataclass
@@ -43,10 +43,10 @@ class ClickGaussianOptimizers(Optimizers):
     """nerfstudio's Optimizers, also reading optimizer states checkpointed under the group names before 0.2."""
 
     def load_optimizers(self, loaded_state: Dict[str, Any]) -> None:
-        super().load_optimizers({LEGACY_PARAMETER_NAMES.get(k, k): v for k, v in loaded_state.items()})
+        super().load_optimizers(with_current_names(loaded_state))
 
     def load_schedulers(self, loaded_state: Dict[str, Any]) -> None:
-        super().load_schedulers({LEGACY_PARAMETER_NAMES.get(k, k): v for k, v in loaded_state.items()})
+        super().load_schedulers(with_current_names(loaded_state))
 
 
 class ClickGaussianTrainer(Trainer):
@@ -64,8 +64,7 @@ class ClickGaussianTrainer(Trainer):
 
     def setup_optimizers(self) -> Optimizers:
         """nerfstudio's optimizers; a config.yml from before 0.2 names the click features' group "features"."""
-        config = {LEGACY_PARAMETER_NAMES.get(k, k): v for k, v in self.config.optimizers.items()}
-        return ClickGaussianOptimizers(config, self.pipeline.get_param_groups())
+        return ClickGaussianOptimizers(with_current_names(self.config.optimizers), self.pipeline.get_param_groups())
 
     def start_cpu_thread_policy(self) -> None:
         """Choose torch's threads for the free cores and re-check them before training iterations."""

@@ -255,7 +255,7 @@ def render_selection_alpha(
     """
     from clickgs_ns.render import get_viewmat, rasterize
 
-    width, height = int(camera.width.reshape(-1)[0]), int(camera.height.reshape(-1)[0])
+    height, width = camera_size(camera)
     mask = mask.to(means.device)
     if not bool(mask.any()):
         return means.new_zeros(height, width)
@@ -359,6 +359,11 @@ class LevelData:
     nearest candidate of each Gaussian's own feature."""
     convergence: float = math.nan
     """Opacity-weighted share of Gaussians whose own feature has cosine > 0.9 with its nearest candidate."""
+
+
+def camera_size(camera: "Cameras") -> Tuple[int, int]:
+    """(H, W) in pixels of a nerfstudio camera [1] (or the first of several)."""
+    return int(camera.height.reshape(-1)[0]), int(camera.width.reshape(-1)[0])
 
 
 def camera_key(camera: "Cameras") -> Tensor:

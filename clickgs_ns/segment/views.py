@@ -20,7 +20,7 @@ from torch import Tensor
 
 from clickgs_ns.data.datamanager import has_distortion, undistort_pixels
 from clickgs_ns.io.images import full_resolution_path, full_resolution_size
-from clickgs_ns.segment.selection import ClickResult, Segmenter
+from clickgs_ns.segment.selection import ClickResult, Segmenter, camera_size
 
 
 def image_key(name: str) -> str:
@@ -99,7 +99,7 @@ class ViewIndex:
                 try:
                     size = full_resolution_size(Path(filename), data_root)
                 except (OSError, ValueError):
-                    size = (int(camera.height.reshape(-1)[0]), int(camera.width.reshape(-1)[0]))
+                    size = camera_size(camera)
                 view = View(key, split, index, camera, size)
                 if has_distortion(camera.distortion_params):
                     view = distorted_view(view, dataset)
@@ -124,7 +124,7 @@ def full_resolution_camera(camera: Any, full_size: Tuple[int, int]) -> Any:
     """``camera`` [1] with its intrinsics and size scaled to the full-resolution image (H, W)."""
     from nerfstudio.cameras.cameras import Cameras
 
-    height, width = int(camera.height.reshape(-1)[0]), int(camera.width.reshape(-1)[0])
+    height, width = camera_size(camera)
     if (height, width) == tuple(full_size):
         return camera
     sx, sy = full_size[1] / width, full_size[0] / height
@@ -136,9 +136,9 @@ def full_resolution_camera(camera: Any, full_size: Tuple[int, int]) -> Any:
     )
 
 
-def camera_pixel(x: float, y: float, full_size: Tuple[int, int], camera_size: Tuple[int, int]) -> Tuple[float, float]:
+def camera_pixel(x: float, y: float, full_size: Tuple[int, int], size: Tuple[int, int]) -> Tuple[float, float]:
     """The centre (x, y) of the camera-resolution pixel that holds full-resolution pixel (x, y); sizes are (H, W)."""
-    (full_h, full_w), (h, w) = full_size, camera_size
+    (full_h, full_w), (h, w) = full_size, size
     column = min(int((math.floor(x) + 0.5) * w / full_w), w - 1)
     row = min(int((math.floor(y) + 0.5) * h / full_h), h - 1)
     return column + 0.5, row + 0.5
@@ -150,11 +150,11 @@ def click_view(segmenter: Segmenter, view: View, x: float, y: float, level: str,
     height, width = view.full_size
     if not (0 <= x < width and 0 <= y < height):
         raise ValueError(f"Pixel ({x:g}, {y:g}) lies outside {view.key} ({width}x{height})")
-    camera_size = (int(view.camera.height.reshape(-1)[0]), int(view.camera.width.reshape(-1)[0]))
-    column, row = camera_pixel(x, y, view.full_size, camera_size)
+    size = camera_size(view.camera)
+    column, row = camera_pixel(x, y, view.full_size, size)
     if view.distortion is not None:  # the photo's pixel, through the lens model, in the pinhole render
         column, row = undistort_pixels(np.array([[column, row]]), view.camera_type,
                                        view.camera.get_intrinsics_matrices()[0].numpy(), view.distortion.numpy())[0]
-        if not (0 <= column < camera_size[1] and 0 <= row < camera_size[0]):
+        if not (0 <= column < size[1] and 0 <= row < size[0]):
             raise ValueError(f"Pixel ({x:g}, {y:g}) of {view.key} lies outside its undistorted view")
     return segmenter.click(view.camera, column, row, level, mode)  # type: ignore[arg-type]
