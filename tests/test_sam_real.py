@@ -4,6 +4,7 @@ cannot be built (no npm, no registry)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -98,3 +99,24 @@ def test_the_model_is_in_the_fingerprint_and_a_rerun_skips(photo_masks):
     assert settings["model"]["sam_model"] == "vit_t" and settings["points_per_side"] == POINTS_PER_SIDE
     again = Masks(data=root, sam=config).main()
     assert (again.computed, again.skipped) == (0, 3)
+
+
+def test_fast_generator_finds_the_stock_generators_segments(checkpoint):
+    """The issue's criterion on a real photo with real weights and the default thresholds: every segment of either
+    generator has a match of IoU >= 0.98 in the other (here they are identical up to a few pixels)."""
+    from PIL import Image
+    from skimage import data
+
+    from clickgs_ns.data.sam_masks import build_sam_generator
+
+    image = np.asarray(Image.fromarray(data.coffee()).resize((400, 300), Image.BILINEAR))
+    config = SamMaskConfig(sam_checkpoint=checkpoint, sam_model="vit_t", points_per_side=POINTS_PER_SIDE, device="cpu")
+    segments = {}
+    for generator in ("fast", "stock"):
+        records = build_sam_generator(dataclasses.replace(config, generator=generator)).generate(image)
+        segments[generator] = np.stack([r["segmentation"] for r in records]).reshape(len(records), -1)
+    fast, stock = (torch.as_tensor(segments[g], dtype=torch.float32) for g in ("fast", "stock"))
+    overlap = fast @ stock.T
+    iou = overlap / (fast.sum(1)[:, None] + stock.sum(1)[None] - overlap)
+    assert len(fast) == len(stock) >= 4
+    assert iou.max(1).values.min() >= 0.98 and iou.max(0).values.min() >= 0.98
