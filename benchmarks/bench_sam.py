@@ -60,7 +60,9 @@ def timed_segments(generator, image: np.ndarray):
     start = time.perf_counter()
     records = generator.generate(image)
     seconds = time.perf_counter() - start
-    return seconds, np.stack([r["segmentation"].ravel() for r in records]) if records else np.zeros((0, image[..., 0].size))
+    if not records:
+        return seconds, np.zeros((0, image[..., 0].size), dtype=bool)
+    return seconds, np.stack([r["segmentation"].ravel() for r in records])
 
 
 def worst_match(a: np.ndarray, b: np.ndarray) -> float:

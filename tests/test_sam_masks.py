@@ -601,3 +601,50 @@ def test_sam2_model_through_clickgs_masks(tmp_path):
     torch.save(tiny_sam().state_dict(), wrong)
     with pytest.raises(MaskRunError, match="does not fit the model type sam2.1_hiera_t"):
         build_sam_generator(dataclasses.replace(config, sam_checkpoint=wrong))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Scene segments: a segment of the whole scene must not become every object's coarse id
+
+
+def _room(shape=(40, 60)):
+    """Four separate objects (one with two parts) on a floor; ``scene`` covers floor and objects (75% of the
+    image), the sky (the top quarter) is its own segment."""
+    objects = [_box(shape, 14, 22, 4, 12), _box(shape, 14, 24, 16, 26), _box(shape, 26, 36, 30, 40),
+               _box(shape, 20, 30, 46, 56)]
+    parts = [_box(shape, 20, 25, 46, 56), _box(shape, 25, 30, 46, 56)]
+    scene, sky = _box(shape, 10, 40, 0, 60), _box(shape, 0, 10, 0, 60)
+    return objects, parts, scene, sky
+
+
+def test_a_scene_segment_loses_every_coarse_pixel_another_segment_covers():
+    objects, parts, scene, sky = _room()
+    segments = np.stack([scene, sky, *objects, *parts])  # scene is 0, sky 1, objects 2-5, parts 6-7
+    coarse, fine = segments_to_id_maps(segments)
+    for k, obj in enumerate(objects):
+        assert (coarse[obj] == 2 + k).all()  # each object is its own coarse segment, parts included
+    floor = scene & ~np.any(objects, axis=0)
+    assert (coarse[floor] == 0).all() and (coarse[sky] == 1).all()  # the floor keeps the scene's id
+    assert (fine[parts[0]] == 6).all() and (fine[floor] == 0).all()
+    paper_coarse, paper_fine = segments_to_id_maps(segments, scene_rule=None)
+    assert (paper_coarse[scene] == 0).all() and np.array_equal(paper_fine, fine)  # the paper: one coarse id
+
+
+def test_a_large_object_with_a_few_parts_stays_one_coarse_segment():
+    shape = (40, 60)
+    cat = _box(shape, 5, 40, 5, 55)  # 73% of the image, like chelsea's cat
+    eyes, nose = _box(shape, 10, 14, 10, 20), _box(shape, 20, 24, 25, 30)
+    ear, ear_tip = _box(shape, 6, 9, 40, 50), _box(shape, 6, 8, 40, 44)  # the tip is inside the ear: not counted
+    coarse, _ = segments_to_id_maps(np.stack([cat, eyes, nose, ear, ear_tip]))
+    assert (coarse[cat] == 0).all()
+
+
+def test_scene_segments_counts_only_outermost_contained_segments():
+    from clickgs_ns.data.sam_masks import SceneSegmentRule, _masks_areas_windows, scene_segments
+
+    objects, parts, scene, sky = _room()
+    masks, areas, windows = _masks_areas_windows(np.stack([scene, sky, *objects, *parts]))
+    assert scene_segments(masks, areas, windows).tolist() == [True] + [False] * 7
+    # the two parts are inside object 3: four outermost segments, not six
+    assert not scene_segments(masks, areas, windows, SceneSegmentRule(min_contained=5)).any()
+    assert not scene_segments(masks, areas, windows, SceneSegmentRule(min_image_share=0.8)).any()

@@ -2,7 +2,8 @@
 
 segment-anything's automatic mask generator runs on every image of a dataset; its segments (no level labels)
 become two id maps by area priority (``segments_to_id_maps``): where segments overlap on a pixel, the coarse map
-keeps the larger segment and the fine map the smaller one. Each image's maps are written atomically to
+keeps the larger segment and the fine map the smaller one; a segment of the whole scene (``scene_segments``)
+loses to every other segment in the coarse map. Each image's maps are written atomically to
 ``DATA/clickgs_masks/NAME.npz`` in the format of ``clickgs_ns.io.id_maps``, with these extra arrays:
 
 - ``settings_sha1`` (str): fingerprint of everything that decides the output (``sam_settings``): the SAM model
@@ -20,6 +21,7 @@ Heavy imports (torch, segment_anything) happen inside the functions that need th
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import time
@@ -42,7 +44,7 @@ from clickgs_ns.io.id_maps import (
 )
 from clickgs_ns.io.images import IMAGE_SUFFIXES, decode_rgb, full_resolution_path, image_size
 
-ID_MAP_VERSION = "area-priority-v1"
+ID_MAP_VERSION = "area-priority-v2"
 """Names the conversion of segments to id maps; change it whenever ``segments_to_id_maps`` changes its output."""
 
 SAM_CHECKPOINT_FILES = {
@@ -135,7 +137,8 @@ class MaskRunReport:
     recomputed_corrupt: int = 0
     """Of ``computed``: images whose cached file was unreadable (truncated, not a mask file)."""
     recomputed_stale: int = 0
-    """Of ``computed``: images whose cached file was made with other settings, for other image bytes, or another size."""
+    """Of ``computed``: images whose cached file was made with other settings, for other image bytes, or another
+    size."""
     empty: int = 0
     """Of ``computed``: images where SAM found no segment (all -1 maps)."""
     warnings: List[str] = field(default_factory=list)
@@ -149,7 +152,8 @@ class CacheStatus:
     """The state of one image's cached mask file."""
 
     state: Literal["valid", "missing", "corrupt", "stale"]
-    """"valid": usable as is; "missing": no file; "corrupt": unreadable; "stale": readable but not for this image/settings."""
+    """"valid": usable as is; "missing": no file; "corrupt": unreadable; "stale": readable but not for this
+    image/settings."""
     reason: str = ""
     """Why the file is not valid, naming the file."""
 
@@ -158,8 +162,49 @@ class CacheStatus:
 # Segments -> id maps
 
 
+@dataclass(frozen=True)
+class SceneSegmentRule:
+    """When a segment is a group of objects (the scene) rather than one object: it covers more than
+    ``min_image_share`` of the image and contains at least ``min_contained`` segments that are not inside one
+    another, each with at least ``containment`` of its pixels inside it. SAM's automatic generator often returns
+    such a segment (everything but the sky or the wall); kept as the largest segment it would be every object's
+    coarse id. On the real photos of tests/test_sam_real.py the largest segments (a cat filling 75% of the photo,
+    a cup, a person) contain at most 5 such segments and only the cat covers more than half the image; the
+    whole-room segments of the capture check (docs/method.md, section 2) cover 64-74% and contain 6-8."""
+
+    min_image_share: float = 0.5
+    min_contained: int = 4
+    containment: float = 0.9
+
+
+def scene_segments(
+    masks: Sequence[np.ndarray], areas: np.ndarray, windows: Sequence[Tuple[slice, slice]],
+    rule: SceneSegmentRule = SceneSegmentRule(),
+) -> np.ndarray:
+    """bool [S]: which segments are groups of objects by ``rule``.
+
+    Args:
+        masks: S bool [H, W] segments.
+        areas: int [S] their pixel counts.
+        windows: per segment a (rows, cols) window holding all of it (as ``_masks_areas_windows`` gives them).
+    """
+    num_pixels = masks[0].size if len(masks) else 0
+    groups = np.zeros(len(masks), dtype=bool)
+    for i in np.flatnonzero(areas > rule.min_image_share * num_pixels):
+
+        def inside(j: int, outer: int) -> bool:
+            overlap = np.count_nonzero(masks[outer][windows[j]] & masks[j][windows[j]])
+            return j != outer and areas[j] < areas[outer] and overlap >= rule.containment * areas[j]
+
+        contained = [j for j in range(len(masks)) if areas[j] > 0 and inside(j, i)]
+        outermost = [j for j in contained if not any(inside(j, k) for k in contained)]
+        groups[i] = len(outermost) >= rule.min_contained
+    return groups
+
+
 def segments_to_id_maps(
-    segments: Union[np.ndarray, Sequence[Any]], image_size: Optional[Tuple[int, int]] = None
+    segments: Union[np.ndarray, Sequence[Any]], image_size: Optional[Tuple[int, int]] = None,
+    scene_rule: Optional[SceneSegmentRule] = SceneSegmentRule(),
 ) -> Tuple[np.ndarray, np.ndarray]:
     """Two-level id maps from overlapping segments, by area priority.
 
@@ -168,12 +213,14 @@ def segments_to_id_maps(
             with "segmentation" bool [H, W] and optionally "area", its pixel count, and "bbox", its XYWH box with
             inclusive corners, as SamAutomaticMaskGenerator returns them with output_mode="binary_mask").
         image_size: (H, W); needed only when there are no segments (S = 0) in a sequence.
+        scene_rule: which segments are the whole scene (``scene_segments``); None treats none so (the paper).
 
     Returns:
         (coarse, fine), int32 [H, W] each. A pixel's id is the index s (0..S-1) in ``segments`` of the segment
-        that wins it: in ``coarse`` the largest-area segment covering the pixel, in ``fine`` the smallest; -1
-        where no segment covers it. Ties in area go to the lower index at both levels. So a segment keeps the
-        same id in both maps, and ids need not be contiguous (a segment can be hidden at one level, or both).
+        that wins it: in ``coarse`` the largest-area segment covering the pixel, except that a scene segment wins
+        only pixels no other segment covers; in ``fine`` the smallest; -1 where no segment covers it. Ties in area
+        go to the lower index at both levels. So a segment keeps the same id in both maps, and ids need not be
+        contiguous (a segment can be hidden at one level, or both).
 
     Cost: per level, one masked write per segment, over the segment's box when a record's "bbox" and "area"
     agree with its mask, else over the image; no [S, H, W] temporary is made.
@@ -191,9 +238,13 @@ def segments_to_id_maps(
     if image_size is not None and tuple(image_size) != (height, width):
         raise ValueError(f"segments are {height}x{width} (HxW) but image_size is {tuple(image_size)}")
     index = np.arange(len(masks))
-    # Paint in order; the last writer wins. Coarse: area ascending, so larger segments overwrite smaller ones;
-    # fine: area descending. Equal areas: higher index first, so the lower index is painted last and wins.
-    coarse_order = np.lexsort((-index, areas))
+    # Paint in order; the last writer wins. Coarse: scene segments, then area ascending, so larger segments
+    # overwrite smaller ones; fine: area descending. Equal areas: higher index first, so the lower index is
+    # painted last and wins.
+    groups = np.zeros(len(masks), dtype=bool)
+    if scene_rule is not None:
+        groups = scene_segments(masks, areas, windows, scene_rule)
+    coarse_order = np.lexsort((-index, areas, ~groups))  # scene segments first: every other segment wins
     fine_order = np.lexsort((-index, -areas))
     paint_dtype = np.int8 if len(masks) <= 128 else np.int16 if len(masks) <= 2**15 else np.int32
     levels = []
@@ -381,6 +432,7 @@ def sam_settings(config: SamMaskConfig, sam: Any = None) -> Dict[str, Any]:
         raise AssertionError("unreachable")
     return {
         "id_maps": ID_MAP_VERSION,
+        "scene_segment_rule": dataclasses.asdict(SceneSegmentRule()),
         "model": model,
         "points_per_side": config.points_per_side,
         "pred_iou_thresh": config.pred_iou_thresh,
