@@ -72,7 +72,7 @@ def test_cropped_logits_upsample_to_the_stock_image_masks(input_size, original_s
     rows, cols = mask_token_grid(input_size, (64, 64))
     assert rows <= 64 and cols <= 64 and 16 * rows >= input_size[0] and 16 * cols >= input_size[1]
     expected = sam.postprocess_masks(low_res[None], input_size, original_size)[0]
-    got = image_mask_logits(sam, low_res[:, : 4 * rows, : 4 * cols], input_size, original_size)
+    got = image_mask_logits(low_res[:, : 4 * rows, : 4 * cols], input_size, original_size)
     assert got.shape == expected.shape == (3, *original_size)
     torch.testing.assert_close(got, expected, rtol=0, atol=1e-5)
 

@@ -251,7 +251,7 @@ def mask_token_grid(input_size: Tuple[int, int], grid: Tuple[int, int]) -> Tuple
     return needed(input_size[0], grid[0]), needed(input_size[1], grid[1])
 
 
-def image_mask_logits(sam: Any, low_res: Tensor, input_size: Tuple[int, int], original_size: Tuple[int, int]) -> Tensor:
+def image_mask_logits(low_res: Tensor, input_size: Tuple[int, int], original_size: Tuple[int, int]) -> Tensor:
     """``Sam.postprocess_masks`` for logits cropped by ``mask_token_grid``: [N, r, c] -> [N, H0, W0] at the image's
     ``original_size``, the same values as the stock upsampling of the uncropped logits."""
     rows, cols = low_res.shape[-2:]
@@ -282,7 +282,7 @@ class FastSamMaskGenerator(SamAutomaticMaskGenerator):
         keep = iou_preds > self.pred_iou_thresh
         if self.pred_iou_thresh <= 0.0:
             keep = torch.ones_like(keep)
-        masks = image_mask_logits(sam, low_res[keep], predictor.input_size, predictor.original_size)
+        masks = image_mask_logits(low_res[keep], predictor.input_size, predictor.original_size)
         point_per_mask = torch.as_tensor(points.repeat(keep.shape[1], axis=0))[keep.flatten().cpu()]
         data = MaskData(masks=masks, iou_preds=iou_preds[keep], points=point_per_mask)
         return self._filter_and_encode(data, crop_box, orig_size)
