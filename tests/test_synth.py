@@ -347,3 +347,25 @@ def test_room_has_a_textured_floor_walls_seven_objects_and_held_out_targets(room
     train = {f"images/frame_{i:05d}.png" for i in train_view_indices(10, 0.8)}
     assert prompts and all(p["click"]["image"] in train for p in prompts)
     assert all(t["image"] not in train for p in prompts for t in p["targets"]), "targets are held-out views"
+
+
+def test_a_scene_segment_in_the_masks_leaves_objects_their_own_coarse_ids(scenes):
+    """SAM's whole-scene segment (scene_segment_prob): it covers the ground and every object, but the objects keep
+    their own coarse ids (sam_masks.SceneSegmentRule); without the option the masks are unchanged."""
+    off = dict(object_merge_prob=0.0, part_split_prob=0.0, segment_drop_prob=0.0, boundary_flip_prob=0.0,
+               holes_per_view=0.0, small_segment_area_px=0, mask_noise=1.0)
+    with_scene = dataclasses.replace(SMALL, scene_segment_prob=1.0, **off)
+    checked = 0
+    for view, gt_path in enumerate(scenes["a"].gt_paths):
+        with np.load(gt_path) as gt:
+            gt_coarse, gt_fine = gt["coarse"], gt["fine"]
+        plain = sam_like_id_maps(gt_coarse, gt_fine, dataclasses.replace(SMALL, **off), np.random.default_rng(view))
+        coarse, fine = sam_like_id_maps(gt_coarse, gt_fine, with_scene, np.random.default_rng(view))
+        if (gt_coarse >= 0).mean() <= 0.5:
+            continue  # the rule needs the scene to cover over half the view
+        checked += 1
+        objects = gt_coarse >= 1  # the ground is object 0
+        assert _relabel_equal(coarse[objects], plain[0][objects]), "objects keep their coarse segments"
+        scene_id = set(np.unique(coarse[gt_coarse >= 0])) - set(np.unique(plain[0][gt_coarse >= 0]))
+        assert len(scene_id) <= 1 and _relabel_equal(fine, plain[1])
+    assert checked >= 2

@@ -47,6 +47,8 @@ SH_C0 = 0.28209479177387814
 _SEGMENT_ID_RANGE = 100_000
 """SAM-like mask ids are distinct random integers in [0, _SEGMENT_ID_RANGE) (background patches: in
 [_SEGMENT_ID_RANGE, 2 * _SEGMENT_ID_RANGE))."""
+_SCENE_SEGMENT_ID = 2 * _SEGMENT_ID_RANGE
+"""The id of the whole-scene segment (``SynthConfig.scene_segment_prob``), beyond all the others."""
 
 
 @dataclass
@@ -141,6 +143,10 @@ class SynthConfig:
     """Expected number of small unlabelled discs (-1 at both levels) per view."""
     hole_radius_px: float = 4.0
     """Largest radius of an unlabelled disc (each radius is uniform in [1, hole_radius_px])."""
+    scene_segment_prob: float = 0.0
+    """Per view: probability of one more segment covering everything but the background (ground and every object),
+    as SAM's automatic generator often returns (``sam_masks.SceneSegmentRule``). 0 (the default, and the
+    benchmark's) draws no extra random number, so the other masks are as without this option."""
     small_segment_area_px: int = 60
     """Segments smaller than mask_noise * this many pixels are left out (SAM misses small regions)."""
     background_patches: int = 0
@@ -775,6 +781,8 @@ def sam_like_id_maps(
         if drop_u[slot] >= noise * config.segment_drop_prob and segment.sum() >= min_area
     ]
     kept += [(patch, _SEGMENT_ID_RANGE + k) for k, patch in enumerate(patches)]  # placeholder ids, drawn last
+    if config.scene_segment_prob > 0 and rng.random() < noise * config.scene_segment_prob:
+        kept.append((gt_coarse >= 0, _SCENE_SEGMENT_ID))
     coarse_index, fine_index = segments_to_id_maps([seg for seg, _ in kept], image_size=(h, w))  # -1 or index
     kept_ids = np.array([-1] + [segment_id for _, segment_id in kept], dtype=np.int32)
     coarse, fine = kept_ids[coarse_index + 1], kept_ids[fine_index + 1]
@@ -800,7 +808,7 @@ def sam_like_id_maps(
     if patches:  # background patch ids: random, distinct from the other segments' (drawn last, like the holes)
         patch_ids = _SEGMENT_ID_RANGE + rng.choice(_SEGMENT_ID_RANGE, size=len(patches), replace=False)
         for id_map in (coarse, fine):
-            is_patch = id_map >= _SEGMENT_ID_RANGE
+            is_patch = (id_map >= _SEGMENT_ID_RANGE) & (id_map != _SCENE_SEGMENT_ID)
             id_map[is_patch] = patch_ids[id_map[is_patch] - _SEGMENT_ID_RANGE]
     return coarse, fine
 
