@@ -6,8 +6,9 @@
 2. The splat: ``ns-train click-gaussian`` from the dataset's seed points through the RGB stage (densified,
    fuzzy, partly hidden Gaussians, as real splats are). Trained once, shared by every run below.
 3. Feature stage: ``ns-train click-gaussian --pipeline.model.init-checkpoint`` of that splat, per noise level,
-   GFL on and off; on the noisiest masks also with each departure from the paper turned off (candidate merging;
-   and labels by nearest feature instead of the view vote, which is a relabelling of the same run).
+   GFL on and off; on the noisiest masks also with SAM's whole-scene segment added to half the views
+   (``--scene-segments``), and with each departure from the paper turned off (candidate merging; and labels by
+   nearest feature instead of the view vote, which is a relabelling of the same run).
 4. Scoring: ``clickgs eval``'s code on the scene's prompts.json (clicks in training views, targets in the held-out
    views only): mIoU and mBIoU per level; the convergence figure (opacity-weighted share of Gaussians whose feature
    has cos > 0.9 to its nearest candidate); and the oracle: every Gaussian labelled with the ground-truth segment
@@ -163,6 +164,9 @@ def main() -> None:
     parser.add_argument("--gfl-every", type=int, default=50)
     parser.add_argument("--pixels", type=int, default=2048, help="sampled pixels per feature step")
     parser.add_argument("--skip-ablations", action="store_true", help="only the GFL on/off runs")
+    parser.add_argument("--scene-segments", type=float, default=0.5,
+                        help="one more run on the noisiest masks with SAM's whole-scene segment in this share of the "
+                             "views (SynthConfig.scene_segment_prob); 0 = no such run")
     args = parser.parse_args()
     torch.set_num_threads(min(2, os.cpu_count() or 1))
     if args.fresh and args.work.exists():
@@ -179,6 +183,12 @@ def main() -> None:
             generate_scene(room_config(seed=args.seed, mask_noise=noise), scene_dir)
         scenes[noise] = scene_dir
     noisy = args.noise[-1]
+    scene_variant = None
+    if args.scene_segments > 0:  # the same images, and the noisiest masks with a whole-scene segment added
+        scene_variant = args.work / (scenes[noisy].name + "_scene" + f"{args.scene_segments:g}".replace(".", ""))
+        if not (scene_variant / "prompts.json").exists():
+            generate_scene(room_config(seed=args.seed, mask_noise=noisy, scene_segment_prob=args.scene_segments),
+                           scene_variant)
     outputs = args.work / "runs"
     print(f"# bench_accuracy: room scenes (seed {args.seed}), noise {args.noise}; torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads; RGB stage {args.rgb_steps} steps from seed points, feature stage "
@@ -206,8 +216,12 @@ def main() -> None:
         runs.append((f"noise {noise:g}, GFL on", noise, f"noise{tag}_gfl", [], None))
         runs.append((f"noise {noise:g}, GFL off", noise, f"noise{tag}_nogfl", ["--pipeline.model.gfl.enabled",
                                                                              "False"], None))
+    tag = f"noise{noisy:g}".replace(".", "")
+    if scene_variant is not None:
+        runs.append((f"+ whole-scene segments in {args.scene_segments:.0%} of views", -1.0,
+                     f"{tag}_gfl_scene{args.scene_segments:g}".replace(".", ""), [], None))
+        scenes[-1.0] = scene_variant
     if not args.skip_ablations:
-        tag = f"noise{noisy:g}".replace(".", "")
         runs += [
             (f"- candidate merging off", noisy, f"{tag}_gfl_nomerge", no_merge, None),
             (f"- balanced negatives off (paper's mean)", noisy, f"{tag}_gfl_paperloss", paper_loss, None),
