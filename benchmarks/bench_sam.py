@@ -27,7 +27,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from sam_weights import HOW_TO_SUPPLY, mobile_sam_checkpoint  # noqa: E402
 
-from clickgs_ns.data.sam_fast import keep_freed_memory  # noqa: E402
+from clickgs_ns.io.memory import keep_freed_memory  # noqa: E402
 from clickgs_ns.data.sam_masks import SamMaskConfig, build_sam_generator  # noqa: E402
 
 

@@ -21,8 +21,6 @@ section 2):
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import math
 from typing import Any, Optional, Tuple
 
@@ -39,34 +37,6 @@ from segment_anything.utils.amg import (
     uncrop_masks,
 )
 from torch import Tensor
-
-
-# glibc's mallopt parameters
-_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
-
-
-def keep_freed_memory(max_block_bytes: int = 1 << 30) -> bool:
-    """Let this process reuse the memory it frees instead of handing it back to the kernel (glibc only).
-
-    glibc serves blocks above 32 MB with a fresh ``mmap`` and unmaps them on free, so every large tensor is new
-    memory that the kernel zero-fills page by page on first touch. The decoder allocates tens of such tensors per
-    batch of prompts: on the 2-core benchmark machine this made the stock decoder 1.7x and ours 1.8x slower
-    (``benchmarks/bench_sam.py``). Raising the mmap and trim thresholds keeps them in the heap for reuse; the
-    process keeps its peak memory until it exits, which suits a mask-making command.
-
-    Returns:
-        True if the allocator took the settings (False off glibc, where nothing is changed).
-    """
-    name = ctypes.util.find_library("c")
-    try:
-        libc = ctypes.CDLL(name)
-        mallopt = libc.mallopt
-    except (OSError, AttributeError, TypeError):
-        return False
-    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
-    took_mmap = mallopt(_M_MMAP_THRESHOLD, max_block_bytes)
-    took_trim = mallopt(_M_TRIM_THRESHOLD, min(2 * max_block_bytes, 2**31 - 1))
-    return bool(took_mmap and took_trim)
 
 
 def split_heads(x: Tensor, num_heads: int) -> Tensor:

@@ -34,7 +34,7 @@ import numpy as np
 import tyro
 from typing_extensions import Annotated
 
-from clickgs_ns.data.sam_fast import FastSamMaskGenerator, keep_freed_memory
+from clickgs_ns.data.sam_fast import FastSamMaskGenerator
 from clickgs_ns.io.id_maps import (
     MASKS_DIRNAME,
     MaskFileError,
@@ -43,6 +43,7 @@ from clickgs_ns.io.id_maps import (
     write_id_maps,
 )
 from clickgs_ns.io.images import IMAGE_SUFFIXES, decode_rgb, full_resolution_path, image_size
+from clickgs_ns.io.memory import keep_freed_memory
 
 ID_MAP_VERSION = "area-priority-v2"
 """Names the conversion of segments to id maps; change it whenever ``segments_to_id_maps`` changes its output."""
@@ -819,7 +820,7 @@ class Masks:
         from rich.console import Console
 
         console = Console(stderr=True)
-        keep_freed_memory()  # this process only makes masks: reuse freed memory (sam_fast.keep_freed_memory)
+        keep_freed_memory()  # this process only makes masks: reuse freed memory (io.memory)
         try:
             shard = parse_shard(self.shard)
             data_root, images = dataset_image_paths(self.data)

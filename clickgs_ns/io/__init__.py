@@ -1,4 +1,5 @@
-"""Layer 1, files: atomic writes, 3DGS .ply, SAM id-map files, images, selections and splat import.
+"""Layer 1, files and the process: atomic writes, 3DGS .ply, SAM id-map files, images, selections, splat import,
+and the memory allocator's policy.
 
 Imports nothing else of clickgs_ns.
 """
