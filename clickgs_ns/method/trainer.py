@@ -55,7 +55,8 @@ class ClickGaussianOptimizers(Optimizers):
 
 
 class ClickGaussianTrainer(Trainer):
-    """Trainer that ends a resumed run at the planned last step."""
+    """Trainer that ends a resumed run at the planned last step and, on a CPU, reuses freed memory and gives torch
+    the free cores."""
 
     config: ClickGaussianTrainerConfig
 
