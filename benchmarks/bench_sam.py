@@ -3,7 +3,8 @@ segment-anything's stock generator and the floor, the network's own forward time
 (one encoder pass plus the mask decoder on every point prompt, in the generator's batches, nothing else: no
 upsampling, filtering, NMS or RLE). Every figure is seconds per image, measured in this one process.
 
-The stock generator is timed twice: first with glibc's default allocator (as `clickgs masks` ran before 0.3), then,
+The stock generator is timed twice: first with glibc's default allocator (as `clickgs masks` ran before it kept
+freed memory for reuse), then,
 like everything after it, with ``keep_freed_memory()`` (which `clickgs masks` now calls): freed memory is reused
 instead of returned to the kernel and zero-filled again on the next large tensor.
 

@@ -51,7 +51,7 @@ def test_decoder_gives_segment_anythings_masks_and_ious(depth, grid):
     scale = expected_masks.abs().max()
     assert (masks - expected_masks).abs().max() < 1e-5 * scale
     assert (ious - expected_ious).abs().max() < 1e-5 * expected_ious.abs().max()
-    assert torch.equal(cropped, masks[..., : 4 * (h - 2), : 4 * (w - 1)])
+    torch.testing.assert_close(cropped, masks[..., : 4 * (h - 2), : 4 * (w - 1)], rtol=0, atol=1e-5 * scale)
 
 
 def test_per_head_products_is_a_batched_matmul_with_known_shape():
@@ -109,7 +109,13 @@ def test_fast_generator_applies_the_iou_threshold_as_stock_does(seed):
         FastSamMaskGenerator(sam, **settings).point_grids[0] * np.array(image.shape[1::-1]), image.shape[:2]))
     with torch.no_grad():
         _, ious, _ = predictor.predict_torch(points[:, None].float(), torch.ones(len(points), 1), multimask_output=True)
-    threshold = float(ious.median())
+    # the middle of the widest gap between predicted IoUs near the median: no mask sits on the threshold (the two
+    # paths' coordinates differ in rounding)
+    values = ious.flatten().sort().values
+    middle = len(values) // 2
+    gaps = values[middle - 3 : middle + 4].diff()
+    widest = int(gaps.argmax()) + middle - 3
+    threshold = float(values[widest] + values[widest + 1]) / 2
     fast = FastSamMaskGenerator(sam, pred_iou_thresh=threshold, **settings).generate(image)
     stock = SamAutomaticMaskGenerator(sam, pred_iou_thresh=threshold, **settings).generate(image)
     assert len(fast) == len(stock) > 0

@@ -131,7 +131,7 @@ def test_random_ellipses_match_the_per_pixel_reference():
             ((yy - rng.uniform(0, 24)) / rng.uniform(2, 14)) ** 2 + ((xx - rng.uniform(0, 32)) / rng.uniform(2, 18)) ** 2 < 1
             for _ in range(12)
         ])
-        for got, want in zip(segments_to_id_maps(masks), _naive_id_maps(masks)):
+        for got, want in zip(segments_to_id_maps(masks, scene_rule=None), _naive_id_maps(masks)):
             np.testing.assert_array_equal(got, want)
 
 
@@ -260,7 +260,8 @@ def reference(tmp_path_factory, sam):
 def test_run_writes_the_format_with_area_priority_and_a_rerun_skips_everything(tmp_path, sam, monkeypatch, reference):
     paths = make_dataset(tmp_path)
     spy = GenerateSpy(monkeypatch)
-    report = compute_masks(tmp_path, paths, tiny_config(), sam=sam, progress=False)
+    paper_rule = tiny_config(demote_scene_segments=False)  # compared with the per-pixel reference of area priority
+    report = compute_masks(tmp_path, paths, paper_rule, sam=sam, progress=False)
     assert (report.computed, report.skipped, report.empty, report.recomputed_corrupt) == (6, 0, 0, 0)
     assert spy.calls == 6
     assert files_in_masks_dir(tmp_path) == [f"frame_{k:03d}.npz" for k in range(6)]
@@ -286,10 +287,10 @@ def test_run_writes_the_format_with_area_priority_and_a_rerun_skips_everything(t
         np.testing.assert_array_equal(fine, reference[2][name][1])
 
     mtimes = {p: p.stat().st_mtime_ns for p in (tmp_path / MASKS_DIRNAME).iterdir()}
-    again = compute_masks(tmp_path, paths, tiny_config(), sam=sam, progress=False)
+    again = compute_masks(tmp_path, paths, paper_rule, sam=sam, progress=False)
     assert (again.computed, again.skipped) == (0, 6) and spy.calls == 6
     assert {p: p.stat().st_mtime_ns for p in (tmp_path / MASKS_DIRNAME).iterdir()} == mtimes
-    assert missing_or_stale_masks(tmp_path, paths, tiny_config(), sam=sam) == []
+    assert missing_or_stale_masks(tmp_path, paths, paper_rule, sam=sam) == []
 
 
 def test_changed_settings_invalidate_every_file_and_changed_image_bytes_only_that_image(tmp_path, sam, monkeypatch):
@@ -637,6 +638,27 @@ def test_a_large_object_with_a_few_parts_stays_one_coarse_segment():
     ear, ear_tip = _box(shape, 6, 9, 40, 50), _box(shape, 6, 8, 40, 44)  # the tip is inside the ear: not counted
     coarse, _ = segments_to_id_maps(np.stack([cat, eyes, nose, ear, ear_tip]))
     assert (coarse[cat] == 0).all()
+
+
+def test_a_whole_image_segment_around_a_scene_segment_is_a_scene_segment_too():
+    objects, parts, scene, sky = _room()
+    everything = np.ones_like(scene)  # contains the scene segment, the sky and the objects
+    segments = np.stack([everything, scene, sky, *objects])
+    coarse, _ = segments_to_id_maps(segments)
+    for k, obj in enumerate(objects):
+        assert (coarse[obj] == 3 + k).all()
+    assert (coarse[sky] == 2).all()
+
+
+def test_demoting_scene_segments_is_a_setting_in_the_fingerprint(tmp_path):
+    from clickgs_ns.data.sam_masks import sam_settings, settings_fingerprint
+
+    checkpoint = tmp_path / "sam_vit_b_01ec64.pth"
+    checkpoint.write_bytes(b"x")
+    on, off = (SamMaskConfig(sam_checkpoint=checkpoint, sam_model="vit_b", demote_scene_segments=flag)
+               for flag in (True, False))
+    assert settings_fingerprint(sam_settings(on)) != settings_fingerprint(sam_settings(off))
+    assert sam_settings(off)["scene_segment_rule"] is None
 
 
 def test_scene_segments_counts_only_outermost_contained_segments():

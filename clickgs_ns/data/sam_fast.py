@@ -172,6 +172,9 @@ def decode_masks(
         (whose masks are [B, M, 4h, 4w]; the upscaling maps each token to its own 4x4 pixels, so a crop of the
         tokens gives the same crop of the masks).
     """
+    if image_embeddings.shape[0] != 1 or dense_prompt.shape[0] not in (1, sparse_prompts.shape[0]):
+        raise ValueError(f"decode_masks decodes prompts on one image without mask prompts: got image embeddings "
+                         f"{tuple(image_embeddings.shape)} and dense prompts {tuple(dense_prompt.shape)}")
     B = sparse_prompts.shape[0]
     C, h, w = image_embeddings.shape[1:]
     output_tokens = torch.cat([decoder.iou_token.weight, decoder.mask_tokens.weight], dim=0)  # [1 + M, C]

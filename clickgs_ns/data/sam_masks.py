@@ -34,7 +34,6 @@ import numpy as np
 import tyro
 from typing_extensions import Annotated
 
-from clickgs_ns.data.sam_fast import FastSamMaskGenerator
 from clickgs_ns.io.id_maps import (
     MASKS_DIRNAME,
     MaskFileError,
@@ -117,6 +116,10 @@ class SamMaskConfig:
     """Remove holes and islands smaller than this many pixels from each segment (0 = off; needs OpenCV)."""
     points_per_batch: int = 64
     """Points SAM decodes at once; affects speed and GPU memory only, not the masks."""
+    demote_scene_segments: bool = True
+    """A segment over half the image that contains 4 or more separate segments (SAM's segment of the whole scene)
+    wins only the coarse pixels no other segment covers (``SceneSegmentRule``; docs/method.md, departure 13).
+    False: the paper's area priority, where it becomes every object's coarse id."""
     generator: Literal["fast", "stock"] = "fast"
     """Automatic mask generator for vit_h/l/b/t: "fast" is this project's (data/sam_fast.py: the same masks as
     segment-anything's up to float rounding, about 3x faster on a CPU), "stock" is segment-anything's own. SAM 2.1
@@ -184,23 +187,47 @@ def scene_segments(
 ) -> np.ndarray:
     """bool [S]: which segments are groups of objects by ``rule``.
 
+    Candidates (segments over ``rule.min_image_share`` of the image, rarely more than two) are taken from the
+    smallest, and a scene segment already found neither counts as a contained segment nor hides the segments inside
+    it: a whole-image segment around a scene segment is a scene segment too.
+
     Args:
         masks: S bool [H, W] segments.
         areas: int [S] their pixel counts.
         windows: per segment a (rows, cols) window holding all of it (as ``_masks_areas_windows`` gives them).
+
+    Cost: per candidate, one masked count per smaller segment whose window meets the candidate's, over that
+    segment's window, and as many again among the segments it contains.
     """
     num_pixels = masks[0].size if len(masks) else 0
     groups = np.zeros(len(masks), dtype=bool)
-    for i in np.flatnonzero(areas > rule.min_image_share * num_pixels):
+    known: Dict[Tuple[int, int], bool] = {}
 
-        def inside(j: int, outer: int) -> bool:
+    def inside(j: int, outer: int) -> bool:
+        """At least ``rule.containment`` of segment j's pixels are in the larger segment ``outer``."""
+        if j == outer or not 0 < areas[j] < areas[outer] or not _windows_meet(windows[j], windows[outer]):
+            return False
+        if (j, outer) not in known:
             overlap = np.count_nonzero(masks[outer][windows[j]] & masks[j][windows[j]])
-            return j != outer and areas[j] < areas[outer] and overlap >= rule.containment * areas[j]
+            known[j, outer] = overlap >= rule.containment * areas[j]
+        return known[j, outer]
 
-        contained = [j for j in range(len(masks)) if areas[j] > 0 and inside(j, i)]
+    candidates = np.flatnonzero(areas > rule.min_image_share * num_pixels)
+    for i in candidates[np.argsort(areas[candidates], kind="stable")]:
+        contained = [j for j in range(len(masks)) if not groups[j] and inside(j, i)]
         outermost = [j for j in contained if not any(inside(j, k) for k in contained)]
         groups[i] = len(outermost) >= rule.min_contained
     return groups
+
+
+def _windows_meet(a: Tuple[slice, slice], b: Tuple[slice, slice]) -> bool:
+    """Whether two (rows, cols) windows overlap; an open slice (the whole image) meets everything."""
+    for first, second in zip(a, b):
+        if first.stop is not None and second.start is not None and first.stop <= second.start:
+            return False
+        if second.stop is not None and first.start is not None and second.stop <= first.start:
+            return False
+    return True
 
 
 def segments_to_id_maps(
@@ -394,7 +421,7 @@ def build_sam_generator(config: SamMaskConfig, sam: Any = None) -> Any:
     checkpoint = checked_checkpoint(config) if sam is None else None
     Generator, Model = generator_class(config.sam_model)
     if config.generator == "fast" and config.sam_model not in SAM2_CONFIGS:
-        Generator = FastSamMaskGenerator
+        from clickgs_ns.data.sam_fast import FastSamMaskGenerator as Generator  # imports torch: only when used
     if sam is None:
         sam = load_sam(config, checkpoint)
     elif not isinstance(sam, Model):
@@ -433,7 +460,7 @@ def sam_settings(config: SamMaskConfig, sam: Any = None) -> Dict[str, Any]:
         raise AssertionError("unreachable")
     return {
         "id_maps": ID_MAP_VERSION,
-        "scene_segment_rule": dataclasses.asdict(SceneSegmentRule()),
+        "scene_segment_rule": dataclasses.asdict(SceneSegmentRule()) if config.demote_scene_segments else None,
         "model": model,
         "points_per_side": config.points_per_side,
         "pred_iou_thresh": config.pred_iou_thresh,
@@ -660,7 +687,9 @@ def _masks_to_compute(
     return todo
 
 
-def _sam_id_maps(generator: Any, image_path: Path) -> Tuple[bytes, np.ndarray, np.ndarray, Any]:
+def _sam_id_maps(
+    generator: Any, image_path: Path, scene_rule: Optional[SceneSegmentRule]
+) -> Tuple[bytes, np.ndarray, np.ndarray, Any]:
     """Run SAM on one image file: (its bytes, coarse [H, W], fine [H, W] id maps, SAM's segments)."""
     data = image_path.read_bytes()
     try:
@@ -668,7 +697,7 @@ def _sam_id_maps(generator: Any, image_path: Path) -> Tuple[bytes, np.ndarray, n
     except (OSError, ValueError) as err:
         raise MaskRunError(f"Image {image_path} cannot be decoded ({err}).") from err
     segments = generator.generate(image)
-    coarse, fine = segments_to_id_maps(segments, image_size=image.shape[:2])
+    coarse, fine = segments_to_id_maps(segments, image_size=image.shape[:2], scene_rule=scene_rule)
     return data, coarse, fine, segments
 
 
@@ -699,7 +728,8 @@ def _compute_listed_masks(
     for image_path, mask_path, state in todo:
         if generator is None:
             generator = build_sam_generator(config, sam)
-        data, coarse, fine, segments = _sam_id_maps(generator, image_path)
+        scene_rule = SceneSegmentRule() if config.demote_scene_segments else None
+        data, coarse, fine, segments = _sam_id_maps(generator, image_path, scene_rule)
         _write_mask_file(mask_path, coarse, fine, fingerprint, settings_json, data, len(segments))
         report.computed += 1
         report.recomputed_corrupt += state == "corrupt"

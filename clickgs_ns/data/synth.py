@@ -144,9 +144,10 @@ class SynthConfig:
     hole_radius_px: float = 4.0
     """Largest radius of an unlabelled disc (each radius is uniform in [1, hole_radius_px])."""
     scene_segment_prob: float = 0.0
-    """Per view: probability of one more segment covering everything but the background (ground and every object),
-    as SAM's automatic generator often returns (``sam_masks.SceneSegmentRule``). 0 (the default, and the
-    benchmark's) draws no extra random number, so the other masks are as without this option."""
+    """Per view (times mask_noise, like the others): probability of one more segment covering everything but the
+    background (ground and every object), as SAM's automatic generator often returns (``sam_masks.SceneSegmentRule``).
+    0 (the default, and the benchmark's) draws no extra random number, so the masks are as without this option;
+    above 0 the extra draw also moves the later random holes and patch ids."""
     small_segment_area_px: int = 60
     """Segments smaller than mask_noise * this many pixels are left out (SAM misses small regions)."""
     background_patches: int = 0
