@@ -209,32 +209,31 @@ def main() -> None:
     paper_loss = ["--pipeline.model.losses.negative-normalisation", "negative_pairs"]
     nearest = {"method": "nearest_feature"}
     all_pixels = {"confident_cosine": 0.75}
-    # (row, noise, training run, its flags, relabelling of that run: None = as trained)
-    runs: List[Tuple[str, float, str, List[str], Optional[Dict[str, object]]]] = []
+    # (row, scene, training run, its flags, relabelling of that run: None = as trained)
+    runs: List[Tuple[str, Path, str, List[str], Optional[Dict[str, object]]]] = []
     for noise in args.noise:
         tag = f"{noise:g}".replace(".", "")
-        runs.append((f"noise {noise:g}, GFL on", noise, f"noise{tag}_gfl", [], None))
-        runs.append((f"noise {noise:g}, GFL off", noise, f"noise{tag}_nogfl", ["--pipeline.model.gfl.enabled",
-                                                                             "False"], None))
+        runs.append((f"noise {noise:g}, GFL on", scenes[noise], f"noise{tag}_gfl", [], None))
+        runs.append((f"noise {noise:g}, GFL off", scenes[noise], f"noise{tag}_nogfl",
+                     ["--pipeline.model.gfl.enabled", "False"], None))
     tag = f"noise{noisy:g}".replace(".", "")
     if scene_variant is not None:
-        runs.append((f"+ whole-scene segments in {args.scene_segments:.0%} of views", -1.0,
+        runs.append((f"+ whole-scene segments in {args.scene_segments:.0%} of views", scene_variant,
                      f"{tag}_gfl_scene{args.scene_segments:g}".replace(".", ""), [], None))
-        scenes[-1.0] = scene_variant
     if not args.skip_ablations:
         runs += [
-            (f"- candidate merging off", noisy, f"{tag}_gfl_nomerge", no_merge, None),
-            (f"- balanced negatives off (paper's mean)", noisy, f"{tag}_gfl_paperloss", paper_loss, None),
-            (f"- confident pixels off (all pixels vote)", noisy, f"{tag}_gfl", [], all_pixels),
-            (f"- view vote off (nearest-feature labels)", noisy, f"{tag}_gfl", [], nearest),
-            (f"- all departures off (the paper)", noisy, f"{tag}_gfl_paper", no_merge + paper_loss, nearest),
+            (f"- candidate merging off", scenes[noisy], f"{tag}_gfl_nomerge", no_merge, None),
+            (f"- balanced negatives off (paper's mean)", scenes[noisy], f"{tag}_gfl_paperloss", paper_loss, None),
+            (f"- confident pixels off (all pixels vote)", scenes[noisy], f"{tag}_gfl", [], all_pixels),
+            (f"- view vote off (nearest-feature labels)", scenes[noisy], f"{tag}_gfl", [], nearest),
+            (f"- all departures off (the paper)", scenes[noisy], f"{tag}_gfl_paper", no_merge + paper_loss, nearest),
         ]
 
     print(f"{'run':<42} | coarse mIoU mBIoU | fine mIoU mBIoU | converged c/f | cands | train min", flush=True)
     results = {}
-    for name, noise, run_name, extra, relabel in runs:
-        config = ns_train(scenes[noise], outputs, run_name, common + extra, args.work / f"{run_name}.log")
-        result = evaluate_run(config, scenes[noise], relabel)
+    for name, scene, run_name, extra, relabel in runs:
+        config = ns_train(scene, outputs, run_name, common + extra, args.work / f"{run_name}.log")
+        result = evaluate_run(config, scene, relabel)
         results[name] = result
         print(row(name, result, None if relabel else run_seconds(config)), flush=True)
 

@@ -12,7 +12,6 @@ Usage: python benchmarks/bench_memory.py [--steps 10]
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import subprocess
 import sys
 import tempfile
@@ -21,29 +20,13 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from bench_threads import step_seconds  # noqa: E402
-from conftest import make_trainer_config  # noqa: E402
-
-from clickgs_ns.data.synth import SynthConfig, generate_scene  # noqa: E402
-from clickgs_ns.method.losses import FeatureLossConfig  # noqa: E402
+from bench_threads import stage_trainers, step_seconds  # noqa: E402
 
 
 def child(reuse: bool, steps: int) -> None:
     """Print "STAGE SECONDS" for the RGB and the feature stage, with the trainer's allocator setting ``reuse``."""
     with tempfile.TemporaryDirectory() as tmp:
-        scene = generate_scene(SynthConfig(), Path(tmp) / "scene")
-        stages = {
-            "rgb": dict(rgb_stage_steps=1000, feature_stage_steps=1),
-            "features": dict(init_ply=scene.scene_ply_path, feature_stage_steps=1000),
-        }
-        for stage, overrides in stages.items():
-            config = make_trainer_config(scene.root, Path(tmp) / stage, **overrides)
-            config.cpu_threads, config.reuse_freed_memory = 2, reuse
-            config.pipeline.model.losses = dataclasses.replace(
-                config.pipeline.model.losses, num_sampled_pixels=FeatureLossConfig().num_sampled_pixels)
-            trainer = config.setup(local_rank=0, world_size=1)
-            trainer.setup()
+        for stage, trainer in stage_trainers(Path(tmp), 2, reuse_freed_memory=reuse):
             print(f"{stage} {step_seconds(trainer, 0, steps, 2):.4f}", flush=True)
 
 

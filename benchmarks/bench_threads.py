@@ -53,6 +53,27 @@ def step_seconds(trainer, first_step: int, steps: int, threads: int) -> float:
     return statistics.median(times[1:])
 
 
+def stage_trainers(tmp: Path, threads: int, **trainer_settings):
+    """(stage, set-up trainer) for the RGB stage (splatfacto from the seed points) and the feature stage (from the
+    scene's .ply, the preset's sampled pixels) of one synthetic scene in ``tmp``, with ``threads`` torch threads
+    and ``trainer_settings`` on the trainer config."""
+    scene = generate_scene(SynthConfig(), tmp / "scene")
+    stages = {
+        "rgb": dict(rgb_stage_steps=1000, feature_stage_steps=1),
+        "features": dict(init_ply=scene.scene_ply_path, feature_stage_steps=1000),
+    }
+    for stage, overrides in stages.items():
+        config = make_trainer_config(scene.root, tmp / stage, **overrides)
+        config.cpu_threads = threads  # the benchmark sets the threads itself
+        for name, value in trainer_settings.items():
+            setattr(config, name, value)
+        config.pipeline.model.losses = dataclasses.replace(
+            config.pipeline.model.losses, num_sampled_pixels=FeatureLossConfig().num_sampled_pixels)
+        trainer = config.setup(local_rank=0, world_size=1)
+        trainer.setup()
+        yield stage, trainer
+
+
 def measure(trainer, steps: int, default_threads: int) -> list:
     """(condition, threads, median step seconds) for the three conditions of the module doc."""
     rows = [("default / idle", default_threads, step_seconds(trainer, 0, steps, default_threads))]
@@ -77,18 +98,7 @@ def main() -> None:
     print(f"{'stage':<9} {'condition':<16} {'threads':>7} {'step s':>8} {'x idle':>7}")
     summary = []
     with tempfile.TemporaryDirectory() as tmp:
-        scene = generate_scene(SynthConfig(), Path(tmp) / "scene")
-        stages = {  # RGB: splatfacto from the seed points; features: from the scene's .ply, the preset's pixels
-            "rgb": dict(rgb_stage_steps=1000, feature_stage_steps=1),
-            "features": dict(init_ply=scene.scene_ply_path, feature_stage_steps=1000),
-        }
-        for stage, overrides in stages.items():
-            config = make_trainer_config(scene.root, Path(tmp) / stage, **overrides)
-            config.cpu_threads = default_threads  # the benchmark sets the threads itself
-            config.pipeline.model.losses = dataclasses.replace(
-                config.pipeline.model.losses, num_sampled_pixels=FeatureLossConfig().num_sampled_pixels)
-            trainer = config.setup(local_rank=0, world_size=1)
-            trainer.setup()
+        for stage, trainer in stage_trainers(Path(tmp), default_threads):
             rows = measure(trainer, args.steps, default_threads)
             for name, threads, seconds in rows:
                 print(f"{stage:<9} {name:<16} {threads:>7} {seconds:>8.3f} {seconds / rows[0][2]:>7.2f}")

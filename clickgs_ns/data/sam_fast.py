@@ -60,6 +60,28 @@ def per_head_products(a: Tensor, b: Tensor) -> Tensor:
     return products.view(H, B, T, -1).transpose(0, 1)
 
 
+def token_image_logits(token_side: Tensor, weight: Tensor, keys: Tensor, pe_projected: Tensor) -> Tensor:
+    """Per head, the dot products of the prompt tokens' side of an attention with the image tokens projected by
+    ``weight``: ``token_side @ (keys W^T + pe)^T``, with the projection folded onto the token side when the image
+    tokens differ per prompt.
+
+    Args:
+        token_side: [B, H, T, d] the prompt tokens' projection (queries or keys, by the attention's direction).
+        weight: [H * d, C] the image side's projection weight (without its bias).
+        keys: [B, L, C] image tokens, or [L, C] when they are the same for every prompt.
+        pe_projected: [H, L, d] the image side's positional encoding (and bias) already projected.
+
+    Returns:
+        [B, H, T, L] logits before scaling.
+    """
+    B, H, T, d = token_side.shape
+    if keys.dim() == 2:
+        return per_head_products(token_side, pe_projected + split_heads(F.linear(keys, weight), H))
+    folded = torch.einsum("bhtd,hdc->bhtc", token_side, weight.view(H, d, -1))  # [B, H, T, C]
+    logits = (folded.reshape(B, H * T, -1) @ keys.transpose(1, 2)).view(B, H, T, -1)
+    return logits + per_head_products(token_side, pe_projected)
+
+
 def tokens_to_image(attention: Any, tokens: Tensor, tokens_pe: Tensor, keys: Tensor, keys_pe: Tensor) -> Tensor:
     """segment-anything's ``Attention(q=tokens + tokens_pe, k=keys + keys_pe, v=keys)``, regrouped.
 
@@ -78,12 +100,7 @@ def tokens_to_image(attention: Any, tokens: Tensor, tokens_pe: Tensor, keys: Ten
     d = q.shape[-1]
     # The key projection's bias adds q . b_k to a whole row of logits: softmax over L cancels it.
     pe_keys = split_heads(F.linear(keys_pe, attention.k_proj.weight), H)  # [H, L, d]
-    if keys.dim() == 2:
-        logits = per_head_products(q, pe_keys + split_heads(F.linear(keys, attention.k_proj.weight), H))
-    else:
-        q_keys = torch.einsum("bhtd,hdc->bhtc", q, attention.k_proj.weight.view(H, d, C))  # [B, H, T, C]
-        logits = (q_keys.reshape(B, H * T, C) @ keys.transpose(1, 2)).view(B, H, T, -1)
-        logits += per_head_products(q, pe_keys)
+    logits = token_image_logits(q, attention.k_proj.weight, keys, pe_keys)
     weights = torch.softmax(logits / math.sqrt(d), dim=-1)  # [B, H, T, L]
     mixed_keys = (weights.view(B, H * T, -1) @ keys).view(B, H, T, C)  # weights rows sum to 1
     values = torch.einsum("bhtc,hdc->bhtd", mixed_keys, attention.v_proj.weight.view(H, d, C))
@@ -110,12 +127,7 @@ def image_to_tokens(attention: Any, keys: Tensor, keys_pe: Tensor, tokens: Tenso
     d = k.shape[-1]
     pe_queries = split_heads(F.linear(keys_pe, attention.q_proj.weight, attention.q_proj.bias), H)  # [H, L, d]
     L = pe_queries.shape[1]
-    if keys.dim() == 2:
-        logits = per_head_products(k, pe_queries + split_heads(F.linear(keys, attention.q_proj.weight), H))
-    else:
-        k_queries = torch.einsum("bhtd,hdc->bhtc", k, attention.q_proj.weight.view(H, d, C))  # [B, H, T, C]
-        logits = (k_queries.reshape(B, H * T, C) @ keys.transpose(1, 2)).view(B, H, T, L)
-        logits += per_head_products(k, pe_queries)
+    logits = token_image_logits(k, attention.q_proj.weight, keys, pe_queries)
     weights = torch.softmax(logits / math.sqrt(d), dim=2)  # [B, H, T, L], each image token over the T tokens
     # Each head's values through its slice of the output projection; the bias shared out over the H heads'
     # weights, which sum to 1 each.

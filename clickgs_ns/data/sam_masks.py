@@ -181,6 +181,11 @@ class SceneSegmentRule:
     containment: float = 0.9
 
 
+def configured_scene_rule(config: SamMaskConfig) -> Optional[SceneSegmentRule]:
+    """The rule ``config`` demotes scene segments by, or None for the paper's area priority."""
+    return SceneSegmentRule() if config.demote_scene_segments else None
+
+
 def scene_segments(
     masks: Sequence[np.ndarray], areas: np.ndarray, windows: Sequence[Tuple[slice, slice]],
     rule: SceneSegmentRule = SceneSegmentRule(),
@@ -458,9 +463,10 @@ def sam_settings(config: SamMaskConfig, sam: Any = None) -> Dict[str, Any]:
     else:
         checked_checkpoint(config)  # raises: no checkpoint given
         raise AssertionError("unreachable")
+    rule = configured_scene_rule(config)
     return {
         "id_maps": ID_MAP_VERSION,
-        "scene_segment_rule": dataclasses.asdict(SceneSegmentRule()) if config.demote_scene_segments else None,
+        "scene_segment_rule": dataclasses.asdict(rule) if rule is not None else None,
         "model": model,
         "points_per_side": config.points_per_side,
         "pred_iou_thresh": config.pred_iou_thresh,
@@ -723,13 +729,12 @@ def _compute_listed_masks(
 ) -> None:
     """Run SAM on each listed (image, mask file, cache state) and write its mask file; the generator is built on
     the first image only, so nothing is loaded when all files are valid. Counts into ``report``."""
-    generator = None
+    generator, rule = None, configured_scene_rule(config)
     run = bar.add_task(f"SAM masks ({config.sam_model if sam is None else 'given model'})", total=len(todo))
     for image_path, mask_path, state in todo:
         if generator is None:
             generator = build_sam_generator(config, sam)
-        scene_rule = SceneSegmentRule() if config.demote_scene_segments else None
-        data, coarse, fine, segments = _sam_id_maps(generator, image_path, scene_rule)
+        data, coarse, fine, segments = _sam_id_maps(generator, image_path, rule)
         _write_mask_file(mask_path, coarse, fine, fingerprint, settings_json, data, len(segments))
         report.computed += 1
         report.recomputed_corrupt += state == "corrupt"
