@@ -67,15 +67,16 @@ def last_checkpoint(config: Path) -> Path:
 
 def oracle_labels(model, cameras, gt_maps: List[np.ndarray], num_segments: int) -> torch.Tensor:
     """Each Gaussian's ground-truth segment by rendered weight over ``cameras`` (-1: none / unseen)."""
-    from clickgs_ns.method.lifting import vote_labels
+    from clickgs_ns.method.lifting import add_votes, vote_labels
     from clickgs_ns.method.model import views_by_size
 
-    votes = torch.zeros(model.num_points, num_segments + 1)
+    votes = None
     for batch in views_by_size(cameras, 4):
         maps = torch.stack([torch.from_numpy(gt_maps[i]).long() for i in batch.tolist()])
         maps = torch.where(maps < 0, num_segments, maps)  # background -> "none"
-        votes += model.label_votes(cameras[batch], maps, num_segments + 1)
-    return vote_labels(votes, model.config.labelling.min_weight)
+        batch_votes = model.label_votes(cameras[batch], maps, num_segments + 1)
+        votes = add_votes(votes, batch_votes)
+    return vote_labels(votes, 0, num_segments + 1, model.config.labelling.min_weight)
 
 
 def score_oracle(scene, prompts, prompts_path: Path, scene_dir: Path) -> Dict[str, Dict[str, float]]:

@@ -10,9 +10,13 @@ import pytest
 import torch
 
 from clickgs_ns.method.lifting import (
+    SparseVotes,
+    add_votes,
+    coalesce_votes,
     feature_convergence,
     fill_unlabelled,
     gaussian_votes,
+    labels_per_pass,
     merge_candidates,
     pixel_label_maps,
     vote_labels,
@@ -51,7 +55,21 @@ def test_pixel_label_maps_nearest_candidate_and_none_where_uncovered():
     assert pixel_label_maps(features, alphas, torch.zeros(0, 3), 0.5).eq(0).all(), "no candidates: all 'none' (0)"
 
 
-def test_gaussian_votes_are_the_rendering_weights_per_label():
+def dense(votes: SparseVotes) -> torch.Tensor:
+    """The [N, L] vote matrix of sparse votes."""
+    matrix = torch.zeros(votes.num_gaussians * votes.num_labels, dtype=torch.float64)
+    matrix[votes.keys] = votes.weights
+    return matrix.view(votes.num_gaussians, votes.num_labels).float()
+
+
+def sparse(matrix: torch.Tensor) -> SparseVotes:
+    """Sparse votes of an [N, L] vote matrix."""
+    rows, columns = torch.nonzero(matrix, as_tuple=True)
+    return coalesce_votes(rows * matrix.shape[1] + columns, matrix[rows, columns], *matrix.shape)
+
+
+@pytest.mark.parametrize("per_pass", [1, 2, 64])
+def test_gaussian_votes_are_the_rendering_weights_per_label(per_pass):
     # A linear "renderer" with known weights w[p, i]: render(c)[p] = sum_i w[p, i] c_i.
     weights = torch.tensor([[0.5, 0.2, 0.0], [0.1, 0.0, 0.7], [0.3, 0.3, 0.3]])  # [P=3 pixels, N=3 Gaussians]
     labels = torch.tensor([[[0, 1, 1]]])  # [B=1, H=1, W=3]
@@ -59,12 +77,27 @@ def test_gaussian_votes_are_the_rendering_weights_per_label():
     def render(colors):  # [N, L] -> [1, 1, 3, L]
         return (weights @ colors)[None, None]
 
-    votes = gaussian_votes(render, labels, num_labels=2, num_gaussians=3)
+    votes = gaussian_votes(render, labels, num_labels=2, num_gaussians=3, labels_per_pass=per_pass)
     expected = torch.tensor([[0.5, 0.1 + 0.3], [0.2, 0.3], [0.0, 0.7 + 0.3]])
-    assert torch.allclose(votes, expected)
-    two_levels = torch.stack([labels, labels + 2], dim=-1)  # [1, 1, 3, 2]: a second level in labels 2..3
-    votes = gaussian_votes(render, two_levels, num_labels=4, num_gaussians=3)
-    assert torch.allclose(votes, torch.cat([expected, expected], dim=1))
+    assert torch.allclose(dense(votes), expected)
+    assert votes.keys.tolist() == [0, 1, 2, 3, 5], "only the non-zero (Gaussian, label) pairs are kept"
+    two_levels = torch.stack([labels, labels + 3], dim=-1)  # [1, 1, 3, 2]: a second level in labels 3..4
+    votes = gaussian_votes(render, two_levels, num_labels=5, num_gaussians=3, labels_per_pass=per_pass)
+    assert torch.allclose(dense(votes), torch.cat([expected, torch.zeros(3, 1), expected], dim=1)), \
+        "label 2 is never shown: no pass renders it"
+
+
+def test_add_votes_sums_equal_pairs_and_keeps_the_others():
+    first = sparse(torch.tensor([[0.5, 0.0], [0.0, 0.25]]))
+    second = sparse(torch.tensor([[0.5, 1.0], [0.0, 0.0]]))
+    total = add_votes(first, second)
+    assert total.keys.tolist() == [0, 1, 3] and total.weights.tolist() == [1.0, 1.0, 0.25]
+
+
+def test_labels_per_pass_fit_the_budget():
+    assert labels_per_pass(1920 * 1080, 256.0) == 10, "256 MiB / (3 buffers x 4 bytes x 2.07 MP)"
+    assert labels_per_pass(96 * 72, 256.0) > 400, "a small view renders every label at once"
+    assert labels_per_pass(10**9, 1.0) == 1
 
 
 def test_gaussian_votes_through_the_rasterizer_follow_occlusion():
@@ -82,7 +115,7 @@ def test_gaussian_votes_through_the_rasterizer_follow_occlusion():
     def render(colors):
         return rasterize(means, quats, scales, opacities, colors, viewmats, Ks, 32, 32, backend="torch")[0]
 
-    votes = gaussian_votes(render, labels, num_labels=2, num_gaussians=3)
+    votes = dense(gaussian_votes(render, labels, num_labels=2, num_gaussians=3, labels_per_pass=1))
     assert votes[0, 0] > 1.0 and votes[0, 0] > 5 * votes[0, 1], "the front Gaussian sits in label 0"
     assert votes[1].sum() < 0.05 * votes[0].sum(), "the occluded one is (almost) never seen"
     assert votes[2, 1] > 5 * votes[2, 0], "the right one sits in label 1"
@@ -90,8 +123,11 @@ def test_gaussian_votes_through_the_rasterizer_follow_occlusion():
 
 def test_vote_labels_take_the_heaviest_label_and_leave_unseen_and_uncovered_out():
     votes = torch.tensor([[0.2, 0.9, 0.1], [0.0, 0.0, 0.0], [0.1, 0.0, 0.5], [1e-6, 0.0, 0.0], [0.4, 0.4, 0.0]])
-    assert vote_labels(votes, min_weight=1e-4).tolist() == [1, -1, -1, -1, 0], \
+    assert vote_labels(sparse(votes), 0, 3, min_weight=1e-4).tolist() == [1, -1, -1, -1, 0], \
         "heaviest; never seen; mostly on uncovered pixels ('none' column); below min_weight; ties -> first"
+    two_ranges = sparse(torch.cat([torch.full((5, 2), 9.0), votes], dim=1))  # a range [0, 2) before it
+    assert vote_labels(two_ranges, 2, 5, min_weight=1e-4).tolist() == [1, -1, -1, -1, 0], "labels within the range"
+    assert vote_labels(two_ranges, 0, 2, min_weight=1e-4).tolist() == [0] * 5
 
 
 def test_feature_convergence_is_the_weighted_share_above_the_cosine():

@@ -386,6 +386,27 @@ class Eval:
         CONSOLE.print(f"[bold green]Wrote {output}[/] ({len(prompts)} prompts in {report['seconds']:.1f} s)")
 
 
+@dataclass
+class LiftLabels:
+    """(Re)compute the labels that clicks select for a trained run, as the end of training does, and save them in
+    its latest checkpoint: finishes a run that stopped while lifting them (its message names this command)."""
+
+    load_config: Path
+    """config.yml of a click-gaussian run."""
+
+    def main(self) -> None:
+        from clickgs_ns.segment.run import lift_saved_labels
+        from nerfstudio.utils.rich_utils import CONSOLE
+
+        start = time.perf_counter()
+        try:
+            checkpoint, labelled = lift_saved_labels(self.load_config)
+        except (FileNotFoundError, TypeError) as err:
+            fail(str(err))
+        CONSOLE.print(f"[bold green]Labels lifted and saved in {checkpoint}[/]: {labelled['coarse']} (coarse) and "
+                      f"{labelled['fine']} (fine) Gaussians labelled for clicks ({time.perf_counter() - start:.1f} s).")
+
+
 Commands = Union[
     Annotated[Synth, tyro.conf.subcommand(name="synth")],
     Annotated[Masks, tyro.conf.subcommand(name="masks")],
@@ -393,6 +414,7 @@ Commands = Union[
     Annotated[Segment, tyro.conf.subcommand(name="segment")],
     Annotated[Export, tyro.conf.subcommand(name="export")],
     Annotated[Eval, tyro.conf.subcommand(name="eval")],
+    Annotated[LiftLabels, tyro.conf.subcommand(name="lift-labels")],
 ]
 
 

@@ -81,6 +81,8 @@ class GFLConfig:
     """Masks with fewer rendered pixels than this are left out of the mask averages."""
     render_batch_views: int = 8
     """Training views rendered and averaged at once during a candidate update (memory only; same result)."""
+    render_batch_pixels: int = 1 << 22
+    """At most this many pixels per batch of views (memory only; views of 1920x1080 go two at a time)."""
     loss_num_gaussians: Optional[int] = 100000
     """Gaussians sampled (with replacement, new each step) for the GFL loss; None or 0 = all Gaussians."""
     chunk_elements: int = DEFAULT_CHUNK_ELEMENTS

@@ -10,8 +10,10 @@ those over every candidate. This module labels the Gaussians by what the views s
    feature (``pixel_label_maps``); pixels the splat does not cover, that no SAM mask covers (their features were
    never trained) or whose feature is near no candidate vote "none";
 2. each Gaussian collects, per label, the rendering weight w = alpha_i T_i it contributes to the pixels of that
-   label over all training views (``gaussian_votes``: one backward pass through the rasterizer per batch of
-   views, d(sum_p onehot_p . F_p) / d colour_i = the Gaussian's weight per label);
+   label over all training views (``gaussian_votes``: backward passes through the rasterizer per batch of views,
+   d(sum_p F_p[label_p]) / d colour_i = the Gaussian's weight per label; only the labels a batch shows are rendered,
+   a bounded number of channels per pass, and the sums are kept sparse, ``SparseVotes``, so that memory does not
+   grow with the number of labels);
 3. its label is the one with the largest weight (``vote_labels``); Gaussians that no training view sees, or whose
    weight falls mostly on pixels that vote "none", get -1. What a click selects is voted by confident pixels
    only (feature cosine > 0.95 to the candidate); "segment everything" fills the Gaussians that this leaves out
@@ -25,11 +27,13 @@ have converged to the candidates: the opacity-weighted share with cosine above a
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Literal, Optional, Tuple
+from typing import Callable, List, Literal, NamedTuple, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from clickgs_ns.method.gfl import assign_candidates
 
 
 @dataclass
@@ -63,6 +67,11 @@ class LabellingConfig:
     a merge of two still-close objects would be trained in (measured: lower mIoU)."""
     render_batch_views: int = 4
     """Training views rendered per backward pass while voting (memory only; same result)."""
+    render_batch_pixels: int = 1 << 21
+    """At most this many pixels per batch of views (memory only; views of 1920x1080 go one at a time)."""
+    vote_pass_megabytes: float = 256.0
+    """Memory for the label channels of one voting render: the labels a batch of views shows are rendered as many
+    at a time as fit [B, H, W, labels] float32 in this budget (memory only; same labels)."""
 
 
 def merge_candidates(candidates: Tensor, sizes: Tensor, min_cosine: float) -> Tuple[Tensor, Tensor, Tensor]:
@@ -101,7 +110,8 @@ def pixel_label_maps(feature_maps: Tensor, alphas: Tensor, candidates: Tensor, m
                      min_cosine: float = -1.0, covered: Optional[Tensor] = None) -> Tensor:
     """Nearest candidate of each pixel's rendered feature: [B, H, W] long in [0, C], where C means "none"
     (accumulation below ``min_alpha``, cosine to the nearest candidate below ``min_cosine``, outside ``covered``,
-    or no candidates).
+    or no candidates). Pixels are compared with the candidates in row blocks (``gfl.assign_candidates``): no
+    [B, H, W, C] tensor.
 
     Args:
         feature_maps: [B, H, W, D] rendered features of one level.
@@ -115,44 +125,94 @@ def pixel_label_maps(feature_maps: Tensor, alphas: Tensor, candidates: Tensor, m
         voting = voting & covered.to(voting.device)
     if count == 0:
         return torch.full(voting.shape, 0, dtype=torch.long, device=feature_maps.device)
-    cosine = F.normalize(feature_maps.float(), dim=-1) @ F.normalize(candidates.float(), dim=-1).T  # [B, H, W, C]
-    best, nearest = cosine.max(dim=-1)
+    nearest, best = assign_candidates(feature_maps.reshape(-1, feature_maps.shape[-1]).float(), candidates.float())
+    nearest, best = nearest.view(voting.shape), best.view(voting.shape)  # [B, H, W]
     return torch.where(voting & (best >= min_cosine), nearest, count)
 
 
+class SparseVotes(NamedTuple):
+    """The rendering weight each Gaussian gives to the pixels of each label, summed over views, for the (Gaussian,
+    label) pairs with a non-zero weight: a dense [N, L] vote matrix would grow with the labels (L = 4 ranges of
+    candidates plus "none"), this grows with the pairs a splat actually shows (a few per Gaussian)."""
+
+    keys: Tensor
+    """[E] long, sorted and unique: gaussian * num_labels + label."""
+    weights: Tensor
+    """[E] float64: the summed weights."""
+    num_gaussians: int
+    num_labels: int
+
+
+def coalesce_votes(keys: Tensor, weights: Tensor, num_gaussians: int, num_labels: int) -> SparseVotes:
+    """Sum the ``weights`` [E] of equal ``keys`` [E] (gaussian * num_labels + label) into ``SparseVotes``."""
+    unique_keys, inverse = torch.unique(keys, return_inverse=True)
+    summed = torch.zeros(unique_keys.shape[0], dtype=torch.float64, device=keys.device)
+    summed.index_add_(0, inverse, weights.to(torch.float64))
+    return SparseVotes(unique_keys, summed, num_gaussians, num_labels)
+
+
+def add_votes(total: Optional[SparseVotes], more: SparseVotes) -> SparseVotes:
+    """The sum of two ``SparseVotes`` of one splat and label set (``more`` when ``total`` is None: nothing yet)."""
+    if total is None:
+        return more
+    return coalesce_votes(torch.cat([total.keys, more.keys]), torch.cat([total.weights, more.weights]),
+                          total.num_gaussians, total.num_labels)
+
+
 def gaussian_votes(render: Callable[[Tensor], Tensor], label_maps: Tensor, num_labels: int,
-                   num_gaussians: int) -> Tensor:
-    """Rendering weight [N, L] that each Gaussian gives to the pixels of each label in a batch of views.
+                   num_gaussians: int, labels_per_pass: int) -> SparseVotes:
+    """Rendering weight that each Gaussian gives to the pixels of each label in a batch of views.
 
     The weight of Gaussian i at pixel p is alpha_i T_i, the factor of its colour in the pixel, so for the colours
-    c = 0 [N, L] the gradient of sum_p onehot(label_p) . render(c)_p with respect to c is the weight per label.
+    c = 0 [N, X] the gradient of sum_p render(c)_p[label_p] with respect to c is the weight per label. Only the
+    U labels the batch shows are rendered, ``labels_per_pass`` channels per render, so memory is bounded by
+    [B, H, W, labels_per_pass] and [N, labels_per_pass] whatever the number of labels (no one-hot).
 
     Args:
-        render: maps colours [N, L] to rendered images [B, H, W, L] (differentiably, no background).
+        render: maps colours [N, X] to rendered images [B, H, W, X] (differentiably, no background).
         label_maps: [B, H, W] long labels in [0, L), or [B, H, W, K]: K labels per pixel (say one per level, in
             disjoint ranges of [0, L)), each voted for with the full weight.
         num_labels: L.
         num_gaussians: N.
+        labels_per_pass: channels per render.
     """
-    colors = torch.zeros(num_gaussians, num_labels, device=label_maps.device, requires_grad=True)
-    with torch.enable_grad():
-        rendered = render(colors)  # [B, H, W, L]
-        one_hot = F.one_hot(label_maps, num_labels)
-        if label_maps.dim() == 4:
-            one_hot = one_hot.sum(dim=-2)
-        one_hot = one_hot.to(rendered.dtype)
-        (rendered * one_hot).sum().backward()
-    assert colors.grad is not None
-    return colors.grad.detach()
+    label_maps = label_maps if label_maps.dim() == 4 else label_maps[..., None]  # [B, H, W, K]
+    shown = torch.unique(label_maps)  # [U] sorted
+    compact = torch.searchsorted(shown, label_maps)  # [B, H, W, K] in [0, U)
+    keys: List[Tensor] = []
+    weights: List[Tensor] = []
+    for first in range(0, shown.shape[0], max(1, labels_per_pass)):
+        count = min(max(1, labels_per_pass), shown.shape[0] - first)
+        local = compact - first
+        inside = (local >= 0) & (local < count)  # [B, H, W, K]
+        colors = torch.zeros(num_gaussians, count, device=label_maps.device, requires_grad=True)
+        with torch.enable_grad():
+            rendered = render(colors)  # [B, H, W, count]
+            picked = rendered.gather(-1, local.clamp(0, count - 1))  # [B, H, W, K]
+            picked.masked_fill(~inside, 0.0).sum().backward()
+        assert colors.grad is not None
+        rows, columns = torch.nonzero(colors.grad, as_tuple=True)  # [E]
+        keys.append(rows * num_labels + shown[first + columns])
+        weights.append(colors.grad[rows, columns])
+    if not keys:
+        keys, weights = [label_maps.new_zeros(0)], [torch.zeros(0, device=label_maps.device)]
+    return coalesce_votes(torch.cat(keys), torch.cat(weights), num_gaussians, num_labels)
 
 
-def vote_labels(votes: Tensor, min_weight: float) -> Tensor:
-    """Labels [N] long from votes [N, C + 1] (the last column is "none"): the column with the most weight; -1 where
-    that is "none" or the Gaussian's total weight is below ``min_weight``."""
-    num_labels = votes.shape[1] - 1
-    best = votes.argmax(dim=1)
-    unseen = votes.sum(dim=1) < min_weight
-    return torch.where((best == num_labels) | unseen, -1, best)
+def vote_labels(votes: SparseVotes, first: int, stop: int, min_weight: float) -> Tensor:
+    """Labels [N] long from the label range [first, stop) of ``votes``, whose last label (stop - 1) means "none":
+    the label with the most weight (the smallest one on ties), as an index into the range; -1 where that is "none"
+    or the Gaussian's total weight in the range is below ``min_weight``."""
+    gaussians, labels = votes.keys // votes.num_labels, votes.keys % votes.num_labels  # [E]
+    inside = (labels >= first) & (labels < stop)
+    gaussians, labels, weights = gaussians[inside], labels[inside] - first, votes.weights[inside]
+    none = stop - first - 1
+    total = weights.new_zeros(votes.num_gaussians).index_add_(0, gaussians, weights)  # [N]
+    best = weights.new_full((votes.num_gaussians,), -1.0).scatter_reduce_(0, gaussians, weights, "amax")  # [N]
+    is_best = weights == best[gaussians]
+    best_label = labels.new_full((votes.num_gaussians,), none).scatter_reduce_(
+        0, gaussians[is_best], labels[is_best], "amin")  # [N]
+    return torch.where((best_label == none) | (total < min_weight), -1, best_label)
 
 
 def fill_unlabelled(labels: Tensor, fallback: Tensor) -> Tensor:
@@ -187,11 +247,15 @@ def feature_convergence(level_features: Tensor, candidates: Tensor, weights: Ten
     """
     if candidates.shape[0] == 0 or level_features.shape[0] == 0:
         return float("nan")
-    from clickgs_ns.method.gfl import assign_candidates
-
     _, best = assign_candidates(level_features.detach().float(), candidates.detach().float())
     weights = weights.detach().float().reshape(-1).to(best.device)
     total = float(weights.sum())
     if total <= 0:
         return float("nan")
     return float((weights * (best > min_cosine)).sum()) / total
+
+
+def labels_per_pass(num_pixels: int, megabytes: float) -> int:
+    """Label channels per voting render of ``num_pixels`` (B * H * W) pixels within ``megabytes``: the render, its
+    gradient and the gather's gradient are each [B, H, W, labels] float32."""
+    return max(1, int(megabytes * 2**20 // (3 * 4 * max(1, num_pixels))))

@@ -35,9 +35,12 @@ from clickgs_ns.io.splat_files import SPLAT_KEYS
 from clickgs_ns.method.gfl import GFLConfig, assign_candidates, gfl_level_losses, gfl_loss
 from clickgs_ns.method.lifting import (
     LabellingConfig,
+    SparseVotes,
+    add_votes,
     feature_convergence,
     fill_unlabelled,
     gaussian_votes,
+    labels_per_pass,
     pixel_label_maps,
     vote_labels,
 )
@@ -76,12 +79,16 @@ class DisplayHook(Protocol):
         """The render's outputs as the viewer shows them."""
 
 
-def views_by_size(cameras: Cameras, batch_size: int) -> List[Tensor]:
-    """Indices of ``cameras`` in batches [B] long of at most ``batch_size`` views of one image size."""
+def views_by_size(cameras: Cameras, batch_size: int, max_pixels: Optional[int] = None) -> List[Tensor]:
+    """Indices of ``cameras`` in batches [B] long of at most ``batch_size`` views of one image size, and of at most
+    ``max_pixels`` pixels in all (but at least one view)."""
     sizes = torch.stack([cameras.height.view(-1), cameras.width.view(-1)], dim=-1)  # [V, 2]
     batches: List[Tensor] = []
     for size in sizes.unique(dim=0):
-        batches.extend(torch.nonzero((sizes == size).all(dim=-1)).view(-1).split(max(1, int(batch_size))))
+        views = max(1, int(batch_size))
+        if max_pixels is not None:
+            views = max(1, min(views, int(max_pixels) // int(size[0] * size[1])))
+        batches.extend(torch.nonzero((sizes == size).all(dim=-1)).view(-1).split(views))
     return batches
 
 
@@ -236,6 +243,8 @@ class ClickGaussianModel(SplatfactoModel):
         # GFL global candidates per level (unit vectors) and each Gaussian's candidate id: saved in checkpoints.
         self.register_buffer("coarse_candidates", torch.zeros(0, cfg.coarse_dim))
         self.register_buffer("fine_candidates", torch.zeros(0, cfg.feature_dim))
+        # Whether the labels are those the end of training computes (``labelling.method``), not GFL's interim ones.
+        self.register_buffer("labels_final", torch.tensor(False))
         self.display_hook: Optional[Callable[[], Optional[DisplayHook]]] = None
         """Filled by the viewer layer (``clickgs_ns.app.viewer.attach_viewer_controls``): returns the viewer's
         display state for an eval render, or None for a plain render."""
@@ -261,6 +270,7 @@ class ClickGaussianModel(SplatfactoModel):
         self.coarse_candidates = coarse_candidates.detach().float().to(self.device)
         self.fine_candidates = fine_candidates.detach().float().to(self.device)
         self.update_labels()
+        self.labels_final = torch.tensor(False, device=self.device)
 
     @torch.no_grad()
     def update_labels(self) -> None:
@@ -281,11 +291,13 @@ class ClickGaussianModel(SplatfactoModel):
             "fine": feature_convergence(features, self.fine_candidates, weights, min_cosine),
         }
 
-    def label_votes(self, cameras: Cameras, label_maps: Tensor, num_labels: int) -> Tensor:
-        """Rendering weight [N, num_labels] that each Gaussian gives to the pixels of each label in ``cameras`` (one
-        size), for label maps [B, H, W] or [B, H, W, K] long in [0, num_labels) (``lifting.gaussian_votes``)."""
+    def label_votes(self, cameras: Cameras, label_maps: Tensor, num_labels: int) -> SparseVotes:
+        """Rendering weight that each Gaussian gives to the pixels of each label in ``cameras`` (one size), for label
+        maps [B, H, W] or [B, H, W, K] long in [0, num_labels) (``lifting.gaussian_votes``)."""
+        channels = labels_per_pass(label_maps[..., 0].numel() if label_maps.dim() == 4 else label_maps.numel(),
+                                   self.config.labelling.vote_pass_megabytes)
         return gaussian_votes(lambda colors: self.render_colors(cameras, colors)[0], label_maps.to(self.device),
-                              num_labels, self.num_points)
+                              num_labels, self.num_points, channels)
 
     @torch.no_grad()
     def candidate_label_maps(self, cameras: Cameras, covered: Optional[Tensor] = None) -> Tensor:
@@ -324,15 +336,18 @@ class ClickGaussianModel(SplatfactoModel):
         """
         cfg = self.config.labelling
         columns = self.label_columns()
-        votes = torch.zeros(self.num_points, columns[-1], device=self.device)
-        for batch in views_by_size(cameras, cfg.render_batch_views):
+        votes: Optional[SparseVotes] = None
+        for batch in views_by_size(cameras, cfg.render_batch_views, cfg.render_batch_pixels):
             covered = coverage(batch) if (coverage is not None and cfg.use_mask_coverage) else None
-            votes += self.label_votes(cameras[batch], self.candidate_label_maps(cameras[batch], covered), columns[-1])
-        coarse, coarse_confident, fine, fine_confident = (votes[:, a:b] for a, b in zip(columns[:-1], columns[1:]))
-        self.coarse_labels = vote_labels(coarse_confident, cfg.min_weight)
-        self.fine_labels = vote_labels(fine_confident, cfg.min_weight)
-        self.coarse_segment_labels = fill_unlabelled(self.coarse_labels, vote_labels(coarse, cfg.min_weight))
-        self.fine_segment_labels = fill_unlabelled(self.fine_labels, vote_labels(fine, cfg.min_weight))
+            batch_votes = self.label_votes(cameras[batch], self.candidate_label_maps(cameras[batch], covered),
+                                           columns[-1])
+            votes = add_votes(votes, batch_votes)
+        assert votes is not None, "no training views"
+        coarse, coarse_confident, fine, fine_confident = (
+            vote_labels(votes, first, stop, cfg.min_weight) for first, stop in zip(columns[:-1], columns[1:]))
+        self.coarse_labels, self.fine_labels = coarse_confident, fine_confident
+        self.coarse_segment_labels = fill_unlabelled(self.coarse_labels, coarse)
+        self.fine_segment_labels = fill_unlabelled(self.fine_labels, fine)
         return {"coarse": int((self.coarse_labels >= 0).sum()), "fine": int((self.fine_labels >= 0).sum())}
 
     def set_gaussians(self, params: Dict[str, Tensor], labels: Optional[Dict[str, Tensor]] = None) -> None:
@@ -387,6 +402,7 @@ class ClickGaussianModel(SplatfactoModel):
         if "gauss_params.click_features" not in dict:  # a plain splatfacto checkpoint
             CONSOLE.log("Checkpoint has no click-gaussian features: initialising them.")
             dict["gauss_params.click_features"] = self.initial_click_features(num_points)
+        dict.setdefault("labels_final", torch.tensor(True))  # runs saved before it: their labels were final
         for name in ("coarse_candidates", "fine_candidates") + LABEL_BUFFERS:
             buffer = getattr(self, name)
             if name in dict:  # buffers take the checkpoint's sizes

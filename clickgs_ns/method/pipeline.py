@@ -130,21 +130,42 @@ class ClickGaussianPipeline(VanillaPipeline):
     def get_training_callbacks(self, training_callback_attributes: TrainingCallbackAttributes) -> List[TrainingCallback]:
         callbacks = super().get_training_callbacks(training_callback_attributes)
         # after the model's callbacks, so that densification has consumed this step's render info
-        callbacks.append(TrainingCallback([TrainingCallbackLocation.AFTER_TRAIN_ITERATION], self.gfl_step))
+        callbacks.append(TrainingCallback([TrainingCallbackLocation.AFTER_TRAIN_ITERATION], self.gfl_step,
+                                          kwargs={"trainer": training_callback_attributes.trainer}))
         return callbacks
 
-    def gfl_step(self, step: int) -> None:
+    def gfl_step(self, step: int, trainer: Optional[Any] = None) -> None:
         """Recompute the global candidates every ``gfl.update_every`` steps from the GFL start, and at once when a
-        resumed run past the start has none."""
+        resumed run past the start has none. At the last step, the trained features are checkpointed (through
+        ``trainer``) before the labels are lifted (``finish_labels_after_checkpoint``)."""
         model_config = self.config.model
         gfl, start = model_config.gfl, model_config.gfl_start_step
         if step == model_config.total_steps - 1 and step >= model_config.feature_start_step:
-            self.finish_labels(step)  # saved with the last checkpoint
+            self.finish_labels_after_checkpoint(step, trainer)  # the labels are saved with the last checkpoint
             return
         if not gfl.enabled or step < start:
             return
         if (step - start) % gfl.update_every == 0 or not self.click_model.has_candidates:
             self.update_global_candidates(step)
+
+    def finish_labels_after_checkpoint(self, step: int, trainer: Optional[Any]) -> Dict[str, int]:
+        """``finish_labels``, once the trained features are saved in ``trainer``'s checkpoint of ``step``: lifting
+        the labels is the end of training that needs the most memory, and a run that fails there keeps its feature
+        stage; the command that finishes the labels is named before lifting starts and again if it fails."""
+        if trainer is None:
+            return self.finish_labels(step)
+        trainer.save_checkpoint(step)
+        finish = f"clickgs lift-labels --load-config {trainer.base_dir / 'config.yml'}"
+        CONSOLE.log(f"Trained features saved in {trainer.checkpoint_dir / f'step-{step:09d}.ckpt'}; lifting the "
+                    "labels for clicks. Should this process stop before it ends, this command finishes them:")
+        CONSOLE.print(f"  {finish}", soft_wrap=True, highlight=False)
+        try:
+            return self.finish_labels(step)
+        except BaseException:
+            CONSOLE.log("[bold red]Lifting the labels failed; the trained features are saved. This command finishes "
+                        "the labels:[/]")
+            CONSOLE.print(f"  {finish}", soft_wrap=True, highlight=False)
+            raise
 
     def finish_labels(self, step: int) -> Dict[str, int]:
         """The labels clicks select, from the final features: candidates clustered once more (also when GFL is
@@ -153,11 +174,12 @@ class ClickGaussianPipeline(VanillaPipeline):
         self.update_global_candidates(step, merge=True)
         model = self.click_model
         if self.config.model.labelling.method == "nearest_feature":
-            labelled = {level: int((getattr(model, f"{level}_labels") >= 0).sum()) for level in LEVELS}
-            return labelled
+            model.labels_final = torch.tensor(True, device=model.device)
+            return {level: int((getattr(model, f"{level}_labels") >= 0).sum()) for level in LEVELS}
         started = time.perf_counter()
         labelled = model.lift_labels(self.datamanager.train_dataset.cameras,  # type: ignore[attr-defined]
                                      self.mask_coverage)
+        model.labels_final = torch.tensor(True, device=model.device)
         CONSOLE.log(f"Labels lifted from {len(self.datamanager.train_dataset)} training views in "  # type: ignore
                     f"{time.perf_counter() - started:.1f} s: {labelled['coarse']} (coarse) and {labelled['fine']} "
                     f"(fine) of {model.num_points} Gaussians labelled for clicks; the others no training view "
@@ -173,14 +195,15 @@ class ClickGaussianPipeline(VanillaPipeline):
     def mask_averages(self) -> Tuple[Tensor, Tensor]:
         """Mask-averaged rendered features of every training view: coarse [Mc, coarse_dim], fine [Mf, feature_dim].
 
-        Views are rendered ``gfl.render_batch_views`` at a time (one rasterizer call per batch of same-size views).
+        Views are rendered ``gfl.render_batch_views`` at a time, at most ``gfl.render_batch_pixels`` pixels (one
+        rasterizer call per batch of same-size views).
         """
         model, datamanager = self.click_model, self.datamanager
         coarse_dim, gfl = self.config.model.coarse_dim, self.config.model.gfl
         cameras = datamanager.train_dataset.cameras  # type: ignore[attr-defined]
         coarse_averages: List[Tensor] = []
         fine_averages: List[Tensor] = []
-        for batch in views_by_size(cameras, gfl.render_batch_views):
+        for batch in views_by_size(cameras, gfl.render_batch_views, gfl.render_batch_pixels):
             feature_maps, _ = model.render_features(cameras[batch])  # [B, H, W, D]
             for feature_map, index in zip(feature_maps, batch.tolist()):
                 coarse_ids, fine_ids = datamanager.id_maps(index)  # type: ignore[attr-defined]

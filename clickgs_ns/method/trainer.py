@@ -11,11 +11,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Dict, Optional, Type
 
+
 from nerfstudio.engine.callbacks import TrainingCallback, TrainingCallbackLocation
 from nerfstudio.engine.optimizers import Optimizers
 from nerfstudio.engine.trainer import Trainer, TrainerConfig
 from nerfstudio.utils.rich_utils import CONSOLE
 
+from clickgs_ns.io.checkpoints import save_checkpoint_atomic
 from clickgs_ns.io.memory import keep_freed_memory
 from clickgs_ns.method.cpu_threads import CpuThreadPolicy
 from clickgs_ns.method.model import ClickGaussianModelConfig, with_current_names
@@ -55,8 +57,8 @@ class ClickGaussianOptimizers(Optimizers):
 
 
 class ClickGaussianTrainer(Trainer):
-    """Trainer that ends a resumed run at the planned last step and, on a CPU, reuses freed memory and gives torch
-    the free cores."""
+    """Trainer that ends a resumed run at the planned last step, writes checkpoints atomically and, on a CPU, reuses
+    freed memory and gives torch the free cores."""
 
     config: ClickGaussianTrainerConfig
 
@@ -69,6 +71,38 @@ class ClickGaussianTrainer(Trainer):
             self.config.max_num_iterations = max(model.total_steps - self._start_step, 0)
         if self.device == "cpu":
             self.start_cpu_thread_policy()
+
+    def train(self) -> None:
+        """nerfstudio's training loop; a resumed run with no step left only finishes labels that its end did not
+        (it stopped while lifting them), and otherwise leaves its checkpoints as they are."""
+        if self.config.max_num_iterations > 0 or self._start_step == 0:
+            super().train()
+            return
+        last_step = self._start_step - 1
+        model = self.pipeline.model
+        if bool(getattr(model, "labels_final", True)):
+            CONSOLE.log(f"The run is complete (step {last_step}): nothing to train.")
+            return
+        CONSOLE.log(f"The run's features are trained (step {last_step}) but its labels are not: lifting them.")
+        self.pipeline.finish_labels(last_step)  # type: ignore[attr-defined]
+        self.save_checkpoint(last_step)
+
+    def save_checkpoint(self, step: int) -> None:
+        """nerfstudio's checkpoint (pipeline, optimizers, schedulers, scaler), written atomically (a process stopped
+        while saving leaves the previous checkpoint intact), then the older ones removed as nerfstudio does."""
+        path = self.checkpoint_dir / f"step-{step:09d}.ckpt"
+        pipeline = self.pipeline.module if hasattr(self.pipeline, "module") else self.pipeline  # type: ignore
+        save_checkpoint_atomic({
+            "step": step,
+            "pipeline": pipeline.state_dict(),
+            "optimizers": {name: opt.state_dict() for name, opt in self.optimizers.optimizers.items()},
+            "schedulers": {name: sched.state_dict() for name, sched in self.optimizers.schedulers.items()},
+            "scalers": self.grad_scaler.state_dict(),
+        }, path)
+        if self.config.save_only_latest_checkpoint:
+            for older in self.checkpoint_dir.glob("*.ckpt"):
+                if older != path:
+                    older.unlink()
 
     def setup_optimizers(self) -> Optimizers:
         """nerfstudio's optimizers; a config.yml from before 0.2 names the click features' group "features"."""

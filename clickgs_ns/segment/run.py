@@ -5,13 +5,14 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List, Optional, Tuple
 
 import torch
 from torch import Tensor
 
 from nerfstudio.cameras.cameras import Cameras
 
+from clickgs_ns.io.checkpoints import save_checkpoint_atomic
 from clickgs_ns.method.model import ClickGaussianModel
 from clickgs_ns.method.pipeline import SELECTION_ENV
 
@@ -51,6 +52,32 @@ class LoadedRun:
         return self.model.get_outputs_for_camera(camera)
 
 
+def check_config_path(config_path: Path) -> Path:
+    """``config_path`` as a Path, or FileNotFoundError saying what to give."""
+    config_path = Path(config_path)
+    if not config_path.is_file():
+        raise FileNotFoundError(f"{config_path} does not exist: give the config.yml of a click-gaussian run "
+                                "(outputs/<data>/click-gaussian/<timestamp>/config.yml).")
+    return config_path
+
+
+def lift_saved_labels(config_path: Path) -> Tuple[Path, Dict[str, int]]:
+    """(Re)compute the labels clicks select for the latest checkpoint of a run, as the end of training does
+    (``ClickGaussianPipeline.finish_labels``: candidates clustered once more, labels lifted from the training views
+    and their SAM masks), and write them into that checkpoint (atomically; optimizer states kept, so the run still
+    resumes). Returns the checkpoint and the number of labelled Gaussians per level."""
+    from nerfstudio.utils.eval_utils import eval_setup
+
+    _, pipeline, checkpoint_path, step = eval_setup(check_config_path(config_path), test_mode="val")
+    if not isinstance(pipeline.model, ClickGaussianModel):
+        raise TypeError(f"{config_path} is a {type(pipeline.model).__name__} run, not a click-gaussian one.")
+    labelled = pipeline.finish_labels(step)
+    state = torch.load(checkpoint_path, map_location="cpu", weights_only=True)
+    state["pipeline"] = pipeline.state_dict()
+    save_checkpoint_atomic(state, checkpoint_path)
+    return checkpoint_path, labelled
+
+
 def load_run(config_path: Path, on_ignored_selection: Optional[Callable[[str], None]] = None) -> LoadedRun:
     """Load the latest checkpoint of the run whose ``config.yml`` is ``config_path`` (no masks needed).
 
@@ -60,10 +87,7 @@ def load_run(config_path: Path, on_ignored_selection: Optional[Callable[[str], N
     """
     from nerfstudio.utils.eval_utils import eval_setup
 
-    config_path = Path(config_path)
-    if not config_path.is_file():
-        raise FileNotFoundError(f"{config_path} does not exist: give the config.yml of a click-gaussian run "
-                                "(outputs/<data>/click-gaussian/<timestamp>/config.yml).")
+    config_path = check_config_path(config_path)
     selection = os.environ.pop(SELECTION_ENV, None)
     if selection and on_ignored_selection is not None:
         on_ignored_selection(selection)
@@ -75,4 +99,10 @@ def load_run(config_path: Path, on_ignored_selection: Optional[Callable[[str], N
     if not isinstance(pipeline.model, ClickGaussianModel):
         raise TypeError(f"{config_path} is a {type(pipeline.model).__name__} run, not a click-gaussian one.")
     pipeline.eval()
+    if not bool(pipeline.model.labels_final):
+        from nerfstudio.utils.rich_utils import CONSOLE
+
+        CONSOLE.print(f"[yellow]{config_path}: the run stopped before its labels were lifted; clicks use the "
+                      f"interim labels of its last GFL update. `clickgs lift-labels --load-config {config_path}` "
+                      "finishes them.[/]")
     return LoadedRun(pipeline=pipeline, config_path=config_path, step=step)
