@@ -312,6 +312,13 @@ def test_export_for_editing_inverse_and_single_labelled_file(trained, loaded, tm
     indices = json.loads((tmp_path / "rest.export.json").read_text())["indices"]
     assert len(indices) > 0 and not selection[torch.tensor(indices)].any()
     assert len(indices) == PlyData.read(str(tmp_path / "rest.ply"))["vertex"].count
+    clickgs("export", "--load-config", trained, "--selection", tmp_path / "selection.npy", "--include-features",
+            "--output", tmp_path / "object.ply")
+    vertices = PlyData.read(str(tmp_path / "object.ply"))["vertex"]
+    indices = torch.tensor(json.loads((tmp_path / "object.export.json").read_text())["indices"])
+    features = loaded.model.click_features.detach().cpu()[indices]
+    np.testing.assert_allclose(np.stack([vertices[f"feature_{c}"] for c in range(features.shape[1])], axis=1),
+                               features.numpy(), rtol=1e-6)
     clickgs("export", "--load-config", trained, "--segment-everything", "fine", "--single-file",
             "--output", tmp_path / "labelled.ply")
     vertices = PlyData.read(str(tmp_path / "labelled.ply"))["vertex"]
@@ -368,7 +375,7 @@ def test_ns_export_whole_splat_and_a_saved_selection(trained, loaded, tmp_path: 
     monkeypatch.setenv(SELECTION_ENV, str(tmp_path / "other.npy"))
     pipeline.read_selection_env()
     checkpoint = sorted((Path(trained).parent / "nerfstudio_models").glob("step-*.ckpt"))[-1]
-    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    state = torch.load(checkpoint, map_location="cpu", weights_only=True)
     with pytest.raises(ValueError, match=rf"{SELECTION_ENV}=.*other\.npy.*another model"):
         pipeline.load_pipeline(state["pipeline"], state["step"])
     assert pipeline.pending_selection is None and model.num_points == n

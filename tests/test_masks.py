@@ -57,6 +57,28 @@ def test_bad_files_name_the_file(tmp_path):
         read_id_maps(floats)
 
 
+def damage_member(path, member: str) -> None:
+    """Make the deflate stream of ``member`` of the .npz ``path`` invalid (its first block type 3, reserved); the
+    archive's directory and headers stay intact."""
+    import struct
+    import zipfile
+
+    with zipfile.ZipFile(path) as archive:
+        offset = archive.getinfo(member).header_offset
+    raw = bytearray(path.read_bytes())
+    name_length, extra_length = struct.unpack("<HH", raw[offset + 26 : offset + 30])
+    raw[offset + 30 + name_length + extra_length] = 0xFF
+    path.write_bytes(bytes(raw))
+
+
+def test_damaged_compressed_member_is_an_unreadable_mask_file(tmp_path):
+    path = tmp_path / "damaged.npz"
+    write_id_maps(path, np.zeros((40, 40)), np.ones((40, 40)))
+    damage_member(path, "fine.npy")
+    with pytest.raises(MaskFileError, match=r"damaged.npz is unreadable \(Error -3 while decompressing"):
+        read_id_maps(path)
+
+
 def test_nearest_resize_known_answer():
     ids = np.arange(16).reshape(4, 4)
     np.testing.assert_array_equal(resize_ids_nearest(ids, (2, 2)), [[5, 7], [13, 15]])

@@ -34,7 +34,9 @@ from clickgs_ns.data.sam_masks import (
     segments_to_id_maps,
     select_shard,
 )
+from clickgs_ns.io.atomic import atomic_path, writer_tag
 from clickgs_ns.io.id_maps import MASKS_DIRNAME, mask_path_for_image, read_id_maps
+from test_masks import damage_member
 
 # ---------------------------------------------------------------------------------------------------------------
 # segments_to_id_maps on hand-made segments
@@ -322,7 +324,8 @@ def test_interrupted_run_leaves_complete_files_and_a_rerun_matches_one_uninterru
     with pytest.raises(KeyboardInterrupt):
         compute_masks(tmp_path, paths, tiny_config(), sam=sam, progress=False)
     assert files_in_masks_dir(tmp_path) == ["frame_000.npz", "frame_001.npz"]
-    leftover = tmp_path / MASKS_DIRNAME / ".frame_002.npz.k1l2.tmp.npz"  # as left by a writer killed mid-write
+    leftover = tmp_path / MASKS_DIRNAME / f".frame_002.npz.{this_host()}-{dead_pid()}.k1l2.tmp.npz"  # as left by a
+    # writer killed mid-write
     leftover.write_bytes(b"PK\x03\x04 half a zip")
     spy.fail_after = None
     report = compute_masks(tmp_path, paths, tiny_config(), sam=sam, progress=False)
@@ -331,6 +334,87 @@ def test_interrupted_run_leaves_complete_files_and_a_rerun_matches_one_uninterru
     for name, (coarse, fine) in mask_arrays(tmp_path, paths).items():
         np.testing.assert_array_equal(coarse, reference[2][name][0])
         np.testing.assert_array_equal(fine, reference[2][name][1])
+
+
+def this_host() -> str:
+    return writer_tag().rsplit("-", 1)[0]
+
+
+def dead_pid() -> int:
+    """The id of a process that has ended."""
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def test_a_second_run_keeps_the_temporary_files_of_a_writer_at_work(tmp_path, sam):
+    paths = make_dataset(tmp_path, num_images=2)
+    target = mask_path_for_image(paths[0], tmp_path)
+    with atomic_path(target) as tmp:  # a writer at work (the first `clickgs masks` of two on one dataset)
+        tmp.write_bytes(b"being written")
+        report = compute_masks(tmp_path, paths, tiny_config(), sam=sam, progress=False)
+        assert report.computed == 2 and tmp.exists(), "the second run must not delete the first one's file"
+    # the first writer finishes: its rename works (it raised FileNotFoundError when the second run had deleted it)
+    assert target.read_bytes() == b"being written" and files_in_masks_dir(tmp_path) == ["frame_000.npz",
+                                                                                         "frame_001.npz"]
+
+
+def test_leftover_temp_files_are_those_of_dead_writers_only(tmp_path):
+    from clickgs_ns.data.sam_masks import leftover_temp_files
+
+    target = tmp_path / MASKS_DIRNAME / "frame_000.npz"
+    target.parent.mkdir()
+    alive = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        names = {
+            "dead": f".frame_000.npz.{this_host()}-{dead_pid()}.ab12.tmp.npz",
+            "alive": f".frame_000.npz.{this_host()}-{alive.pid}.cd34.tmp.npz",
+            "mine": f".frame_000.npz.{this_host()}-{os.getpid()}.ef56.tmp.npz",
+            "other host, fresh": f".frame_000.npz.elsewhere.example-{alive.pid}.gh78.tmp.npz",
+            "other host, old": f".frame_000.npz.elsewhere.example-{alive.pid}.ij90.tmp.npz",
+            "untagged, fresh": ".frame_000.npz.kl12.tmp.npz",
+            "untagged, old": ".frame_000.npz.mn34.tmp.npz",
+            "another file's": f".frame_001.npz.{this_host()}-{dead_pid()}.op56.tmp.npz",
+        }
+        for kind, name in names.items():
+            (target.parent / name).write_bytes(b"")
+            if kind.endswith("old"):
+                two_hours_ago = time.time() - 7200
+                os.utime(target.parent / name, (two_hours_ago, two_hours_ago))
+        stale = {path.name for path in leftover_temp_files(target)}
+        assert stale == {names["dead"], names["other host, old"], names["untagged, old"]}
+    finally:
+        alive.kill()
+        alive.wait()
+
+
+def test_an_undecodable_image_is_skipped_with_a_warning_and_the_command_fails_at_the_end(
+        tmp_path, sam, monkeypatch, capsys):
+    import segment_anything
+
+    paths = make_dataset(tmp_path / "data", num_images=3)
+    paths[1].write_bytes(b"not an image")
+    with pytest.warns(MaskCacheWarning, match=f"Image {paths[1]} cannot be read or decoded \\(not an image file"):
+        report = compute_masks(tmp_path / "data", paths, tiny_config(), sam=sam, progress=False)
+    assert report.failed == [paths[1]] and (report.computed, report.skipped) == (2, 0)
+    assert files_in_masks_dir(tmp_path / "data") == ["frame_000.npz", "frame_002.npz"]
+
+    paths[2].write_bytes(paths[2].read_bytes()[:100])  # truncated: the header reads, the pixels do not
+    mask_path_for_image(paths[2], tmp_path / "data").unlink()
+    checkpoint = tmp_path / "tiny_sam.pth"
+    torch.save(tiny_sam().state_dict(), checkpoint)
+    monkeypatch.setitem(segment_anything.sam_model_registry, "vit_b", lambda checkpoint=None: tiny_sam())
+    config = dataclasses.replace(tiny_config(), sam_checkpoint=checkpoint, sam_model="vit_b")
+    with pytest.warns(MaskCacheWarning) as warned:
+        with pytest.raises(SystemExit) as exit_info:
+            Masks(data=tmp_path / "data", sam=config).main()
+    assert [f"{path} cannot be read or decoded" in str(w.message) for w in warned for path in paths[1:]] == [
+        True, False, False, True]
+    message = str(exit_info.value.code)
+    assert "2 image(s) could not be read or decoded" in message
+    assert str(paths[1]) in message and str(paths[2]) in message and str(paths[0]) not in message
+    assert "1 computed" in capsys.readouterr().err, "the other images are done before it fails"
+    assert files_in_masks_dir(tmp_path / "data") == ["frame_000.npz"]
 
 
 KILLED_RUN = textwrap.dedent("""
@@ -391,12 +475,19 @@ def test_two_shards_give_the_single_run_files(tmp_path, sam, monkeypatch, refere
         compute_masks(tmp_path, paths, tiny_config(), shard=(2, 2), sam=sam, progress=False)
 
 
-def test_truncated_cache_file_is_reported_and_recomputed(tmp_path, sam, reference):
+def truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+@pytest.mark.parametrize("damage", [truncate, partial(damage_member, member="coarse.npy")],
+                         ids=["truncated", "damaged-compressed-member"])
+def test_damaged_cache_file_is_reported_and_recomputed(tmp_path, sam, reference, damage):
     paths = make_dataset(tmp_path, num_images=3)
     compute_masks(tmp_path, paths, tiny_config(), sam=sam, progress=False)
     broken = mask_path_for_image(paths[1], tmp_path)
-    broken.write_bytes(broken.read_bytes()[: broken.stat().st_size // 2])
+    damage(broken)
     assert missing_or_stale_masks(tmp_path, paths, tiny_config(), sam=sam) == [paths[1]]
+    assert missing_or_stale_masks(tmp_path, paths, SamMaskConfig()) == [paths[1]], "ns-train's check, no checkpoint"
     with pytest.warns(MaskCacheWarning, match=str(broken)):
         report = compute_masks(tmp_path, paths, tiny_config(), sam=sam, progress=False)
     assert (report.computed, report.recomputed_corrupt, report.skipped) == (1, 1, 2)

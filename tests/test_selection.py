@@ -250,6 +250,27 @@ def test_segmenter_segment_everything_is_the_candidate_labelling():
     assert torch.equal(segmentation.labels, model.groups)
 
 
+
+@pytest.mark.parametrize("method, expected", [
+    ("view_vote", "saved (lifted from the training views)"),
+    ("nearest_feature", "saved (each Gaussian's nearest candidate: labelling.method nearest_feature)"),
+    (None, "saved (the run's config does not say how: no labelling.method)"),
+])
+def test_eval_report_says_how_the_saved_labels_were_made(method, expected):
+    from clickgs_ns.segment.evaluate import evaluate_prompts
+
+    model = FakeModel()
+    model.coarse_labels = model.groups.clone()  # saved coarse labels; no fine ones
+    if method is not None:
+        model.config.labelling = SimpleNamespace(method=method)
+    scene = SimpleNamespace(views=None, model=model, segmenter=Segmenter(model))
+    report = evaluate_prompts(scene, [], Path("prompts.json"))
+    assert report["labels"] == {"coarse": expected,
+                                "fine": "nearest candidate (computed on loading: the run saved no labels)"}
+    message = scene.segmenter.segment_everything("coarse").message
+    assert ("lifted from the training views" in message) == (method == "view_vote")
+
+
 # ------------------------------------------------------------------------------------------------ rendering
 def test_render_selection_alpha_renders_only_the_selected_gaussians():
     camera = make_camera(width=16, height=16, focal=16.0)
@@ -334,6 +355,75 @@ def test_export_segments_writes_one_ply_per_segment(tmp_path: Path):
         assert torch.equal(r.indices, torch.nonzero(labels == segment).squeeze(-1))
     index = json.loads((tmp_path / "segments" / "segments.json").read_text())
     assert [s["id"] for s in index["segments"]] == [0, 1, 2] and index["num_unlabelled"] == 1
+
+
+def test_export_include_features_writes_the_click_features(tmp_path: Path):
+    model = FakeModel()
+    mask = model.groups == 1
+    export_gaussians(model, mask, tmp_path / "object.ply", None, include_features=True)
+    vertices = PlyData.read(str(tmp_path / "object.ply"))["vertex"].data
+    features = np.stack([vertices[f"feature_{c}"] for c in range(FEATURE_DIM)], axis=1)
+    np.testing.assert_allclose(features, model.click_features[mask].numpy())
+    assert f"feature_{FEATURE_DIM}" not in vertices.dtype.names
+    del model.gauss_params["click_features"]
+    with pytest.raises(ValueError, match="no click_features"):
+        export_gaussians(model, mask, tmp_path / "other.ply", None, include_features=True)
+
+
+def export_files(path: Path):
+    """(.ply vertex count, .labels.npy length, .export.json's num_exported or None when there is none)."""
+    sidecars = sidecar_paths(path)
+    info = json.loads(sidecars["json"].read_text()) if sidecars["json"].exists() else None
+    return (PlyData.read(str(path))["vertex"].count, len(np.load(sidecars["labels"])),
+            None if info is None else info["num_exported"])
+
+
+def test_an_export_that_fails_midway_never_leaves_a_mismatched_set(tmp_path: Path, monkeypatch):
+    import clickgs_ns.segment.export as export_module
+
+    model = FakeModel()
+    path = tmp_path / "object.ply"
+    export_gaussians(model, model.groups == 0, path, None)
+    assert export_files(path) == (5, 5, 5)
+
+    def crash(*args, **kwargs):
+        raise OSError("disk full")
+
+    with monkeypatch.context() as patch:  # fails after the new .ply is written, before its labels
+        patch.setattr(export_module.np, "save", crash)
+        with pytest.raises(OSError, match="disk full"):
+            export_gaussians(model, model.groups == 1, path, None)
+    assert export_files(path) == (5, 5, 5), "the earlier export is untouched"
+    with monkeypatch.context() as patch:  # fails after the .ply and labels, before the .export.json
+        patch.setattr(export_module, "atomic_write_text", crash)
+        with pytest.raises(OSError, match="disk full"):
+            export_gaussians(model, model.groups == 1, path, None)
+    assert export_files(path) == (3, 3, None), "no .export.json: the commit marker says the export is incomplete"
+    export_gaussians(model, model.groups == 1, path, None)
+    assert export_files(path) == (3, 3, 3)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["object.export.json", "object.labels.npy", "object.ply"]
+
+
+def test_export_segments_removes_the_segments_of_an_earlier_export_only(tmp_path: Path):
+    model = FakeModel()
+    out = tmp_path / "segments"
+    export_segments(model, model.groups, out, None)
+    mine = ["segment_0000", "segment_0001", "segment_0002"]
+    assert {p.stem.split(".")[0] for p in out.glob("segment_*")} == set(mine)
+    unrelated = {"segment_0007.ply": b"a user's file", "notes.txt": b"notes", "segment_0008.ply": b"another",
+                 "segment_0008.export.json": json.dumps({"ply": "elsewhere.ply"}).encode(), "segment_x.ply": b""}
+    for name, data in unrelated.items():
+        (out / name).write_bytes(data)
+    merged = torch.where(model.groups == 2, torch.tensor(1), model.groups)  # segment 2 is gone
+    results = export_segments(model, merged, out, None)
+    assert [r.path.name for r in results] == ["segment_0000.ply", "segment_0001.ply"]
+    names = sorted(p.name for p in out.iterdir())
+    assert names == sorted([f"{stem}{suffix}" for stem in mine[:2] for suffix in (".ply", ".labels.npy",
+                                                                                   ".export.json")]
+                           + ["segments.json", *unrelated])
+    assert export_files(out / "segment_0001.ply") == (5, 5, 5)
+    assert [s["ply"] for s in json.loads((out / "segments.json").read_text())["segments"]] == [
+        "segment_0000.ply", "segment_0001.ply"]
 
 
 def test_save_and_load_selection_and_count_mismatch(tmp_path: Path):

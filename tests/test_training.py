@@ -172,7 +172,7 @@ def test_a_run_saved_before_0_2_loads_and_resumes(tiny_scene, tmp_path):
     config = make_trainer_config(tiny_scene.root, tmp_path, init_ply=tiny_scene.scene_ply_path, feature_stage_steps=20)
     config_path = train(config)
     checkpoint = sorted((config_path.parent / "nerfstudio_models").glob("*.ckpt"))[-1]
-    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    state = torch.load(checkpoint, map_location="cpu", weights_only=True)
     features = state["pipeline"].pop("_model.gauss_params.click_features")
     state["pipeline"]["_model.gauss_params.features"] = features
     state["optimizers"]["features"] = state["optimizers"].pop("click_features")
@@ -195,5 +195,5 @@ def test_a_run_saved_before_0_2_loads_and_resumes(tiny_scene, tmp_path):
     resumed.pipeline.model.feature_stage_steps = 30
     resumed.__post_init__()
     train(resumed)
-    final = torch.load(sorted(checkpoint.parent.glob("*.ckpt"))[-1], map_location="cpu", weights_only=False)
+    final = torch.load(sorted(checkpoint.parent.glob("*.ckpt"))[-1], map_location="cpu", weights_only=True)
     assert final["step"] == 29 and "click_features" in final["optimizers"]

@@ -156,14 +156,21 @@ class ClickGaussianDataManager(FullImageDatamanager[ClickGaussianDataset]):
     def ensure_masks(self) -> None:
         """Make sure every training image has its id maps: compute missing or stale ones with SAM when a
         checkpoint is configured, else stop with an error that gives both ways forward."""
-        from clickgs_ns.data.sam_masks import compute_masks, mask_cache_status, missing_or_stale_masks
+        from clickgs_ns.data.sam_masks import (
+            compute_masks,
+            failed_images_message,
+            mask_cache_status,
+            missing_or_stale_masks,
+        )
 
         images = [full_resolution_path(p, self.data_root) for p in self.train_dataset.image_filenames]
         missing = missing_or_stale_masks(self.data_root, images, self.config.sam)
         if not missing:
             return
         if self.config.sam.sam_checkpoint is not None:
-            compute_masks(self.data_root, missing, self.config.sam)
+            report = compute_masks(self.data_root, missing, self.config.sam)
+            if report.failed:
+                raise MaskFileError(failed_images_message(report.failed, "ns-train"))
             return
         shown = "; ".join(mask_cache_status(p, mask_path_for_image(p, self.data_root), None).reason for p in missing[:3])
         raise MaskFileError(

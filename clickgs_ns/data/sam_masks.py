@@ -34,6 +34,7 @@ import numpy as np
 import tyro
 from typing_extensions import Annotated
 
+from clickgs_ns.io.atomic import leftover_temp_files as atomic_leftover_temp_files
 from clickgs_ns.io.id_maps import (
     MASKS_DIRNAME,
     MaskFileError,
@@ -91,8 +92,13 @@ class MaskRunError(ValueError):
     """A user-facing problem with a mask run's inputs (dataset folder, shard, checkpoint)."""
 
 
+class ImageDecodeError(MaskRunError):
+    """An image file that cannot be read or decoded."""
+
+
 class MaskCacheWarning(UserWarning):
-    """A cached mask file was unusable (and is recomputed), or an image had no SAM segment."""
+    """A cached mask file was unusable (and is recomputed), an image had no SAM segment, or an image could not be
+    decoded (and is skipped)."""
 
 
 @dataclass
@@ -147,6 +153,8 @@ class MaskRunReport:
     """Of ``computed``: images where SAM found no segment (all -1 maps)."""
     warnings: List[str] = field(default_factory=list)
     """Every warning the run gave, in order."""
+    failed: List[Path] = field(default_factory=list)
+    """Images that could not be read or decoded, in order: they were skipped and have no (new) mask file."""
     seconds: float = 0.0
     """Wall time of the run."""
 
@@ -582,7 +590,10 @@ def mask_cache_status(
             image_sha1 = file_sha1(image_path)
         if record.get("image_sha1") != image_sha1:
             return CacheStatus("stale", f"{mask_path} was made from other bytes of {image_path}")
-    size = image_size(image_path)
+    try:
+        size = image_size(image_path)
+    except (OSError, ValueError, SyntaxError, EOFError) as err:  # recomputing it reports the image
+        return CacheStatus("stale", f"{image_path} cannot be read as an image ({err})")
     if record["coarse"].shape != size:
         got = record["coarse"].shape
         return CacheStatus(
@@ -592,11 +603,9 @@ def mask_cache_status(
 
 
 def leftover_temp_files(mask_path: Path) -> List[Path]:
-    """Temporary files a killed writer of ``mask_path`` left beside it (see ``io_utils.atomic_path``)."""
-    mask_path = Path(mask_path)
-    if not mask_path.parent.is_dir():
-        return []
-    return sorted(mask_path.parent.glob(f".{mask_path.name}.*.tmp{mask_path.suffix}"))
+    """Temporary files a killed writer of ``mask_path`` left beside it (``clickgs_ns.io.atomic.leftover_temp_files``:
+    never those of a writer still at work, such as another ``clickgs masks`` on the same dataset)."""
+    return atomic_leftover_temp_files(mask_path)
 
 
 def missing_or_stale_masks(
@@ -693,18 +702,26 @@ def _masks_to_compute(
     return todo
 
 
-def _sam_id_maps(
-    generator: Any, image_path: Path, scene_rule: Optional[SceneSegmentRule]
-) -> Tuple[bytes, np.ndarray, np.ndarray, Any]:
-    """Run SAM on one image file: (its bytes, coarse [H, W], fine [H, W] id maps, SAM's segments)."""
-    data = image_path.read_bytes()
+def read_image(image_path: Path) -> Tuple[bytes, np.ndarray]:
+    """An image file's bytes and its pixels, RGB uint8 [H, W, 3]; ImageDecodeError naming the file when it cannot be
+    read or decoded (not an image, truncated, unreadable)."""
+    from PIL import UnidentifiedImageError
+
     try:
-        image = decode_rgb(data)  # [H, W, 3] uint8
-    except (OSError, ValueError) as err:
-        raise MaskRunError(f"Image {image_path} cannot be decoded ({err}).") from err
+        data = Path(image_path).read_bytes()
+        return data, decode_rgb(data)
+    except (OSError, ValueError, SyntaxError, EOFError) as err:  # PIL's errors for damaged files
+        reason = "not an image file that Pillow can read" if isinstance(err, UnidentifiedImageError) else err
+        raise ImageDecodeError(f"Image {image_path} cannot be read or decoded ({reason}).") from err
+
+
+def _sam_id_maps(
+    generator: Any, image: np.ndarray, scene_rule: Optional[SceneSegmentRule]
+) -> Tuple[np.ndarray, np.ndarray, Any]:
+    """Run SAM on one image, RGB uint8 [H, W, 3]: (coarse [H, W], fine [H, W] id maps, SAM's segments)."""
     segments = generator.generate(image)
     coarse, fine = segments_to_id_maps(segments, image_size=image.shape[:2], scene_rule=scene_rule)
-    return data, coarse, fine, segments
+    return coarse, fine, segments
 
 
 def _write_mask_file(
@@ -728,13 +745,21 @@ def _compute_listed_masks(
     report: MaskRunReport, bar: Any,
 ) -> None:
     """Run SAM on each listed (image, mask file, cache state) and write its mask file; the generator is built on
-    the first image only, so nothing is loaded when all files are valid. Counts into ``report``."""
+    the first image only, so nothing is loaded when all files are valid. An image that cannot be decoded is skipped
+    with a warning naming it and listed in ``report.failed``. Counts into ``report``."""
     generator, rule = None, configured_scene_rule(config)
     run = bar.add_task(f"SAM masks ({config.sam_model if sam is None else 'given model'})", total=len(todo))
     for image_path, mask_path, state in todo:
+        try:
+            data, image = read_image(image_path)
+        except ImageDecodeError as err:
+            report.failed.append(image_path)
+            _warn(report, f"{err} Skipped: it has no masks; the other images go on.")
+            bar.advance(run)
+            continue
         if generator is None:
             generator = build_sam_generator(config, sam)
-        data, coarse, fine, segments = _sam_id_maps(generator, image_path, rule)
+        coarse, fine, segments = _sam_id_maps(generator, image, rule)
         _write_mask_file(mask_path, coarse, fine, fingerprint, settings_json, data, len(segments))
         report.computed += 1
         report.recomputed_corrupt += state == "corrupt"
@@ -759,8 +784,10 @@ def compute_masks(
     (``mask_cache_status``); otherwise run SAM's automatic mask generator, convert its segments with
     ``segments_to_id_maps`` and write ``DATA/clickgs_masks/NAME.npz`` atomically with the settings fingerprint
     and the image's sha1. Unreadable files are reported (a MaskCacheWarning naming the file) and recomputed;
-    images with no segment get all -1 maps and a warning. A killed run leaves only complete files (and maybe
-    temporary ones, removed by the next run), and running again continues where it stopped.
+    images with no segment get all -1 maps and a warning; images that cannot be decoded are skipped with a warning
+    and listed in ``report.failed`` (the caller decides: ``Masks`` exits non-zero at the end). A killed run leaves
+    only complete files (and maybe temporary ones, removed by a later run: ``leftover_temp_files``), and running
+    again continues where it stopped. Runs on one dataset at the same time leave each other's temporary files alone.
 
     Args:
         data_root: the dataset folder holding ``images/`` (masks go to ``data_root/clickgs_masks``).
@@ -874,4 +901,14 @@ class Masks:
         )
         if report.warnings:
             console.print(f"[yellow]{len(report.warnings)} warning(s); see above.[/]")
+        if report.failed:
+            raise SystemExit(failed_images_message(report.failed, "clickgs masks"))
         return report
+
+
+def failed_images_message(failed: Sequence[Path], what: str) -> str:
+    """The error for a run whose ``failed`` images could not be decoded: names every one and the way forward."""
+    listed = "\n".join(f"  {path}" for path in failed)
+    return (f"{what}: {len(failed)} image(s) could not be read or decoded, so they have no masks:\n{listed}\n"
+            "Replace or repair them (or remove their frames from transforms.json), then run the same command again: "
+            "the masks of the other images are done and will be kept.")

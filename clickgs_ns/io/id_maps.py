@@ -9,6 +9,7 @@ nothing). Sub-folders of ``images/`` are mirrored under ``clickgs_masks/``.
 from __future__ import annotations
 
 import zipfile
+import zlib
 from pathlib import Path
 from typing import Literal, Tuple
 
@@ -29,6 +30,11 @@ def check_level(level: str) -> str:
     if level not in LEVELS:
         raise ValueError(f"level must be one of {', '.join(LEVELS)}, got {level!r}")
     return level
+
+
+DAMAGED_FILE_ERRORS = (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error)
+"""What numpy raises reading a damaged .npz: a truncated or garbled archive (BadZipFile, EOFError, OSError), a bad
+array header (ValueError), a damaged compressed member (zlib.error: its deflate stream does not decode)."""
 
 
 class MaskFileError(ValueError):
@@ -65,7 +71,7 @@ def write_id_maps(path: Path, coarse: np.ndarray, fine: np.ndarray, **extra: np.
 def read_id_maps(path: Path) -> Tuple[np.ndarray, np.ndarray]:
     """Read and check one mask file; returns (coarse, fine), each int32 [H, W].
 
-    Raises MaskFileError naming the file when it is missing, unreadable or malformed.
+    Raises MaskFileError naming the file when it is missing, unreadable (``DAMAGED_FILE_ERRORS``) or malformed.
     """
     path = Path(path)
     if not path.exists():
@@ -80,10 +86,13 @@ def read_id_maps(path: Path) -> Tuple[np.ndarray, np.ndarray]:
             if missing:
                 raise MaskFileError(f"Mask file {path} lacks the array(s) {missing}; it holds {data.files}.")
             coarse, fine = data["coarse"], data["fine"]
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as err:
+    except DAMAGED_FILE_ERRORS as err:
         if isinstance(err, MaskFileError):
             raise
-        raise MaskFileError(f"Mask file {path} is unreadable ({err}); delete it and compute it again.") from err
+        raise MaskFileError(
+            f"Mask file {path} is unreadable ({err}): it is damaged. Compute it again: "
+            "`clickgs masks` (and ns-train with a SAM checkpoint) recompute damaged files."
+        ) from err
     for name, arr in (("coarse", coarse), ("fine", fine)):
         if arr.ndim != 2 or not np.issubdtype(arr.dtype, np.integer):
             raise MaskFileError(f"Mask file {path}: '{name}' must be an integer [H, W] map, got {arr.dtype} {arr.shape}.")

@@ -235,7 +235,8 @@ def evaluate_prompts(scene: Any, prompts: Sequence[Prompt], prompts_path: Path,
 
     Returns:
         A JSON-ready report: "summary" (``summarize``), "prompts" (per prompt: level, click, what the click selected
-        and its message, per-target IoU and boundary IoU, their means, seconds) and "config".
+        and its message, per-target IoU and boundary IoU, their means, seconds), "labels" (per level, how the labels
+        that clicks select were made: ``Segmenter.labels_origin``) and "config".
     """
     views = scene.views
     check_prompts(prompts, views, prompts_path)
@@ -280,8 +281,7 @@ def evaluate_prompts(scene: Any, prompts: Sequence[Prompt], prompts_path: Path,
         "prompts_file": str(prompts_path),
         "convergence": {level: data.convergence for level, data in levels.items()},
         "convergence_summary": segmenter.convergence_summary(),
-        "labels": {level: "saved (lifted from the training views)" if data.saved else "nearest candidate"
-                   for level, data in levels.items()},
+        "labels": {level: segmenter.labels_origin(level) for level in levels},
         "config": {"boundary_dilation_ratio": config.boundary_dilation_ratio,
                    "mask_alpha_threshold": config.mask_alpha_threshold},
         "summary": summarize([r["level"] for r in records], [r["iou"] for r in records],

@@ -10,13 +10,20 @@ plus two sidecars beside it::
     <stem>.export.json    where they came from: ``indices`` [M] of the exported Gaussians in the model, counts,
                           the dataparser transform and scale that were undone
 
-``export_segments`` writes one such .ply per segment id. Rows with a non-finite value are dropped (and counted).
-Every file is written atomically. Selections are kept as .npy files by ``clickgs_ns.io.selection_files``.
+``export_segments`` writes one such .ply per segment id (``segment_<id>.ply``), then ``segments.json`` listing them,
+and removes the segment files an earlier export left in the folder. Rows with a non-finite value are dropped (and
+counted). Selections are kept as .npy files by ``clickgs_ns.io.selection_files``.
+
+Consistency: every file is written atomically, and the .export.json is the commit marker of its .ply and
+.labels.npy: it is removed before they are replaced and written after them, so whenever ``<stem>.export.json``
+exists, the .ply and .labels.npy beside it are the ones it describes (a crash in between leaves no .export.json:
+export again). ``segments.json`` is likewise removed first and written last in a folder of segments.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
@@ -25,7 +32,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from clickgs_ns.io.atomic import atomic_path, atomic_write_text
+from clickgs_ns.io.atomic import atomic_paths, atomic_write_text
 from clickgs_ns.io.splat_files import SPLAT_KEYS
 
 
@@ -45,6 +52,13 @@ class ExportResult:
     """[M] int32: label of each exported Gaussian, in file order."""
 
 
+SEGMENTS_INDEX = "segments.json"
+"""The index ``export_segments`` writes into its folder."""
+
+SEGMENT_FILE = re.compile(r"segment_\d+\.ply")
+"""The name of a .ply that ``export_segments`` writes."""
+
+
 def sidecar_paths(path: Path) -> Dict[str, Path]:
     """The sidecar files of the export ``path`` (``<stem>.ply``): "labels" (.labels.npy) and "json"
     (.export.json)."""
@@ -54,7 +68,8 @@ def sidecar_paths(path: Path) -> Dict[str, Path]:
 
 
 def splat_params(model: Any) -> Dict[str, Tensor]:
-    """The model's splat (the six splatfacto tensors, plus ``features`` when present), detached on the CPU."""
+    """The model's splat (the six splatfacto tensors, plus ``click_features`` [N, F] when present), detached on the
+    CPU."""
     gauss_params = model.gauss_params
     missing = [key for key in SPLAT_KEYS if key not in gauss_params]
     if missing:
@@ -113,14 +128,18 @@ def _write(rows: Dict[str, Tensor], model_indices: Tensor, labels: Tensor, path:
     m = int(rows["means"].shape[0])
     labels = labels.to(torch.int32).cpu()
     extra = {"label": labels.numpy()}
-    if include_features and "features" in rows:
+    if include_features:
+        if "click_features" not in rows:
+            raise ValueError(f"Cannot write {path} with features: the model has no click_features (not a "
+                             "click-gaussian model); export without include_features.")
         for channel in range(rows["click_features"].shape[1]):
             extra[f"feature_{channel}"] = rows["click_features"][:, channel].numpy()
-    write_gaussian_ply(path, rows["means"], rows["scales"], rows["quats"], rows["opacities"].reshape(-1),
-                       rows["features_dc"], rows["features_rest"].reshape(m, -1, 3), extra=extra)
     sidecars = sidecar_paths(path)
-    with atomic_path(sidecars["labels"]) as tmp:
-        np.save(tmp, labels.numpy())
+    with atomic_paths([path, sidecars["labels"]]) as (ply_tmp, labels_tmp):
+        write_gaussian_ply(ply_tmp, rows["means"], rows["scales"], rows["quats"], rows["opacities"].reshape(-1),
+                           rows["features_dc"], rows["features_rest"].reshape(m, -1, 3), extra=extra)
+        np.save(labels_tmp, labels.numpy())
+        sidecars["json"].unlink(missing_ok=True)  # the commit marker goes before its files change (module doc)
     transform = None if dataparser_transform is None else \
         torch.as_tensor(dataparser_transform, dtype=torch.float64).reshape(-1, 4)[:3].tolist()
     info = {
@@ -134,7 +153,7 @@ def _write(rows: Dict[str, Tensor], model_indices: Tensor, labels: Tensor, path:
         "num_dropped_nonfinite": int(num_dropped),
         "indices": model_indices.tolist(),
     }
-    atomic_write_text(sidecars["json"], json.dumps(info))
+    atomic_write_text(sidecars["json"], json.dumps(info))  # last: the commit marker
     return ExportResult(path, m, int(num_dropped), model_indices, labels)
 
 
@@ -151,13 +170,14 @@ def export_gaussians(
 
     Args:
         model: has ``gauss_params`` with means [N,3], scales [N,3] (log), quats [N,4] (wxyz), features_dc [N,3],
-            features_rest [N,K-1,3], opacities [N,1] (logit), optionally features [N,F].
+            features_rest [N,K-1,3], opacities [N,1] (logit), optionally click_features [N,F].
         mask: [N] bool selection; None exports every Gaussian.
         path: the .ply to write.
         dataparser_transform: [3, 4] (or [4, 4]) ``dataparser_transform`` of the run; None keeps the training frame.
         dataparser_scale: ``dataparser_scale`` of the run.
         labels: [N] int label per model Gaussian; None labels every exported Gaussian 0.
-        include_features: also write the per-Gaussian features as float properties ``feature_0`` ...
+        include_features: also write the per-Gaussian click features as float properties ``feature_0`` ...
+            ``feature_<F-1>`` (an error when the model has none).
     """
     params = splat_params(model)
     n = params["means"].shape[0]
@@ -183,7 +203,9 @@ def export_segments(
     include_features: bool = False,
 ) -> List[ExportResult]:
     """One .ply per segment id >= 0 of ``labels`` [N] (``segment_<id>.ply`` in ``out_dir``), plus
-    ``segments.json`` listing them. Segments with fewer than ``min_gaussians`` finite Gaussians are skipped."""
+    ``segments.json`` listing them. Segments with fewer than ``min_gaussians`` finite Gaussians are skipped.
+    The segment files of an earlier export into ``out_dir`` that this one does not rewrite are removed
+    (``earlier_segment_files``); no other file is touched."""
     params = splat_params(model)
     n = params["means"].shape[0]
     labels = torch.as_tensor(labels).cpu().long()
@@ -192,6 +214,7 @@ def export_segments(
     world = to_dataset_frame(params, dataparser_transform, dataparser_scale)
     finite = finite_rows(world)
     out_dir = Path(out_dir)
+    (out_dir / SEGMENTS_INDEX).unlink(missing_ok=True)  # the folder's commit marker goes first (module doc)
     ids: Sequence[int] = torch.unique(labels[labels >= 0]).tolist()
     width = max(4, len(str(max(ids, default=0))))
     results: List[ExportResult] = []
@@ -204,8 +227,33 @@ def export_segments(
         rows = {key: value[indices] for key, value in world.items()}
         results.append(_write(rows, indices, labels[indices], path, n, int((in_segment & ~finite).sum()),
                               dataparser_transform, dataparser_scale, include_features))
+    written = {r.path.name for r in results}
+    for stale in earlier_segment_files(out_dir):
+        if stale.name not in written:
+            for file in (stale, *sidecar_paths(stale).values()):
+                file.unlink(missing_ok=True)
     index = {"num_model_gaussians": n, "num_unlabelled": int((labels < 0).sum()),
              "segments": [{"id": int(r.labels[0]), "ply": r.path.name, "num_gaussians": r.num_exported}
                           for r in results]}
-    atomic_write_text(out_dir / "segments.json", json.dumps(index, indent=1))
+    atomic_write_text(out_dir / SEGMENTS_INDEX, json.dumps(index, indent=1))
     return results
+
+
+def earlier_segment_files(out_dir: Path) -> List[Path]:
+    """The segment .ply files that an export wrote into ``out_dir``: named ``segment_<digits>.ply`` and described by
+    their own .export.json (which names that .ply). Files named so by anything else (no .export.json, or one about
+    another file) are not listed."""
+    out_dir = Path(out_dir)
+    if not out_dir.is_dir():
+        return []
+    found = []
+    for path in sorted(out_dir.glob("segment_*.ply")):
+        if not SEGMENT_FILE.fullmatch(path.name):
+            continue
+        try:
+            info = json.loads(sidecar_paths(path)["json"].read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(info, dict) and info.get("ply") == path.name:
+            found.append(path)
+    return found

@@ -112,6 +112,32 @@ class Segmentation:
 
 
 # ------------------------------------------------------------------------------------------------ pure functions
+def labels_origin(saved: bool, method: Optional[str]) -> str:
+    """How a level's click labels were made, in words for reports.
+
+    Args:
+        saved: the labels are the model's saved ones (``LevelData.saved``), not computed on loading.
+        method: the run's ``pipeline.model.labelling.method`` (``labelling_method``), None when not recorded.
+    """
+    if not saved:
+        return "nearest candidate (computed on loading: the run saved no labels)"
+    if method == "view_vote":
+        return "saved (lifted from the training views)"
+    if method == "nearest_feature":
+        return "saved (each Gaussian's nearest candidate: labelling.method nearest_feature)"
+    if method is None:
+        return "saved (the run's config does not say how: no labelling.method)"
+    return f"saved (labelling.method {method})"
+
+
+def labelling_method(model: Any) -> Optional[str]:
+    """The run's ``pipeline.model.labelling.method`` (how its saved labels were made), None when its config has
+    none."""
+    labelling = getattr(getattr(model, "config", None), "labelling", None)
+    method = getattr(labelling, "method", None)
+    return method if isinstance(method, str) else None
+
+
 def level_features(features: Tensor, level: Level, coarse_dim: int) -> Tensor:
     """Unit-length per-Gaussian features [N, D] of ``level``: the first ``coarse_dim`` channels of ``features``
     [N, 24] for "coarse", all of them for "fine"."""
@@ -506,6 +532,10 @@ class Segmenter:
             result.message += " Selection unchanged."
         return result
 
+    def labels_origin(self, level: Level) -> str:
+        """How the labels that clicks at ``level`` select were made, in words (``labels_origin``)."""
+        return labels_origin(self.level_data(level).saved, labelling_method(self.model))
+
     def segment_everything(self, level: Level = "coarse") -> Segmentation:
         """Whole-scene instance labels at ``level`` (cached until ``refresh()``)."""
         if level not in self._segmentations:
@@ -516,10 +546,16 @@ class Segmenter:
                     labels = data.labels  # a run saved before segment labels existed
                 labels = labels.to(data.labels.device).long()
                 unlabelled = int((labels < 0).sum())
+                method = labelling_method(self.model)
+                how, why = {
+                    "view_vote": ("labels lifted from the training views",
+                                  "that no training view shows near a candidate"),
+                    "nearest_feature": ("each Gaussian's nearest candidate", "without a candidate"),
+                }.get(method or "", ("the run's saved labels", "without a saved label"))
                 self._segmentations[level] = Segmentation(
                     labels, int(data.candidates.shape[0]), False,
-                    f"{data.candidates.shape[0]} segments (global candidates, labels lifted from the training "
-                    f"views); {unlabelled} Gaussians that no training view shows near a candidate are labelled -1.")
+                    f"{data.candidates.shape[0]} segments (global candidates, {how}); {unlabelled} Gaussians {why} "
+                    "are labelled -1.")
             else:
                 self._segmentations[level] = segment_everything(data.features, data.candidates, self.config)
         return self._segmentations[level]
