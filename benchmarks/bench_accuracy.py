@@ -15,7 +15,13 @@
    that receives most of its rendered weight over the training views, clicked through those labels.
 
 Usage: python benchmarks/bench_accuracy.py [--work DIR] [--rgb-steps 3000] [--feature-steps 1000] [--noise 0.5 1.0]
-Reruns reuse what ``--work`` already holds (scenes, splat, runs); ``--fresh`` starts over. The last line reads
+Reruns reuse what ``--work`` already holds (scenes, splat, runs) only where it was made by the same code and flags:
+each folder is named ``NAME_KEY``, KEY (``benchmarks/cache.py``) a hash of the content of every .py file under
+clickgs_ns/ and method_configs/, this script, cache.py and pyproject.toml, of the installed versions of Python,
+torch, nerfstudio, gsplat and numpy, and of every setting of that artefact (the scene's ``SynthConfig``; the
+ns-train flags; the keys of the scene and splat it is made from), and holds ``cache_key.json``, written last; any
+other folder is recomputed. ``# cache:`` lines say what was reused and what recomputed, with its key. ``--fresh``
+starts over. The last line reads
 ``accuracy: coarse mIoU 0.NNN, fine mIoU 0.NNN (noisy masks, GFL on); oracle 0.NNN / 0.NNN``.
 """
 
@@ -33,28 +39,75 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from cache import PROJECT_ROOT, code_fingerprint, environment, is_cached, mark_cached, run_key  # noqa: E402
+
 VENV_BIN = Path(sys.executable).parent
+SOURCES = [PROJECT_ROOT / "clickgs_ns", PROJECT_ROOT / "method_configs", Path(__file__).resolve(),
+           Path(__file__).resolve().parent / "cache.py", PROJECT_ROOT / "pyproject.toml"]
+"""Everything whose content can change a scene, the splat or a feature run (folders: their .py files)."""
+NS_TRAIN_FLAGS = ["--machine.device-type", "cpu", "--vis", "tensorboard", "--pipeline.model.num-downscales", "0",
+                  "--steps-per-eval-image", "1000000", "--steps-per-eval-all-images", "1000000",
+                  "--steps-per-save", "1000000"]
+"""Flags of every ``ns-train`` run here, before its own."""
 
 
-def ns_train(data: Path, output_dir: Path, name: str, args: Sequence[str], log: Path) -> Path:
-    """Run ``ns-train click-gaussian`` (CPU) unless the run's last checkpoint exists; returns its config.yml."""
-    run_dir = output_dir / data.name / "click-gaussian" / name
+def cache_note(reused: bool, what: str, path: Path, key: str) -> None:
+    print(f"# cache: {'reused    ' if reused else 'recomputed'} {what:<24} key {key}  {path}", flush=True)
+
+
+def make_scene(work: Path, name: str, config, code_fp: str, env: Dict[str, str]) -> Tuple[Path, str]:
+    """``generate_scene(config)`` into ``work/NAME_KEY`` unless that folder holds the finished scene of KEY (code,
+    ``config``, ``env``); returns the folder and KEY. ``name`` has no dot: nerfstudio names runs by the data's stem."""
+    from clickgs_ns.data.synth import generate_scene
+
+    flags = {"generate_scene": config, "environment": env}
+    key = run_key(code_fp, flags)
+    scene_dir = work / f"{name}_{key}"
+    reused = is_cached(scene_dir, key) and (scene_dir / "prompts.json").exists()
+    cache_note(reused, f"scene {name}", scene_dir, key)
+    if not reused:
+        if scene_dir.exists():  # an unfinished one: generate_scene leaves files it does not write
+            shutil.rmtree(scene_dir)
+        generate_scene(config, scene_dir)
+        mark_cached(scene_dir, key, code_fp, flags)
+    return scene_dir, key
+
+
+def ns_train(data: Path, output_dir: Path, name: str, args: Sequence[str], log_dir: Path, code_fp: str,
+             inputs: Dict[str, object], init_checkpoint: Optional[Path] = None) -> Tuple[Path, str]:
+    """Run ``ns-train click-gaussian`` (CPU) as the run ``NAME_KEY`` unless that run finished (its last checkpoint,
+    DONE and its cache key file exist); returns its config.yml and KEY. KEY hashes the code ``code_fp``, the flags
+    (``NS_TRAIN_FLAGS`` and ``args``) and ``inputs``: the keys of the dataset ``data`` and of the run that wrote
+    ``init_checkpoint``, and the environment; of the paths only ``init_checkpoint``'s below ``output_dir`` (its
+    run's folder, named by that run's key, and its step). Its log: ``log_dir/NAME_KEY.log``."""
+    flags: Dict[str, object] = {"ns_train": ["click-gaussian", *NS_TRAIN_FLAGS, *args], "inputs": inputs}
+    if init_checkpoint is not None:  # its path below output_dir names its run (and that run's key) and step
+        below = init_checkpoint.is_relative_to(output_dir)
+        flags["init_checkpoint"] = init_checkpoint.relative_to(output_dir) if below else init_checkpoint
+    key = run_key(code_fp, flags)
+    run_name = f"{name}_{key}"
+    run_dir = output_dir / data.name / "click-gaussian" / run_name
     config = run_dir / "config.yml"
-    if config.exists() and any((run_dir / "nerfstudio_models").glob("*.ckpt")) and (run_dir / "DONE").exists():
-        return config
+    reused = (config.exists() and any((run_dir / "nerfstudio_models").glob("*.ckpt")) and (run_dir / "DONE").exists()
+              and is_cached(run_dir, key))
+    cache_note(reused, f"run {name}", run_dir, key)
+    if reused:
+        return config, key
     if run_dir.exists():
         shutil.rmtree(run_dir)
+    init = ["--pipeline.model.init-checkpoint", str(init_checkpoint)] if init_checkpoint is not None else []
     command = [str(VENV_BIN / "ns-train"), "click-gaussian", "--data", str(data), "--output-dir", str(output_dir),
-               "--timestamp", name, "--machine.device-type", "cpu", "--vis", "tensorboard",
-               "--pipeline.model.num-downscales", "0", "--steps-per-eval-image", "1000000",
-               "--steps-per-eval-all-images", "1000000", "--steps-per-save", "1000000", *args]
+               "--timestamp", run_name, *NS_TRAIN_FLAGS, *init, *args]
+    log = log_dir / f"{run_name}.log"
     started = time.perf_counter()
     with open(log, "w") as out:
         code = subprocess.call(command, stdout=out, stderr=subprocess.STDOUT)
     if code != 0:
         raise SystemExit(f"ns-train failed ({code}); see {log}")
     (run_dir / "DONE").write_text(f"{time.perf_counter() - started:.1f}\n")
-    return config
+    mark_cached(run_dir, key, code_fp, flags)
+    return config, key
 
 
 def run_seconds(config: Path) -> float:
@@ -175,34 +228,38 @@ def main() -> None:
     args.work.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
 
-    from clickgs_ns.data.synth import generate_scene, room_config
+    from clickgs_ns.data.synth import room_config
 
-    scenes: Dict[float, Path] = {}
-    for noise in args.noise:
-        scene_dir = args.work / ("room_noise" + f"{noise:g}".replace(".", ""))  # no dot: nerfstudio names runs by stem
-        if not (scene_dir / "prompts.json").exists():
-            generate_scene(room_config(seed=args.seed, mask_noise=noise), scene_dir)
-        scenes[noise] = scene_dir
-    noisy = args.noise[-1]
-    scene_variant = None
-    if args.scene_segments > 0:  # the same images, and the noisiest masks with a whole-scene segment added
-        scene_variant = args.work / (scenes[noisy].name + "_scene" + f"{args.scene_segments:g}".replace(".", ""))
-        if not (scene_variant / "prompts.json").exists():
-            generate_scene(room_config(seed=args.seed, mask_noise=noisy, scene_segment_prob=args.scene_segments),
-                           scene_variant)
-    outputs = args.work / "runs"
     print(f"# bench_accuracy: room scenes (seed {args.seed}), noise {args.noise}; torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads; RGB stage {args.rgb_steps} steps from seed points, feature stage "
           f"{args.feature_steps} steps (GFL from {args.gfl_start} every {args.gfl_every}, {args.pixels} pixels)",
           flush=True)
+    code_fp = code_fingerprint(SOURCES)
+    env = environment()
+    print(f"# cache: code fingerprint {code_fp[:12]} (clickgs_ns/ and method_configs/ .py files, this script, "
+          f"cache.py, pyproject.toml); {', '.join(f'{k} {v}' for k, v in env.items())}", flush=True)
 
-    splat = ns_train(scenes[noisy], outputs, "rgb", ["--pipeline.model.rgb-stage-steps", str(args.rgb_steps),
-                                                     "--pipeline.model.feature-stage-steps", "0"],
-                     args.work / "rgb.log")
+    scenes: Dict[float, Path] = {}
+    scene_keys: Dict[Path, str] = {}
+    for noise in args.noise:
+        scene_dir, scene_keys[scene_dir] = make_scene(args.work, "room_noise" + f"{noise:g}".replace(".", ""),
+                                                      room_config(seed=args.seed, mask_noise=noise), code_fp, env)
+        scenes[noise] = scene_dir
+    noisy = args.noise[-1]
+    scene_variant = None
+    if args.scene_segments > 0:  # the same images, and the noisiest masks with a whole-scene segment added
+        scene_variant, scene_keys[scene_variant] = make_scene(
+            args.work, ("room_noise" + f"{noisy:g}_scene{args.scene_segments:g}").replace(".", ""),
+            room_config(seed=args.seed, mask_noise=noisy, scene_segment_prob=args.scene_segments), code_fp, env)
+    outputs = args.work / "runs"
+
+    splat, splat_key = ns_train(scenes[noisy], outputs, "rgb",
+                                ["--pipeline.model.rgb-stage-steps", str(args.rgb_steps),
+                                 "--pipeline.model.feature-stage-steps", "0"],
+                                args.work, code_fp, {"data": scene_keys[scenes[noisy]], "environment": env})
     checkpoint = last_checkpoint(splat)
     print(f"# RGB stage: {run_seconds(splat) / 60:.1f} min", flush=True)
-    common = ["--pipeline.model.init-checkpoint", str(checkpoint),
-              "--pipeline.model.feature-stage-steps", str(args.feature_steps),
+    common = ["--pipeline.model.feature-stage-steps", str(args.feature_steps),
               "--pipeline.model.gfl.start-step", str(args.gfl_start),
               "--pipeline.model.gfl.update-every", str(args.gfl_every),
               "--pipeline.model.losses.num-sampled-pixels", str(args.pixels)]
@@ -230,10 +287,19 @@ def main() -> None:
             (f"- all departures off (the paper)", scenes[noisy], f"{tag}_gfl_paper", no_merge + paper_loss, nearest),
         ]
 
+    # every training run first (relabelled rows share theirs), so that the cache lines come before the table
+    configs: Dict[Tuple[Path, str], Path] = {}
+    for _, scene, run_name, extra, _ in runs:
+        if (scene, run_name) not in configs:
+            configs[(scene, run_name)], _ = ns_train(
+                scene, outputs, run_name, common + extra, args.work, code_fp,
+                {"data": scene_keys[scene], "init_checkpoint": splat_key, "environment": env},
+                init_checkpoint=checkpoint)
+
     print(f"{'run':<42} | coarse mIoU mBIoU | fine mIoU mBIoU | converged c/f | cands | train min", flush=True)
     results = {}
     for name, scene, run_name, extra, relabel in runs:
-        config = ns_train(scene, outputs, run_name, common + extra, args.work / f"{run_name}.log")
+        config = configs[(scene, run_name)]
         result = evaluate_run(config, scene, relabel)
         results[name] = result
         print(row(name, result, None if relabel else run_seconds(config)), flush=True)
