@@ -53,7 +53,25 @@ def test_killed_lifting_keeps_the_features_and_the_named_command_finishes_the_la
     saved = torch.load(checkpoint, map_location="cpu", weights_only=True)["pipeline"]
     assert not bool(saved["_model.labels_final"])
     features = saved["_model.gauss_params.click_features"]
+    stopped = checkpoint.read_bytes()
 
+    # one way forward: resume the run, which has no step left but its labels
+    config = make_trainer_config(tiny_scene.root, tmp_path, init_ply=tiny_scene.scene_ply_path,
+                                 feature_stage_steps=12)
+    config.load_dir = checkpoint.parent
+
+    def resume() -> None:
+        trainer = config.setup(local_rank=0, world_size=1)
+        trainer.setup()
+        trainer.train()
+
+    resume()
+    assert _checkpoints(run_dir) == [checkpoint], "no step-000000000.ckpt beside it"
+    resumed = torch.load(checkpoint, map_location="cpu", weights_only=True)["pipeline"]
+    assert bool(resumed["_model.labels_final"])
+
+    # the other: the command the run printed
+    checkpoint.write_bytes(stopped)
     finished = subprocess.run([str(BIN / "clickgs"), *command.group(1).split()[1:]], capture_output=True, text=True,
                               timeout=600)
     assert finished.returncode == 0, finished.stdout[-3000:] + finished.stderr[-3000:]
@@ -66,15 +84,13 @@ def test_killed_lifting_keeps_the_features_and_the_named_command_finishes_the_la
     assert (saved["_model.coarse_labels"] >= 0).all(), "before: GFL's interim labels, every Gaussian's nearest"
     labelled = int((state["_model.coarse_segment_labels"] >= 0).sum())
     assert 0 < labelled < features.shape[0], "after: voted by the views (those no view shows confidently: -1)"
+    for name in ("coarse_labels", "fine_labels", "coarse_segment_labels", "fine_segment_labels"):
+        assert torch.equal(state[f"_model.{name}"], resumed[f"_model.{name}"]), f"{name}: both ways agree"
     assert set(relabelled) >= {"optimizers", "schedulers", "scalers"}, "the run still resumes"
 
-    # resuming the finished run: nothing to train, and the final checkpoint stays (no step-000000000.ckpt)
-    config = make_trainer_config(tiny_scene.root, tmp_path, init_ply=tiny_scene.scene_ply_path,
-                                 feature_stage_steps=12)
-    config.load_dir = checkpoint.parent
-    trainer = config.setup(local_rank=0, world_size=1)
-    trainer.setup()
-    trainer.train()
+    # resuming the finished run: nothing to train, and the final checkpoint stays as it is
+    resume()
     assert _checkpoints(run_dir) == [checkpoint]
+    assert checkpoint.read_bytes() != stopped
     assert torch.equal(torch.load(checkpoint, map_location="cpu", weights_only=True)["pipeline"]["_model.coarse_labels"],
                        state["_model.coarse_labels"])

@@ -201,3 +201,38 @@ def test_click_labels_take_segment_labels_for_weakly_confident_candidates():
 def test_runs_saved_before_segment_labels_segment_everything_with_their_labels():
     model = fake_model(torch.tensor([1, 0, 1, 0]), segment_coarse=torch.full((4,), -1))
     assert Segmenter(model).segment_everything("coarse").labels.tolist() == [1, 0, 1, 0]
+
+
+@pytest.mark.parametrize("rasterize_mode", ["classic", "antialiased"])
+def test_forward_label_weights_equal_the_colour_gradients(rasterize_mode):
+    """``rasterize_label_weights`` (one forward pass, no autograd) gives what the colour gradients through the
+    torch rasterizer give: 2 cameras, 2 labels per pixel in disjoint ranges, labels varying pixel by pixel (many
+    per subtile), -1 pixels voting for nothing, overlapping and occluding Gaussians."""
+    from clickgs_ns.render import rasterize_label_weights
+
+    generator = torch.Generator().manual_seed(3)
+    num = 300
+    means = torch.rand(num, 3, generator=generator) * torch.tensor([2.0, 1.5, 1.0]) + torch.tensor([-1.0, -0.75, 2.0])
+    quats = torch.randn(num, 4, generator=generator)
+    scales = torch.rand(num, 3, generator=generator) * 0.08 + 0.01
+    opacities = torch.rand(num, generator=generator) * 0.98 + 0.01
+    viewmats = torch.eye(4).repeat(2, 1, 1)
+    viewmats[1, 0, 3] = 0.2
+    Ks = torch.tensor([[40.0, 0.0, 24.0], [0.0, 40.0, 20.0], [0.0, 0.0, 1.0]]).repeat(2, 1, 1)
+    first = torch.randint(0, 5, (2, 40, 48), generator=generator)
+    first[:, :, 30:] = -1  # voting for nothing
+    second = 5 + (torch.arange(48)[None, None, :] // 7).expand(2, 40, 48)  # labels 5..11, 7-pixel stripes
+    label_maps = torch.stack([first, second], dim=-1)  # [2, 40, 48, 2]
+
+    gaussians, labels, weights = rasterize_label_weights(means, quats, scales, opacities, viewmats, Ks, 48, 40,
+                                                         label_maps, rasterize_mode=rasterize_mode)
+    forward = dense(coalesce_votes(gaussians * 13 + labels, weights, num, 13))
+
+    def render(colors):
+        return rasterize(means, quats, scales, opacities, colors, viewmats, Ks, 48, 40, backend="torch",
+                         rasterize_mode=rasterize_mode)[0]
+
+    gradient = dense(gaussian_votes(render, torch.where(label_maps < 0, 12, label_maps), 13, num, 64))
+    gradient[:, 12] = 0.0  # label 12 stood for "nothing" (-1) in the gradient path
+    assert forward.sum() > 10.0 and (forward > 0).sum() > num, "many Gaussians vote for several labels"
+    torch.testing.assert_close(forward, gradient, rtol=1e-4, atol=1e-6)

@@ -10,10 +10,10 @@ those over every candidate. This module labels the Gaussians by what the views s
    feature (``pixel_label_maps``); pixels the splat does not cover, that no SAM mask covers (their features were
    never trained) or whose feature is near no candidate vote "none";
 2. each Gaussian collects, per label, the rendering weight w = alpha_i T_i it contributes to the pixels of that
-   label over all training views (``gaussian_votes``: backward passes through the rasterizer per batch of views,
-   d(sum_p F_p[label_p]) / d colour_i = the Gaussian's weight per label; only the labels a batch shows are rendered,
-   a bounded number of channels per pass, and the sums are kept sparse, ``SparseVotes``, so that memory does not
-   grow with the number of labels);
+   label over all training views (on the CPU one forward pass of the torch rasterizer,
+   ``render.rasterize_label_weights``; through gsplat, ``gaussian_votes``: d(sum_p F_p[label_p]) / d colour_i = the
+   Gaussian's weight per label, only the labels a batch shows rendered, a bounded number of channels per pass); the
+   sums are kept sparse, ``SparseVotes``, so that memory does not grow with the number of labels;
 3. its label is the one with the largest weight (``vote_labels``); Gaussians that no training view sees, or whose
    weight falls mostly on pixels that vote "none", get -1. What a click selects is voted by confident pixels
    only (feature cosine > 0.95 to the candidate); "segment everything" fills the Gaussians that this leaves out
@@ -70,8 +70,9 @@ class LabellingConfig:
     render_batch_pixels: int = 1 << 21
     """At most this many pixels per batch of views (memory only; views of 1920x1080 go one at a time)."""
     vote_pass_megabytes: float = 256.0
-    """Memory for the label channels of one voting render: the labels a batch of views shows are rendered as many
-    at a time as fit [B, H, W, labels] float32 in this budget (memory only; same labels)."""
+    """Through gsplat (CUDA), memory for the label channels of one voting render: the labels a batch of views shows
+    are rendered as many at a time as fit [B, H, W, labels] float32 in this budget (memory only; same labels). The
+    CPU path needs no such budget (one pass, ``render.rasterize_label_weights``)."""
 
 
 def merge_candidates(candidates: Tensor, sizes: Tensor, min_cosine: float) -> Tuple[Tensor, Tensor, Tensor]:

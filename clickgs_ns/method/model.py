@@ -37,6 +37,7 @@ from clickgs_ns.method.lifting import (
     LabellingConfig,
     SparseVotes,
     add_votes,
+    coalesce_votes,
     feature_convergence,
     fill_unlabelled,
     gaussian_votes,
@@ -45,7 +46,7 @@ from clickgs_ns.method.lifting import (
     vote_labels,
 )
 from clickgs_ns.method.losses import FeatureLossConfig, build_knn_index, feature_stage_losses, nearest_neighbours
-from clickgs_ns.render import eval_sh, get_viewmat, rasterize
+from clickgs_ns.render import eval_sh, get_viewmat, rasterize, rasterize_label_weights, uses_gsplat
 
 LABEL_BUFFERS = ("coarse_labels", "fine_labels", "coarse_segment_labels", "fine_segment_labels")
 """Per-Gaussian [N] long buffers: the candidate a click selects each Gaussian by, per level, and its segment in
@@ -293,11 +294,17 @@ class ClickGaussianModel(SplatfactoModel):
 
     def label_votes(self, cameras: Cameras, label_maps: Tensor, num_labels: int) -> SparseVotes:
         """Rendering weight that each Gaussian gives to the pixels of each label in ``cameras`` (one size), for label
-        maps [B, H, W] or [B, H, W, K] long in [0, num_labels) (``lifting.gaussian_votes``)."""
-        channels = labels_per_pass(label_maps[..., 0].numel() if label_maps.dim() == 4 else label_maps.numel(),
-                                   self.config.labelling.vote_pass_megabytes)
-        return gaussian_votes(lambda colors: self.render_colors(cameras, colors)[0], label_maps.to(self.device),
-                              num_labels, self.num_points, channels)
+        maps [B, H, W] or [B, H, W, K] long in [0, num_labels): one forward pass of the torch rasterizer
+        (``rasterize_label_weights``), or gradients through gsplat's kernels (``lifting.gaussian_votes``)."""
+        label_maps = label_maps.to(self.device)
+        if uses_gsplat(self.config.render_backend, self.means):
+            channels = labels_per_pass(label_maps.shape[0] * label_maps.shape[1] * label_maps.shape[2],
+                                       self.config.labelling.vote_pass_megabytes)
+            return gaussian_votes(lambda colors: self.render_colors(cameras, colors)[0], label_maps, num_labels,
+                                  self.num_points, channels)
+        gaussians, labels, weights = rasterize_label_weights(
+            label_maps=label_maps, rasterize_mode=self.config.rasterize_mode, **self.frozen_splat_view(cameras))
+        return coalesce_votes(gaussians * num_labels + labels, weights, self.num_points, num_labels)
 
     @torch.no_grad()
     def candidate_label_maps(self, cameras: Cameras, covered: Optional[Tensor] = None) -> Tensor:
@@ -566,17 +573,20 @@ class ClickGaussianModel(SplatfactoModel):
     def render_colors(self, cameras: Cameras, colors: Tensor) -> Tuple[Tensor, Tensor]:
         """Any per-Gaussian colours [N, X] rendered by C cameras of one size: [C, H, W, X] and alphas [C, H, W, 1];
         the frozen splat (no gradient to its geometry), differentiable in ``colors``."""
+        return rasterize(colors=colors, rasterize_mode=self.config.rasterize_mode, backend=self.config.render_backend,
+                         **self.frozen_splat_view(cameras))[:2]
+
+    def frozen_splat_view(self, cameras: Cameras) -> Dict[str, Any]:
+        """The rasterizer's inputs for the frozen splat (activated, detached) seen by C cameras of one size: means,
+        quats, scales, opacities, viewmats, Ks, width, height."""
         widths, heights = cameras.width.unique(), cameras.height.unique()
         if len(widths) != 1 or len(heights) != 1:
             raise ValueError("render_colors needs cameras of one size; group them by size first")
         cameras = cameras.to(self.device)
-        return rasterize(
-            means=self.means.detach(), quats=self.quats.detach(), scales=torch.exp(self.scales.detach()),
-            opacities=torch.sigmoid(self.opacities.detach()).squeeze(-1), colors=colors,
-            viewmats=get_viewmat(cameras.camera_to_worlds), Ks=cameras.get_intrinsics_matrices(),
-            width=int(widths[0]), height=int(heights[0]), rasterize_mode=self.config.rasterize_mode,
-            backend=self.config.render_backend,
-        )[:2]
+        return dict(means=self.means.detach(), quats=self.quats.detach(), scales=torch.exp(self.scales.detach()),
+                    opacities=torch.sigmoid(self.opacities.detach()).squeeze(-1),
+                    viewmats=get_viewmat(cameras.camera_to_worlds), Ks=cameras.get_intrinsics_matrices(),
+                    width=int(widths[0]), height=int(heights[0]))
 
     # ---------------------------------------------------------------------------------------------- losses
     def get_metrics_dict(self, outputs, batch) -> Dict[str, Tensor]:

@@ -3,7 +3,7 @@
 Imports only ``clickgs_ns.io``. The names most callers need are re-exported here.
 """
 
-from clickgs_ns.render.backend import Backend, rasterize
+from clickgs_ns.render.backend import Backend, rasterize, uses_gsplat
 from clickgs_ns.render.projection import get_viewmat, project_gaussians, quat_scale_to_covar, quat_to_rotmat
 from clickgs_ns.render.rasterizer import (
     ALPHA_MAX,
@@ -11,6 +11,7 @@ from clickgs_ns.render.rasterizer import (
     TRANSMITTANCE_EPS,
     RasterizeMode,
     RenderMode,
+    rasterize_label_weights,
     rasterize_to_pixels,
     rasterize_torch,
     tile_ranges,
@@ -20,6 +21,6 @@ from clickgs_ns.render.transform import transform_splat
 
 __all__ = [
     "ALPHA_MAX", "ALPHA_THRESHOLD", "TRANSMITTANCE_EPS", "Backend", "RasterizeMode", "RenderMode", "eval_sh",
-    "get_viewmat", "project_gaussians", "quat_scale_to_covar", "quat_to_rotmat", "rasterize", "rasterize_to_pixels",
-    "rasterize_torch", "tile_ranges", "transform_splat",
+    "get_viewmat", "project_gaussians", "quat_scale_to_covar", "quat_to_rotmat", "rasterize", "rasterize_label_weights",
+    "rasterize_to_pixels", "rasterize_torch", "tile_ranges", "transform_splat", "uses_gsplat",
 ]

@@ -16,6 +16,13 @@ from clickgs_ns.render.rasterizer import RasterizeMode, RenderMode, rasterize_to
 Backend = Literal["auto", "torch", "gsplat"]
 
 
+def uses_gsplat(backend: Backend, means: Tensor) -> bool:
+    """Whether :func:`rasterize` renders ``means`` with gsplat's CUDA kernels under ``backend``."""
+    if backend not in ("auto", "torch", "gsplat"):
+        raise ValueError(f"unknown backend {backend!r}")
+    return backend == "gsplat" or (backend == "auto" and means.is_cuda)
+
+
 def rasterize(
     means: Tensor,
     quats: Tensor,
@@ -67,10 +74,7 @@ def rasterize(
         dict: ``means2d`` [C, N, 2] with retainable grad, ``radii`` [C, N] int32,
         ``width``, ``height``, ``n_cameras``, ``depths``, ``conics``, ``tile_size``, ...).
     """
-    if backend not in ("auto", "torch", "gsplat"):
-        raise ValueError(f"unknown backend {backend!r}")
-    use_gsplat = backend == "gsplat" or (backend == "auto" and means.is_cuda)
-    if use_gsplat:
+    if uses_gsplat(backend, means):
         from gsplat.rendering import rasterization  # lazy: CUDA extension
 
         return rasterization(

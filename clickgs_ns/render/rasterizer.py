@@ -227,6 +227,38 @@ def _add_absgrad(
     acc.index_add_(0, gids.flatten(), torch.stack([vx, vy], -1).reshape(-1, 2).to(acc.dtype))
 
 
+def _blend_weights(
+    coeffs: Tensor, f: Tensor, T: Tensor, done: Tensor, may_clamp: bool
+) -> Tuple[Tensor, Tensor, Tensor, Tensor, Optional[Tensor]]:
+    """The blending weights of one chunk of ``B`` depth-sorted entries per pixel (:class:`_Composite`'s notation).
+
+    Args:
+        coeffs: ``[A, 6, B]``; f: ``[P, 6]`` pixel monomials; T: ``[A, P]`` transmittance before the chunk;
+        done: ``[A, P]`` stopped pixels; may_clamp: whether any alpha can reach ``ALPHA_MAX``.
+
+    Returns:
+        ``w [A, P, B]`` (the entry's weight relative to ``T``: its colour's factor in the pixel is ``T w``),
+        ``-s [A, P, B]`` (``-s_{j+1}``), ``t_end [A, P]``, ``done_new [A, P]`` and the clamped alphas
+        ``[A, P, B]`` bool (None unless ``may_clamp``).
+    """
+    buf = torch.matmul(f, coeffs)  # [A, P, B] log alpha
+    clamped = buf > math.log(ALPHA_MAX) if may_clamp else None
+    buf.exp_().clamp_(max=ALPHA_MAX)
+    F.threshold_(buf, ALPHA_THRESHOLD, 0.0)  # alpha; skipped Gaussians: 0
+    buf.neg_().add_(1.0).cumprod_(-1).neg_()  # -t_{j+1}, ascending along rows
+    # n = #{j >= 1 : t_j > eps / T} (none for stopped pixels)
+    thresh = torch.where(done, torch.full_like(T, math.inf), TRANSMITTANCE_EPS / T)
+    n = torch.searchsorted(buf, (-thresh)[..., None].contiguous())  # [A, P, 1]
+    done_new = done | (buf[..., -1] * T >= -TRANSMITTANCE_EPS)
+    t_end = -buf.gather(-1, (n - 1).clamp_(min=0))
+    t_end = torch.where(n == 0, torch.ones_like(t_end), t_end)  # [A, P, 1]
+    torch.minimum(buf, -t_end, out=buf)  # -s_{j+1}
+    w = torch.empty_like(buf)  # w_j = s_j - s_{j+1}
+    torch.sub(buf[..., 1:], buf[..., :-1], out=w[..., 1:])
+    torch.add(buf[..., 0], 1.0, out=w[..., 0])
+    return w, buf, t_end.squeeze(-1), done_new, clamped
+
+
 class _Composite(torch.autograd.Function):
     """Front-to-back compositing of one chunk of ``B`` depth-sorted entries per pixel.
 
@@ -263,24 +295,11 @@ class _Composite(torch.autograd.Function):
         may_clamp: bool,
         absgrad_args: Optional[Tuple[Tensor, Tensor, Tensor, Tensor]],
     ):
-        buf = torch.matmul(f, coeffs)  # [A, P, B] log alpha
-        clamped = buf > math.log(ALPHA_MAX) if may_clamp else None
-        buf.exp_().clamp_(max=ALPHA_MAX)
-        F.threshold_(buf, ALPHA_THRESHOLD, 0.0)  # alpha; skipped Gaussians: 0
-        buf.neg_().add_(1.0).cumprod_(-1).neg_()  # -t_{j+1}, ascending along rows
-        # n = #{j >= 1 : t_j > eps / T} (none for stopped pixels)
-        thresh = torch.where(done, torch.full_like(T, math.inf), TRANSMITTANCE_EPS / T)
-        n = torch.searchsorted(buf, (-thresh)[..., None].contiguous())  # [A, P, 1]
-        done_new = done | (buf[..., -1] * T >= -TRANSMITTANCE_EPS)
-        t_end = -buf.gather(-1, (n - 1).clamp_(min=0))
-        t_end = torch.where(n == 0, torch.ones_like(t_end), t_end)  # [A, P, 1]
-        torch.minimum(buf, -t_end, out=buf)  # -s_{j+1}
-        w = torch.empty_like(buf)  # w_j = s_j - s_{j+1}
-        torch.sub(buf[..., 1:], buf[..., :-1], out=w[..., 1:])
-        torch.add(buf[..., 0], 1.0, out=w[..., 0])
+        w, buf, t_end, done_new, clamped = _blend_weights(coeffs, f, T, done, may_clamp)
         contrib = torch.bmm(w, colors).mul_(T[..., None])  # [A, P, D]
-        t_end = t_end.squeeze(-1)
-        ctx.save_for_backward(f, w, buf, colors, T, t_end, clamped)
+        # the colours' gradient needs w and T alone: the rest is kept only when the geometry takes gradients
+        geometry_grad = ctx.needs_input_grad[0] or ctx.needs_input_grad[3]
+        ctx.save_for_backward(*(f, w, buf, colors) if geometry_grad else (None, w, None, None), T, t_end, clamped)
         ctx.absgrad_args = absgrad_args
         ctx.mark_non_differentiable(done_new)
         return contrib, T * t_end, done_new
@@ -606,6 +625,23 @@ def rasterize_to_pixels(
     return render, 1.0 - T_img
 
 
+def _project_for_raster(
+    means: Tensor, quats: Tensor, scales: Tensor, opacities: Tensor, viewmats: Tensor, Ks: Tensor, width: int,
+    height: int, near_plane: float, far_plane: float, eps2d: float, rasterize_mode: RasterizeMode,
+) -> Tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """``radii [C, N]``, ``means2d [C, N, 2]``, ``depths [C, N]``, ``conics [C, N, 3]`` and per-camera opacities
+    ``[C, N]`` (times the antialiasing compensation in "antialiased" mode) of N Gaussians seen by C cameras."""
+    radii, means2d, depths, conics, compensations = project_gaussians(
+        means, quats, scales, viewmats, Ks, width, height,
+        eps2d=eps2d, near_plane=near_plane, far_plane=far_plane,
+        calc_compensations=(rasterize_mode == "antialiased"),
+    )  # fmt: skip
+    opacities = opacities[None, :].expand(viewmats.shape[0], means.shape[0])  # [C, N]
+    if compensations is not None:
+        opacities = opacities * compensations
+    return radii, means2d, depths, conics, opacities
+
+
 def rasterize_torch(
     means: Tensor,
     quats: Tensor,
@@ -654,14 +690,9 @@ def rasterize_torch(
     assert render_mode in ("RGB", "D", "ED", "RGB+D", "RGB+ED"), render_mode
     assert rasterize_mode in ("classic", "antialiased"), rasterize_mode
 
-    radii, means2d, depths, conics, compensations = project_gaussians(
-        means, quats, scales, viewmats, Ks, width, height,
-        eps2d=eps2d, near_plane=near_plane, far_plane=far_plane,
-        calc_compensations=(rasterize_mode == "antialiased"),
-    )  # fmt: skip
-    opacities = opacities[None, :].expand(C, N)  # [C, N]
-    if compensations is not None:
-        opacities = opacities * compensations
+    radii, means2d, depths, conics, opacities = _project_for_raster(
+        means, quats, scales, opacities, viewmats, Ks, width, height, near_plane, far_plane, eps2d, rasterize_mode
+    )
 
     if sh_degree is None:
         assert (colors.dim() == 2 and colors.shape[0] == N) or (
@@ -718,3 +749,130 @@ def rasterize_torch(
     }
     return render, alphas, info
 
+
+
+# ----------------------------------------------------------------------------
+# Label weights: what each Gaussian contributes to the pixels of each label
+# ----------------------------------------------------------------------------
+
+
+@torch.no_grad()
+def _subtile_label_slots(label_maps: Tensor, th: int, tw: int, ts: int) -> Tuple[Tensor, Tensor]:
+    """The distinct labels of each subtile and each pixel's slots among them.
+
+    Args:
+        label_maps: ``[C, H, W, K]`` long, K labels per pixel (-1: none).
+
+    Returns:
+        ``slot_labels [n_tiles, U]`` long (each subtile's distinct labels, -1 for none and unused slots) and
+        ``pixel_slots [n_tiles, P, K]`` long in ``[0, U)``, subtiles numbered as :func:`_tile_lists` numbers them.
+    """
+    C, height, width, K = label_maps.shape
+    padded = label_maps.new_full((C, th * ts, tw * ts, K), -1)
+    padded[:, :height, :width] = label_maps
+    tiles = padded.reshape(C, th, ts, tw, ts, K).permute(0, 1, 3, 2, 4, 5).reshape(C * th * tw, ts * ts * K)
+    sorted_labels, order = tiles.sort(dim=1)
+    first = torch.ones_like(sorted_labels, dtype=torch.bool)
+    first[:, 1:] = sorted_labels[:, 1:] != sorted_labels[:, :-1]
+    sorted_slots = first.cumsum(dim=1) - 1  # [n_tiles, P * K]
+    slot_labels = sorted_labels.new_full((tiles.shape[0], int(sorted_slots[:, -1].max()) + 1), -1)
+    slot_labels.scatter_(1, sorted_slots, sorted_labels)
+    pixel_slots = torch.empty_like(sorted_slots).scatter_(1, order, sorted_slots)
+    return slot_labels, pixel_slots.view(tiles.shape[0], ts * ts, K)
+
+
+@torch.no_grad()
+def _chunk_label_weights(
+    w: Tensor, T: Tensor, gids: Tensor, pixel_slots: Tensor, slot_labels: Tensor, num_rows: int
+) -> Tuple[Tensor, Tensor, Tensor]:
+    """Per (table row, label) the weight ``sum_p T_p w_pj`` of one chunk's entries over the pixels of each label.
+
+    Args:
+        w: ``[A, P, B]`` blending weights; T: ``[A, P]``; gids: ``[A, B]`` table rows (``num_rows``: padding);
+        pixel_slots: ``[A, P, K]``; slot_labels: ``[A, U]``.
+
+    Returns:
+        table rows ``[E]``, labels ``[E]`` and weights ``[E]`` of the non-zero sums.
+    """
+    A, P, K = pixel_slots.shape
+    pixel_weights = T[..., None].expand(A, P, K).to(w.dtype)
+    by_slot = w.new_zeros(A, P, slot_labels.shape[1]).scatter_add_(2, pixel_slots, pixel_weights)  # [A, P, U]
+    sums = torch.bmm(w.transpose(1, 2), by_slot)  # [A, B, U]
+    tile, entry, slot = torch.nonzero(sums, as_tuple=True)
+    rows, labels = gids[tile, entry], slot_labels[tile, slot]
+    keep = (rows < num_rows) & (labels >= 0)
+    return rows[keep], labels[keep], sums[tile, entry, slot][keep]
+
+
+@torch.no_grad()
+def rasterize_label_weights(
+    means: Tensor,
+    quats: Tensor,
+    scales: Tensor,
+    opacities: Tensor,
+    viewmats: Tensor,
+    Ks: Tensor,
+    width: int,
+    height: int,
+    label_maps: Tensor,
+    near_plane: float = 0.01,
+    far_plane: float = 1e10,
+    eps2d: float = 0.3,
+    rasterize_mode: RasterizeMode = "classic",
+    tile_size: int = 16,
+    subtile_size: Optional[int] = None,
+    k_chunk: int = 128,
+    max_elements: int = 1 << 21,
+) -> Tuple[Tensor, Tensor, Tensor]:
+    """The rendering weight ``alpha_i T_i`` that each Gaussian gives to the pixels of each label, in one forward
+    pass without autograd: what the gradient of ``sum_p render(c)_p[label_p]`` with respect to the colours ``c``
+    gives, in memory bounded by one chunk's ``[A, P, B]`` work and the labels one subtile shows, whatever the
+    number of labels.
+
+    Args:
+        means, quats, scales, opacities, viewmats, Ks, width, height, ...: as :func:`rasterize_torch`.
+        label_maps: ``[C, H, W]`` or ``[C, H, W, K]`` long, K labels per pixel, each voted for with the full
+            weight (-1: none).
+
+    Returns:
+        Gaussian ids ``[E]`` long in ``[0, N)``, labels ``[E]`` long and weights ``[E]``, summed per subtile and
+        chunk of entries (not over them: a (Gaussian, label) pair can occur more than once).
+    """
+    N, C = means.shape[0], viewmats.shape[0]
+    label_maps = label_maps if label_maps.dim() == 4 else label_maps[..., None]
+    radii, means2d, depths, conics, opacities = _project_for_raster(
+        means, quats, scales, opacities, viewmats, Ks, width, height, near_plane, far_plane, eps2d, rasterize_mode
+    )
+    ts = _resolve_subtile_size(tile_size, subtile_size)
+    th, tw = math.ceil(height / ts), math.ceil(width / ts)
+    box_lo, box_hi = _pixel_boxes(means2d, conics, opacities, radii, width, height, tile_size)
+    lists = _SubtileLists(*_tile_lists(box_lo, box_hi, depths, ts, tw, th))
+    centres, outside = _subtile_centres_and_outside(C, th, tw, ts, width, height, means.device)
+    f = _pixel_monomials(ts, means.device, means.dtype)  # [P, 6]
+    table, _ = _gaussian_tables(means2d, conics, means2d.new_zeros(C, N, 1), opacities)  # [C*N + 1, 6]
+    slot_labels, pixel_slots = _subtile_label_slots(label_maps.to(means.device), th, tw, ts)
+    act = torch.nonzero(lists.counts > 0).squeeze(-1)  # [A] active subtiles
+    done = outside[act]  # [A, P]
+    T = torch.ones(act.numel(), f.shape[0], dtype=f.dtype, device=f.device)  # [A, P]
+    found: List[Tuple[Tensor, Tensor, Tensor]] = []
+    k0 = 0
+    while act.numel() > 0:
+        gids = _chunk_gids(lists, act, k0, k_chunk, pad_id=C * N)  # [A, B]
+        rows = max(1, max_elements // (f.shape[0] * gids.shape[1]))
+        for start in range(0, act.numel(), rows):
+            block = slice(start, start + rows)
+            g = table.index_select(0, gids[block].flatten()).view(-1, gids.shape[1], 6)
+            coeffs = _log_alpha_coeffs(g, centres[act[block]]).to(f.dtype)  # [a, 6, B]
+            may_clamp = bool((g[..., 5] > math.log(ALPHA_MAX)).any())
+            w, _, t_end, done[block], _ = _blend_weights(coeffs, f, T[block], done[block], may_clamp)
+            found.append(_chunk_label_weights(w, T[block], gids[block], pixel_slots[act[block]],
+                                              slot_labels[act[block]], C * N))
+            T[block] = T[block] * t_end
+        k0 += gids.shape[1]
+        keep = (lists.counts[act] > k0) & ~done.all(1)  # [A]
+        act, T, done = act[keep], T[keep], done[keep]
+    if not found:
+        empty = torch.zeros(0, dtype=torch.long, device=means.device)
+        return empty, empty, torch.zeros(0, dtype=f.dtype, device=means.device)
+    rows, labels, weights = (torch.cat(parts) for parts in zip(*found))
+    return rows % N, labels, weights
