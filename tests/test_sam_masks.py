@@ -761,3 +761,24 @@ def test_scene_segments_counts_only_outermost_contained_segments():
     # the two parts are inside object 3: four outermost segments, not six
     assert not scene_segments(masks, areas, windows, SceneSegmentRule(min_contained=5)).any()
     assert not scene_segments(masks, areas, windows, SceneSegmentRule(min_image_share=0.8)).any()
+
+
+def test_sam_runs_at_the_working_size_and_the_maps_come_back_at_full_size(tmp_path, sam, monkeypatch):
+    from clickgs_ns.data.sam_masks import sam_settings, settings_fingerprint, working_image
+
+    image = np.random.default_rng(0).integers(0, 255, (30, 80, 3), dtype=np.uint8)
+    assert working_image(image, 40).shape == (15, 40, 3) and working_image(image, 0) is image
+    assert working_image(image, 80) is image, "a photo within the working size is left as it is"
+    paths = make_dataset(tmp_path, num_images=2)
+    spy = GenerateSpy(monkeypatch)
+    compute_masks(tmp_path, paths, tiny_config(max_image_side=32), sam=sam, progress=False)
+    assert [seen.shape for seen, _ in spy.segments] == [(24, 32, 3)] * 2, "SAM saw the 64x48 photos at 32x24"
+    for path, (seen, records) in zip(sorted(paths), spy.segments):
+        coarse, fine = read_id_maps(mask_path_for_image(path, tmp_path))
+        assert coarse.shape == fine.shape == IMAGE_HW
+        small, _ = segments_to_id_maps(records, image_size=seen.shape[:2])
+        np.testing.assert_array_equal(coarse[1::2, 1::2], small), "each working pixel becomes a 2x2 block"
+    checkpoint = tmp_path / "sam_vit_b_01ec64.pth"
+    checkpoint.write_bytes(b"x")
+    sizes = [SamMaskConfig(sam_checkpoint=checkpoint, sam_model="vit_b", max_image_side=side) for side in (1024, 0)]
+    assert settings_fingerprint(sam_settings(sizes[0])) != settings_fingerprint(sam_settings(sizes[1]))

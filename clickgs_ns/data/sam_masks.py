@@ -40,6 +40,7 @@ from clickgs_ns.io.id_maps import (
     MaskFileError,
     mask_path_for_image,
     read_id_maps,
+    resize_ids_nearest,
     write_id_maps,
 )
 from clickgs_ns.io.images import IMAGE_SUFFIXES, decode_rgb, full_resolution_path, image_size
@@ -122,6 +123,11 @@ class SamMaskConfig:
     """Remove holes and islands smaller than this many pixels from each segment (0 = off; needs OpenCV)."""
     points_per_batch: int = 64
     """Points SAM decodes at once; affects speed and GPU memory only, not the masks."""
+    max_image_side: int = 1024
+    """SAM runs on the photo scaled down (area-averaged) so that its longer side is at most this many pixels, and
+    the id maps are scaled back to the photo's full size (nearest): SAM's image encoder sees 1024 pixels whatever the
+    photo's size, and a 12 MP photo at full size needs ~9 GB per batch of prompts. 0: the photo's full size (sharper
+    segment edges on large photos, for much more memory and time)."""
     demote_scene_segments: bool = True
     """A segment over half the image that contains 4 or more separate segments (SAM's segment of the whole scene)
     wins only the coarse pixels no other segment covers (``SceneSegmentRule``; docs/method.md, departure 13).
@@ -480,6 +486,7 @@ def sam_settings(config: SamMaskConfig, sam: Any = None) -> Dict[str, Any]:
         "pred_iou_thresh": config.pred_iou_thresh,
         "stability_score_thresh": config.stability_score_thresh,
         "min_mask_region_area": config.min_mask_region_area,
+        "max_image_side": config.max_image_side,
         "generator_fixed": GENERATOR_FIXED_SETTINGS,
     }
 
@@ -715,13 +722,28 @@ def read_image(image_path: Path) -> Tuple[bytes, np.ndarray]:
         raise ImageDecodeError(f"Image {image_path} cannot be read or decoded ({reason}).") from err
 
 
+def working_image(image: np.ndarray, max_side: int) -> np.ndarray:
+    """``image`` RGB uint8 [H, W, 3] scaled down (area-averaged) so that its longer side is at most ``max_side``
+    (unchanged when it already is, or when ``max_side`` is 0)."""
+    height, width = image.shape[:2]
+    if max_side <= 0 or max(height, width) <= max_side:
+        return image
+    from PIL import Image
+
+    scale = max_side / max(height, width)
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    return np.asarray(Image.fromarray(image).resize(size, Image.BOX))
+
+
 def _sam_id_maps(
-    generator: Any, image: np.ndarray, scene_rule: Optional[SceneSegmentRule]
+    generator: Any, image: np.ndarray, scene_rule: Optional[SceneSegmentRule], max_side: int = 0
 ) -> Tuple[np.ndarray, np.ndarray, Any]:
-    """Run SAM on one image, RGB uint8 [H, W, 3]: (coarse [H, W], fine [H, W] id maps, SAM's segments)."""
-    segments = generator.generate(image)
-    coarse, fine = segments_to_id_maps(segments, image_size=image.shape[:2], scene_rule=scene_rule)
-    return coarse, fine, segments
+    """Run SAM on one image, RGB uint8 [H, W, 3], at most ``max_side`` pixels on its longer side
+    (``working_image``): (coarse [H, W], fine [H, W] id maps at the image's size, SAM's segments)."""
+    working = working_image(image, max_side)
+    segments = generator.generate(working)
+    coarse, fine = segments_to_id_maps(segments, image_size=working.shape[:2], scene_rule=scene_rule)
+    return resize_ids_nearest(coarse, image.shape[:2]), resize_ids_nearest(fine, image.shape[:2]), segments
 
 
 def _write_mask_file(
@@ -759,7 +781,7 @@ def _compute_listed_masks(
             continue
         if generator is None:
             generator = build_sam_generator(config, sam)
-        coarse, fine, segments = _sam_id_maps(generator, image, rule)
+        coarse, fine, segments = _sam_id_maps(generator, image, rule, config.max_image_side)
         _write_mask_file(mask_path, coarse, fine, fingerprint, settings_json, data, len(segments))
         report.computed += 1
         report.recomputed_corrupt += state == "corrupt"
