@@ -19,7 +19,8 @@ def tiny_scene(tmp_path_factory):
 
 
 def make_trainer_config(data: Path, output_dir: Path, **model_overrides):
-    """The click-gaussian preset set up for a short CPU run without a viewer."""
+    """The click-gaussian preset set up for a short CPU run without a viewer; GFL off when the feature stage is too
+    short for its start (as such runs trained before they were refused)."""
     from method_configs.click_gaussian import click_gaussian_config
 
     config = click_gaussian_config()
@@ -34,6 +35,9 @@ def make_trainer_config(data: Path, output_dir: Path, **model_overrides):
     config.pipeline.model.losses = dataclasses.replace(config.pipeline.model.losses, num_sampled_pixels=1024)
     for name, value in model_overrides.items():
         setattr(config.pipeline.model, name, value)
+    model = config.pipeline.model
+    if "gfl" not in model_overrides and model.gfl.start_step >= model.feature_stage_steps - 1:
+        model.gfl = dataclasses.replace(model.gfl, enabled=False)  # a stage too short for GFL: off, not refused
     config.__post_init__()  # the run length follows the stages
     config.steps_per_save = config.max_num_iterations
     return config

@@ -197,6 +197,16 @@ def test_cli_argument_errors_stop_before_loading(tmp_path: Path, capsys):
         assert message in capsys.readouterr().out
 
 
+def test_click_args_take_a_photo_name_or_an_index():
+    from clickgs_ns.app.cli import ClickSpec, parse_click_args
+
+    assert parse_click_args([["frame_00012.jpg", "420", "310", "coarse"], ["images/frame_00003.png", "1", "2", "fine",
+                                                                         "subtract"], ["7", "1", "2", "coarse"]]) == [
+        ClickSpec((420.0, 310.0), "coarse", image="frame_00012.jpg"),
+        ClickSpec((1.0, 2.0), "fine", "subtract", image="images/frame_00003.png"),
+        ClickSpec((1.0, 2.0), "coarse", camera_index=7)]  # a plain integer is still a training view's index
+
+
 # ------------------------------------------------------------------------------------------------ a trained run
 @pytest.fixture(scope="module")
 def trained(tiny_scene, tmp_path_factory) -> Path:
@@ -420,3 +430,36 @@ def test_ns_export_whole_splat_and_a_saved_selection(trained, loaded, tmp_path: 
     with pytest.raises(ValueError, match=rf"{SELECTION_ENV}=.*other\.npy.*another model"):
         pipeline.load_pipeline(state["pipeline"], state["step"])
     assert pipeline.pending_selection is None and model.num_points == n
+
+
+def test_views_lists_the_photos_and_clicks_take_their_names(trained, loaded, tiny_scene, tmp_path: Path, capsys):
+    clickgs("views", "--load-config", trained, "--json")
+    views = json.loads(capsys.readouterr().out)  # nothing but the JSON on stdout
+    assert [(v["split"], v["index"]) for v in views] == [("train", i) for i in range(11)] + [("eval", 0)]
+    assert all((v["width"], v["height"]) == (96, 72) and v["image"].startswith("images/") for v in views)
+    eval_image = views[-1]["image"]
+    clickgs("views", "--load-config", trained)
+    printed = capsys.readouterr().out
+    assert "12 views (11 train, 1 eval)" in printed and eval_image in printed and "96x72" in printed
+
+    prompts = json.loads(tiny_scene.prompts_path.read_text())
+    coarse = next(p for p in prompts if p["level"] == "coarse")
+    name, xy = Path(coarse["click"]["image"]).name, coarse["click"]["xy"]
+    selection_path = tmp_path / "by_name.npy"
+    clickgs("segment", "--load-config", trained, "--output", selection_path, "--click", name, *xy, "coarse")
+    loaded.clear()
+    loaded.click(loaded.views.get(coarse["click"]["image"]).index, *xy, level="coarse")
+    assert torch.equal(torch.from_numpy(np.load(selection_path)), loaded.selection.cpu())
+    loaded.clear()
+    loaded.click(image=name, x=xy[0], y=xy[1], level="coarse")
+    assert torch.equal(torch.from_numpy(np.load(selection_path)), loaded.selection.cpu())
+
+    clickgs("segment", "--load-config", trained, "--output", tmp_path / "eval.npy", "--click", Path(eval_image).name,
+            48, 36, "coarse")  # a held-out photo, by name
+    assert "Saved a selection" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        clickgs("segment", "--load-config", trained, "--output", tmp_path / "bad.npy", "--click", "frame_00099.png",
+                1, 2, "coarse")
+    printed = " ".join(capsys.readouterr().out.split())  # as one line (the console wraps it)
+    assert "frame_00099.png is not a view of the run (12 views: images/frame_00000.png" in printed
+    assert f"`clickgs views --load-config {trained}` lists every view" in printed

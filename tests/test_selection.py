@@ -488,6 +488,58 @@ def test_api_click_maps_full_resolution_pixels_and_exports(tmp_path: Path):
     assert torch.equal(scene.selection, model.groups == 1)
 
 
+def test_api_clicks_a_photo_by_name(tmp_path: Path):
+    model = FakeModel()
+    scene = ClickGaussianScene(fake_scene(model, tmp_path / "data"))  # trains on images_2/frame.png
+    by_index = scene.click(camera_index=0, x=9, y=3)
+    for name in ("images/frame.png", "frame.png", "images_2/frame.png", "./images/frame.png", "frame"):
+        scene.clear()
+        result = scene.click(image=name, x=9, y=3, level="coarse")
+        assert result.pixel == by_index.pixel and torch.equal(scene.selection, model.groups == 1), name
+    scene.clear()
+    scene.click("frame.png", 9, 3)  # the positional form, with a name
+    assert torch.equal(scene.selection, model.groups == 1)
+    assert scene.view("frame.png") is scene.view(0) is scene.train_view(0)
+    with pytest.raises(ValueError, match=r"frame_00099\.png is not a view of the run \(1 views: images/frame\.png\)"):
+        scene.click(image="frame_00099.png", x=9, y=3)
+    with pytest.raises(TypeError, match="exactly one of them"):
+        scene.click(0, x=9, y=3, image="frame.png")
+    with pytest.raises(TypeError, match="exactly one of them"):
+        scene.click(x=9, y=3)
+    with pytest.raises(TypeError, match="x and y"):
+        scene.click(image="frame.png")
+
+
+def test_view_index_finds_photos_of_both_splits_by_name(tmp_path: Path):
+    from nerfstudio.cameras.cameras import Cameras
+
+    from clickgs_ns.segment.views import ViewIndex
+
+    root = tmp_path / "data"
+    (root / "images").mkdir(parents=True)
+    files = {"train": ["frame_00001.png", "frame_00002.png", "frame_00003.jpg"], "eval": ["frame_00003.png"]}
+
+    def dataset(names):
+        for name in names:
+            Image.new("RGB", (16, 12)).save(root / "images" / name)
+        cameras = Cameras(camera_to_worlds=torch.eye(4)[None, :3, :].repeat(len(names), 1, 1), fx=10.0, fy=10.0,
+                          cx=4.0, cy=3.0, width=8, height=6)
+        return SimpleNamespace(data_root=root, image_filenames=[root / "images" / n for n in names], cameras=cameras)
+
+    views = ViewIndex(SimpleNamespace(train_dataset=dataset(files["train"]), eval_dataset=dataset(files["eval"])))
+    assert (views.find("frame_00002.png").split, views.find("images/frame_00002.png").index) == ("train", 1)
+    assert views.find("frame_00003.png").split == "eval" and views.find("frame_00003.jpg").split == "train"
+    assert views.find("frame_00001").key == "images/frame_00001.png"
+    with pytest.raises(ValueError, match=r"frame_00003 could be 2 views \(images/frame_00003\.jpg, "
+                                         r"images/frame_00003\.png\): give its path as in transforms\.json"):
+        views.find("frame_00003")
+    with pytest.raises(ValueError, match=r"frame_00009\.png is not a view of the run \(4 views: images/frame_00001"):
+        views.find("frame_00009.png")
+    assert [view.summary() for view in views.views.values()] == [
+        {"image": f"images/{name}", "split": split, "index": index, "width": 16, "height": 12}
+        for split, names in files.items() for index, name in enumerate(names)]
+
+
 def test_selection_mask_renders_the_selected_gaussians_alone():
     model = FakeModel()
     model.gauss_params["means"] = torch.tensor([[0.0, 0.0, -2.0]]).repeat(len(model.groups), 1)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import subprocess
 import sys
@@ -55,6 +56,95 @@ def test_preset_restates_no_default_of_the_method():
     assert old._target is ClickGaussianViewerPipeline and isinstance(old.model, ClickGaussianModelConfig)
 
 
+def test_cpu_preset_is_registered_beside_click_gaussian():
+    result = run(BIN / "ns-train", "click-gaussian-cpu", "--help")
+    assert result.returncode == 0, result.stderr[-2000:]
+    for option in ("--pipeline.model.feature-stage-steps", "--pipeline.model.gfl.start-step", "--machine.device-type"):
+        assert option in result.stdout
+
+
+def _with_model(config, **changes):
+    """``config`` with its model's fields changed (built again, so its __post_init__ checks run)."""
+    model = dataclasses.replace(config.pipeline.model, **changes)
+    return dataclasses.replace(config, pipeline=dataclasses.replace(config.pipeline, model=model))
+
+
+def test_cpu_preset_is_the_readme_cpu_schedule_and_nothing_else():
+    from method_configs.click_gaussian import click_gaussian_config, click_gaussian_cpu_config
+
+    cpu = click_gaussian_cpu_config()
+    model = cpu.pipeline.model
+    assert cpu.machine.device_type == "cpu" and cpu.vis == "tensorboard"
+    assert (model.rgb_stage_steps, model.feature_stage_steps, model.num_downscales) == (1000, 400, 0)
+    assert model.losses.num_sampled_pixels == 2048
+    assert (model.gfl.enabled, model.gfl.start_step, model.gfl.update_every) == (True, 200, 100)
+    assert cpu.max_num_iterations == 1400 and cpu.optimizers["means"]["scheduler"].max_steps == 1000
+    assert (cpu.steps_per_eval_image, cpu.steps_per_eval_all_images, cpu.steps_per_save) == (500, 100000, 500)
+
+    gpu = click_gaussian_config()
+    default = gpu.pipeline.model
+    back = _with_model(cpu, rgb_stage_steps=default.rgb_stage_steps, feature_stage_steps=default.feature_stage_steps,
+                       num_downscales=default.num_downscales, losses=default.losses, gfl=default.gfl)
+    back = dataclasses.replace(back, method_name=gpu.method_name, machine=gpu.machine, vis=gpu.vis,
+                               steps_per_eval_image=gpu.steps_per_eval_image, steps_per_save=gpu.steps_per_save,
+                               steps_per_eval_all_images=gpu.steps_per_eval_all_images)
+    assert back == gpu, "the cpu preset states only what differs from click-gaussian"
+
+
+@pytest.mark.parametrize("steps", [3, 10, 400, 3000])
+def test_gfl_of_the_cpu_preset_runs_inside_any_feature_stage(steps):
+    from method_configs.click_gaussian import click_gaussian_cpu_config, gfl_inside_feature_stage
+
+    gfl = gfl_inside_feature_stage(steps)
+    assert 0 < gfl.start_step < steps - 1 and gfl.update_every >= 1
+    config = _with_model(click_gaussian_cpu_config(), feature_stage_steps=steps, gfl=gfl)  # not refused
+    assert config.max_num_iterations == 1000 + steps
+
+
+def test_contradictory_flags_are_refused_naming_the_fix():
+    import yaml
+
+    from method_configs.click_gaussian import click_gaussian_cpu_config
+
+    cpu = click_gaussian_cpu_config()
+    with pytest.raises(ValueError, match=r"--max-num-iterations 5000 contradicts the run length, 1400 steps "
+                                         r".*--pipeline\.model\.rgb-stage-steps and --pipeline\.model\.feature-stage"):
+        dataclasses.replace(cpu, max_num_iterations=5000)
+    assert dataclasses.replace(cpu, max_num_iterations=1400).max_num_iterations == 1400, "its own length agrees"
+    assert _with_model(cpu, rgb_stage_steps=50).max_num_iterations == 450, "changed stages set the run length"
+    with pytest.raises(ValueError, match=r"--max-num-iterations 5000 .*400 steps \(feature-stage-steps\)"):
+        dataclasses.replace(_with_model(cpu, init_ply=Path("scene.ply")), max_num_iterations=5000)
+
+    for steps in (150, 200, 201):  # GFL's start (200) at or past the feature stage's end or its last step
+        with pytest.raises(ValueError, match=rf"--pipeline\.model\.gfl\.start-step 200 is not before the last "
+                                             rf"step of the feature stage \(--pipeline\.model\.feature-stage-steps "
+                                             rf"{steps}\).*--pipeline\.model\.gfl\.start-step {steps // 2}"):
+            _with_model(cpu, feature_stage_steps=steps)
+    assert _with_model(cpu, feature_stage_steps=202).max_num_iterations == 1202
+    assert _with_model(cpu, feature_stage_steps=150, gfl=dataclasses.replace(cpu.pipeline.model.gfl, enabled=False))
+    assert _with_model(cpu, feature_stage_steps=0).max_num_iterations == 1000, "an RGB-only run has no GFL to time"
+
+    saved = yaml.dump(cpu).replace("feature_stage_steps: 400", "feature_stage_steps: 150")
+    assert yaml.load(saved, Loader=yaml.Loader).pipeline.model.feature_stage_steps == 150, "a saved run still loads"
+
+
+def test_ns_train_refuses_contradictory_flags(capsys):
+    """The checks as ns-train's command line (tyro) runs them: a message naming the fix, nothing trained."""
+    import tyro
+    from nerfstudio.configs.method_configs import AnnotatedBaseConfigUnion
+
+    def parse(*args: str):
+        return tyro.cli(AnnotatedBaseConfigUnion, args=["click-gaussian-cpu", *args])
+
+    assert parse("--pipeline.model.feature-stage-steps", "600").max_num_iterations == 1600
+    for args, fix in ((["--max-num-iterations", "5000"], "--pipeline.model.rgb-stage-steps"),
+                      (["--pipeline.model.feature-stage-steps", "150"], "--pipeline.model.gfl.enabled")):
+        with pytest.raises(SystemExit):
+            parse(*args)
+        captured = capsys.readouterr()
+        assert fix in captured.out + captured.err
+
+
 def test_feature_stage_from_ply_separates_objects(tiny_scene, tmp_path):
     config = make_trainer_config(tiny_scene.root, tmp_path, init_ply=tiny_scene.scene_ply_path,
                                  feature_stage_steps=300)
@@ -95,6 +185,7 @@ def test_ns_train_runs_both_stages_and_resumes(tiny_scene, tmp_path):
               "cpu", "--vis", "tensorboard", "--pipeline.model.rgb-stage-steps", "60",
               "--pipeline.model.num-downscales", "0", "--pipeline.model.warmup-length", "10",
               "--pipeline.model.refine-every", "10", "--pipeline.model.losses.num-sampled-pixels", "512",
+              "--pipeline.model.gfl.enabled", "False",
               "--steps-per-save", "20", "--steps-per-eval-image", "1000000", "--steps-per-eval-all-images", "1000000"]
     first = run(BIN / "ns-train", "click-gaussian", *common, "--pipeline.model.feature-stage-steps", "10")
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]

@@ -5,6 +5,7 @@
     result = scene.click(camera_index=0, x=420, y=310, level="coarse")   # pixels of the full-resolution image
     print(result.message)
     scene.click(0, 100, 80, mode="subtract")                             # a negative click
+    scene.click(image="frame_00012.png", x=420, y=310)                   # by photo name (train or eval view)
     scene.export("object.ply")                                           # + object.labels.npy, object.export.json
     scene.export("rest.ply", invert=True)                                # everything but the selection
     labels = scene.segment_everything("fine")                            # [N] instance ids, -1 = none
@@ -15,7 +16,7 @@ Everything goes through ``clickgs_ns.segment.selection.Segmenter``, the same cor
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List, Optional
+from typing import List, Optional, Union
 
 from torch import Tensor
 
@@ -62,6 +63,13 @@ class ClickGaussianScene:
             raise IndexError(f"camera_index {camera_index} is out of range: the run has {self.num_views} views")
         return self.views.train_views[camera_index]
 
+    def view(self, image: Union[str, Path, int]) -> View:
+        """The view of a photo, by name (``ViewIndex.find``: "frame_00012.png" or "images/frame_00012.png", train
+        or eval view; a ValueError lists some names), or training view ``image`` when it is an integer."""
+        if isinstance(image, (str, Path)):
+            return self.views.find(str(image))
+        return self.train_view(int(image))
+
     def camera(self, camera_index: int):
         """Training camera ``camera_index`` as nerfstudio Cameras [1]."""
         return self.train_view(camera_index).camera
@@ -72,13 +80,23 @@ class ClickGaussianScene:
         return self.train_view(camera_index).full_size
 
     # ------------------------------------------------------------------------------------------ selection
-    def click(self, camera_index: int, x: float, y: float, level: Level = "coarse", mode: Mode = "add") -> ClickResult:
-        """Click pixel (x right, y down) of the FULL-resolution training image ``camera_index``.
+    def click(self, camera_index: Union[int, str, Path, None] = None, x: Optional[float] = None,
+              y: Optional[float] = None, level: Level = "coarse", mode: Mode = "add", *,
+              image: Union[str, Path, None] = None) -> ClickResult:
+        """Click pixel (x right, y down) of a FULL-resolution photo: training view ``camera_index``, or the view of
+        ``image`` ("frame_00012.png" or "images/frame_00012.png", train or eval view; a name given as
+        ``camera_index`` works too; see ``view``).
 
         The pixel's centre is mapped to the camera's (training) resolution. ``mode``: "add", "subtract" (a
         negative click) or "replace". ``result.pixel`` is the pixel in the camera's resolution.
         """
-        return click_view(self.segmenter, self.train_view(camera_index), x, y, level, mode)
+        if (camera_index is None) == (image is None):
+            raise TypeError("click() takes the view as camera_index (a training view's index) or image (a photo "
+                            f"name), exactly one of them; got camera_index={camera_index!r}, image={image!r}")
+        if x is None or y is None:
+            raise TypeError(f"click() needs the pixel: x and y of the full-resolution image (got x={x!r}, y={y!r})")
+        view = self.view(image if image is not None else camera_index)  # type: ignore[arg-type]
+        return click_view(self.segmenter, view, x, y, level, mode)
 
     def segment_everything(self, level: Level = "coarse") -> Tensor:
         """[N] long whole-scene instance ids at ``level`` (-1 = none); ``segmentation(level)`` says how."""

@@ -130,20 +130,29 @@ class ClickSpec:
         return f"{view} ({self.xy[0]:g}, {self.xy[1]:g}) {self.level} {self.mode}"
 
 
+CLICK_METAVAR = "IMAGE|CAMERA_INDEX X Y LEVEL [add|subtract]"
+
+
 def parse_click_args(clicks: List[List[str]]) -> List[ClickSpec]:
-    """``--click CAMERA_INDEX X Y LEVEL [MODE]`` token lists as ClickSpecs; errors name the click and the token."""
+    """``--click IMAGE|CAMERA_INDEX X Y LEVEL [MODE]`` token lists as ClickSpecs: the view is a photo's name, or a
+    training view's index when it is an integer; errors name the click and the token."""
     specs = []
     for number, tokens in enumerate(clicks):
         shown = " ".join(tokens)
         if len(tokens) not in (4, 5):
-            fail(f"--click {shown}: expected CAMERA_INDEX X Y LEVEL [add|subtract], e.g. --click 0 420 310 coarse")
+            fail(f"--click {shown}: expected {CLICK_METAVAR}, e.g. --click frame_00012.png 420 310 coarse")
         try:
-            camera_index, x, y = int(tokens[0]), float(tokens[1]), float(tokens[2])
+            x, y = float(tokens[1]), float(tokens[2])
         except ValueError:
-            fail(f"--click {shown}: CAMERA_INDEX must be an integer and X Y numbers")
+            fail(f"--click {shown}: X and Y must be numbers (a pixel of the full-resolution photo)")
         if not (math.isfinite(x) and math.isfinite(y)):
             fail(f"--click {shown}: X and Y must be finite")
-        spec = ClickSpec((x, y), tokens[3], tokens[4] if len(tokens) == 5 else "add", camera_index=camera_index)
+        try:  # a plain integer is a training view's index, anything else a photo's name
+            camera_index, image = int(tokens[0]), None
+        except ValueError:
+            camera_index, image = None, tokens[0]
+        spec = ClickSpec((x, y), tokens[3], tokens[4] if len(tokens) == 5 else "add", camera_index=camera_index,
+                         image=image)
         check_click(spec, f"--click {shown}")
         specs.append(spec)
     return specs
@@ -199,9 +208,11 @@ def apply_click(scene: Any, spec: ClickSpec) -> Any:
 
     views = scene.views
     if spec.image is not None:
-        view = views.get(spec.image)
-        if view is None:
-            fail(f"Click {spec.where}: {spec.image} is not a view of the run ({views.describe()})")
+        try:
+            view = views.find(spec.image)
+        except ValueError as err:
+            fail(f"Click {spec.where}: {err}. `clickgs views --load-config {scene.run.config_path}` lists every "
+                 "view.")
     else:
         if not 0 <= int(spec.camera_index) < scene.num_views:
             fail(f"Click {spec.where}: camera_index out of range, the run has {scene.num_views} training views "
@@ -222,9 +233,10 @@ class Segment:
     output: Path
     """The selection .npy to write."""
     click: Annotated[List[List[str]], tyro.conf.UseAppendAction,
-                     tyro.conf.arg(metavar="CAMERA_INDEX X Y LEVEL [add|subtract]")] = field(default_factory=list)
-    """One click: training view index, pixel x y of the full-resolution image, level (coarse or fine), and
-    optionally the mode (add, the default, or subtract). Repeat for more clicks; they apply in order."""
+                     tyro.conf.arg(metavar=CLICK_METAVAR)] = field(default_factory=list)
+    """One click: the photo (its name as `clickgs views` lists them, e.g. frame_00012.png or images/frame_00012.png,
+    train or eval view; an integer is the index of a training view), pixel x y of the full-resolution image, level
+    (coarse or fine), and optionally the mode (add, the default, or subtract). Repeat for more clicks, in order."""
     clicks: Optional[Path] = None
     """Instead of --click: a JSON list of {"image": "images/NAME.png" (train or eval view) or "camera_index": i,
     "xy": [x, y], "level": "coarse"|"fine", "mode": "add"|"subtract"}."""
@@ -233,8 +245,8 @@ class Segment:
         from nerfstudio.utils.rich_utils import CONSOLE
 
         if bool(self.click) == (self.clicks is not None):
-            fail("Give the clicks either as --click CAMERA_INDEX X Y LEVEL [add|subtract] (repeatable) or as "
-                 "--clicks FILE.json, not both and not neither.")
+            fail(f"Give the clicks either as --click {CLICK_METAVAR} (repeatable) or as --clicks FILE.json, not "
+                 "both and not neither.")
         specs = parse_click_args(self.click) if self.click else load_clicks_file(self.clicks)  # type: ignore[arg-type]
         if self.output.suffix != ".npy":
             fail(f"--output {self.output}: a selection is saved as a .npy file (e.g. selection.npy)")
@@ -252,6 +264,48 @@ class Segment:
         CONSOLE.print(f"[bold {colour}]Saved a selection of {count} of {scene.num_gaussians} Gaussians to "
                       f"{self.output}[/] ({1000 * (time.perf_counter() - start):.1f} ms)"
                       + ("" if count else ": nothing is selected, so `clickgs export --selection` will refuse it."))
+
+
+@dataclass
+class Views:
+    """List the views of a run, train and eval: each photo's name (what `clickgs segment --click` takes), split,
+    index in its split (a training view's index works in --click too) and full-resolution size (the pixels that
+    clicks are given in)."""
+
+    load_config: Path
+    """config.yml of a click-gaussian run."""
+    json: bool = False
+    """Print the views as a JSON list of {"image", "split", "index", "width", "height"} (and nothing else on
+    stdout), for scripts."""
+
+    def main(self) -> None:
+        import contextlib
+        import sys
+
+        from nerfstudio.utils.rich_utils import CONSOLE
+
+        with contextlib.redirect_stdout(sys.stderr) if self.json else contextlib.nullcontext():
+            scene = load_scene(self.load_config)  # its messages kept off stdout for --json
+        summaries = [view.summary() for view in scene.views.views.values()]
+        if self.json:
+            print(json.dumps(summaries, indent=1))
+            return
+        CONSOLE.print(views_table(summaries))
+        CONSOLE.print("Click one with --click IMAGE X Y LEVEL (X, Y: a pixel of the full-resolution photo), or a "
+                      "training view with --click INDEX X Y LEVEL.")
+
+
+def views_table(summaries: List[dict]) -> Any:
+    """``View.summary`` rows as a rich Table."""
+    from rich.table import Table
+
+    counts = {split: sum(row["split"] == split for row in summaries) for split in ("train", "eval")}
+    table = Table(title=f"{len(summaries)} views ({counts['train']} train, {counts['eval']} eval)")
+    for column, justify in (("image", "left"), ("split", "left"), ("index", "right"), ("size (WxH)", "right")):
+        table.add_column(column, justify=justify)  # type: ignore[arg-type]
+    for row in summaries:
+        table.add_row(row["image"], row["split"], str(row["index"]), f"{row['width']}x{row['height']}")
+    return table
 
 
 @dataclass
@@ -412,6 +466,7 @@ Commands = Union[
     Annotated[Masks, tyro.conf.subcommand(name="masks")],
     Annotated[RenderFeatures, tyro.conf.subcommand(name="render-features")],
     Annotated[Segment, tyro.conf.subcommand(name="segment")],
+    Annotated[Views, tyro.conf.subcommand(name="views")],
     Annotated[Export, tyro.conf.subcommand(name="export")],
     Annotated[Eval, tyro.conf.subcommand(name="eval")],
     Annotated[LiftLabels, tyro.conf.subcommand(name="lift-labels")],

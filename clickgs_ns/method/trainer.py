@@ -1,9 +1,10 @@
 """nerfstudio's Trainer, with the run length given by click-gaussian's two stages and a CPU thread policy.
 
 A run lasts ``feature_start_step + feature_stage_steps`` steps, and a resumed run (``--load-dir``) finishes at
-that same step, where nerfstudio's Trainer would train ``max_num_iterations`` more steps. On a CPU machine torch
-uses the cores other processes leave free (``cpu_threads.CpuThreadPolicy``), re-checked as training runs, and the
-process reuses the memory it frees (``io.memory.keep_freed_memory``).
+that same step, where nerfstudio's Trainer would train ``max_num_iterations`` more steps; flags that contradict the
+stages (another ``--max-num-iterations``, a GFL start the feature stage never reaches) are refused when the config is
+built. On a CPU machine torch uses the cores other processes leave free (``cpu_threads.CpuThreadPolicy``), re-checked
+as training runs, and the process reuses the memory it frees (``io.memory.keep_freed_memory``).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Dict, Optional, Type
 
-
+import tyro
 from nerfstudio.engine.callbacks import TrainingCallback, TrainingCallbackLocation
 from nerfstudio.engine.optimizers import Optimizers
 from nerfstudio.engine.trainer import Trainer, TrainerConfig
@@ -36,14 +37,38 @@ class ClickGaussianTrainerConfig(TrainerConfig):
     reuse_freed_memory: bool = True
     """When training on the CPU, keep freed memory for reuse instead of returning it to the kernel
     (``io.memory.keep_freed_memory``; a feature step 2.1x faster on the development machine)."""
+    run_length: tyro.conf.Suppress[Optional[int]] = None
+    """The run length ``__post_init__`` last wrote into ``max_num_iterations`` (not a flag): a
+    ``max_num_iterations`` other than it (or, before, than nerfstudio's default) was set by the user."""
 
     def __post_init__(self) -> None:
         model = self.pipeline.model
         if isinstance(model, ClickGaussianModelConfig):
-            self.max_num_iterations = model.total_steps
+            default = TrainerConfig.max_num_iterations if self.run_length is None else self.run_length
+            if self.max_num_iterations not in (default, model.total_steps):
+                stages = "rgb-stage-steps + feature-stage-steps" if model.feature_start_step else "feature-stage-steps"
+                raise ValueError(
+                    f"--max-num-iterations {self.max_num_iterations} contradicts the run length, "
+                    f"{model.total_steps} steps ({stages}): leave it out and set "
+                    "--pipeline.model.rgb-stage-steps and --pipeline.model.feature-stage-steps instead.")
+            check_gfl_inside_feature_stage(model)
+            self.max_num_iterations = self.run_length = model.total_steps
             means_scheduler = self.optimizers.get("means", {}).get("scheduler")
             if means_scheduler is not None:
                 means_scheduler.max_steps = max(model.feature_start_step, 1)
+
+
+def check_gfl_inside_feature_stage(model: ClickGaussianModelConfig) -> None:
+    """Refuse a GFL (when on) that starts too late to run: its first update must come before the feature stage's
+    last step, whose loss is the last it can change (a stage of 0 steps has no GFL to time)."""
+    stage, start = model.feature_stage_steps, model.gfl.start_step
+    if not model.gfl.enabled or stage == 0 or start < stage - 1:
+        return
+    fix = f"--pipeline.model.gfl.start-step {min(stage // 2, stage - 2)} (say), " if stage >= 2 else ""
+    raise ValueError(
+        f"--pipeline.model.gfl.start-step {start} is not before the last step of the feature stage "
+        f"(--pipeline.model.feature-stage-steps {stage}), so GFL would never run. Give {fix}a "
+        f"--pipeline.model.feature-stage-steps above {start + 1}, or --pipeline.model.gfl.enabled False.")
 
 
 class ClickGaussianOptimizers(Optimizers):

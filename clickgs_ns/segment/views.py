@@ -48,6 +48,13 @@ class View:
     camera_type: int = 1
     """nerfstudio CameraType value (1: perspective)."""
 
+    def summary(self) -> Dict[str, Any]:
+        """The view as ``clickgs views --json`` lists it: image path, split, index in its split, full-resolution
+        width and height."""
+        height, width = self.full_size
+        return {"image": self.key, "split": self.split, "index": self.index, "width": int(width),
+                "height": int(height)}
+
 
 def distorted_view(view: View, dataset: Any) -> View:
     """``view`` of a photo with lens distortion: its camera as the dataparser gave it (nerfstudio replaces the
@@ -112,6 +119,23 @@ class ViewIndex:
 
     def get(self, image: str) -> Optional[View]:
         return self.views.get(image_key(image))
+
+    def find(self, image: str) -> View:
+        """The view of ``image``: its path as in transforms.json ("images/frame_00012.png"), or a file name
+        ("frame_00012.png", or "images_2/frame_00012.png") or name without extension ("frame_00012") that no other
+        view shares. A ValueError names the image and lists some known views."""
+        view = self.get(image)
+        if view is not None:
+            return view
+        name = Path(image_key(image))
+        matches = ([v for key, v in self.views.items() if Path(key).name == name.name]
+                   or [v for key, v in self.views.items() if Path(key).stem == name.stem])
+        if len(matches) == 1:
+            return matches[0]
+        if matches:
+            shown = ", ".join(v.key for v in matches[:4]) + (", ..." if len(matches) > 4 else "")
+            raise ValueError(f"{image} could be {len(matches)} views ({shown}): give its path as in transforms.json")
+        raise ValueError(f"{image} is not a view of the run ({self.describe()})")
 
     def describe(self, limit: int = 4) -> str:
         """A few of the known image paths, for error messages."""
