@@ -5,9 +5,10 @@ A synthetic splat of N Gaussians in front of V cameras, the Gaussians' features 
 per level (so that views show many labels), is labelled by ``ClickGaussianModel.lift_labels``; peak memory is the
 resident set size above the stage's start, sampled every 2 ms. The dense version is run where it fits (its one-hot
 alone is B*H*W*4*L*8 bytes: 27 GB at 1920x1080 with 100 candidates per level); both give the same labels (checked
-here where both run; tests/test_gfl_pipeline.py checks it on a trained scene). Usage:
+here where both run; tests/test_gfl_pipeline.py checks it on a trained scene). It also measures ``clickgs masks``' work on one large photo (a real capture's photo scaled up; MobileSAM with the
+tests' real weights) at ``--max-image-side``. Usage:
     .venv/bin/python benchmarks/bench_scale.py [--gaussians 200000] [--views 2] [--candidates 100]
-        [--sizes 480x270 1920x1080] [--dense-sizes 480x270]
+        [--sizes 480x270 1920x1080] [--dense-sizes 480x270] [--sam-sizes 4032x3024] [--max-image-side 1024]
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import time
 from pathlib import Path
 from typing import Callable, Dict, Tuple
 
+import numpy as np
 import psutil
 import torch
 
@@ -115,6 +117,10 @@ def run_stage(args: argparse.Namespace) -> None:
     ``args.labels_out``."""
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.stage == "sam":
+        seconds, gib = sam_stage(args)
+        print(json.dumps({"seconds": seconds, "gib": gib}))
+        return
     model, c2w = synthetic_model(args.gaussians, args.views, args.candidates)
     model.config.labelling.vote_pass_megabytes = args.vote_pass_megabytes
     width, height = (int(v) for v in args.size.split("x"))
@@ -134,11 +140,36 @@ def run_stage(args: argparse.Namespace) -> None:
                       "labels": model.label_columns()[-1]}))
 
 
+def sam_stage(args: argparse.Namespace) -> Tuple[float, float]:
+    """``clickgs masks``' per-photo work (MobileSAM, the fast generator, id maps written at full size) on one photo of
+    ``args.size``: a real capture's photo scaled up (the tests' real weights; ``--sam-checkpoint`` to give one)."""
+    import sys as _sys
+
+    from PIL import Image
+
+    from clickgs_ns.data.sam_masks import SamMaskConfig, _sam_id_maps, build_sam_generator, configured_scene_rule
+
+    _sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    from sam_weights import mobile_sam_checkpoint
+
+    width, height = (int(v) for v in args.size.split("x"))
+    photo = sorted((Path(__file__).resolve().parents[2] / "shared" / "data" / "real" / "dtu_scan37" / "images").glob(
+        "*.jpg"))[0]
+    image = np.asarray(Image.open(photo).convert("RGB").resize((width, height), Image.BICUBIC))
+    config = SamMaskConfig(sam_checkpoint=args.sam_checkpoint or mobile_sam_checkpoint(), sam_model="vit_t",
+                           points_per_side=args.points_per_side, max_image_side=args.max_image_side, device="cpu")
+    generator = build_sam_generator(config)
+    rule = configured_scene_rule(config)
+    _, seconds, gib = peak_rss(lambda: _sam_id_maps(generator, image, rule, config.max_image_side))
+    return seconds, gib
+
+
 def stage_in_fresh_process(args: argparse.Namespace, stage: str, size: str, labels_out: Path) -> Dict[str, float]:
     """``run_stage`` in a new Python process, so that its peak memory is its own (a process keeps what it freed)."""
     command = [sys.executable, __file__, "--stage", stage, "--size", size, "--labels-out", str(labels_out),
                "--gaussians", str(args.gaussians), "--views", str(args.views), "--candidates", str(args.candidates),
-               "--vote-pass-megabytes", str(args.vote_pass_megabytes)] + (
+               "--vote-pass-megabytes", str(args.vote_pass_megabytes), "--max-image-side", str(args.max_image_side),
+               "--points-per-side", str(args.points_per_side)] + (
                    ["--threads", str(args.threads)] if args.threads else [])
     result = subprocess.run(command, capture_output=True, text=True)
     if result.returncode != 0:
@@ -151,11 +182,15 @@ def main() -> None:
     parser.add_argument("--gaussians", type=int, default=200_000)
     parser.add_argument("--views", type=int, default=2)
     parser.add_argument("--candidates", type=int, default=100)
-    parser.add_argument("--sizes", nargs="+", default=["480x270", "1920x1080"])
+    parser.add_argument("--sizes", nargs="*", default=["480x270", "1920x1080"])
     parser.add_argument("--dense-sizes", nargs="+", default=["480x270"])
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--vote-pass-megabytes", type=float, default=LabellingConfig.vote_pass_megabytes)
-    parser.add_argument("--stage", choices=["render", "sparse", "dense"], help=argparse.SUPPRESS)
+    parser.add_argument("--sam-sizes", nargs="*", default=["4032x3024"], help="photo sizes for the SAM stage")
+    parser.add_argument("--max-image-side", type=int, default=1024, help="clickgs masks --max-image-side")
+    parser.add_argument("--points-per-side", type=int, default=16, help="SAM prompts per side for the SAM stage")
+    parser.add_argument("--sam-checkpoint", type=Path, default=None)
+    parser.add_argument("--stage", choices=["render", "sparse", "dense", "sam"], help=argparse.SUPPRESS)
     parser.add_argument("--size", help=argparse.SUPPRESS)
     parser.add_argument("--labels-out", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -168,6 +203,11 @@ def main() -> None:
     print("| stage | size | seconds | peak memory above the loaded splat (GiB) | labels as the dense lifting's |")
     print("| --- | --- | ---: | ---: | --- |")
     with tempfile.TemporaryDirectory() as work:
+        for size in args.sam_sizes:
+            sam = stage_in_fresh_process(args, "sam", size, Path(work) / "unused.pt")
+            print(f"| SAM masks of one photo (MobileSAM, {args.points_per_side}x{args.points_per_side} prompts, "
+                  f"--max-image-side {args.max_image_side}) | {size} | {sam['seconds']:.2f} | {sam['gib']:.2f} | |",
+                  flush=True)
         for size in args.sizes:
             render = stage_in_fresh_process(args, "render", size, Path(work) / "unused.pt")
             print(f"| render one view's features | {size} | {render['seconds']:.2f} | {render['gib']:.2f} | |",
