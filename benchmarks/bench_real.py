@@ -217,6 +217,10 @@ def bench_scene(name: str, args: argparse.Namespace, checkpoint: Path, code_fp: 
 
     masked, masks_s, masks_cached = cached_stage(work / f"masks_{masks_key}", masks_key, masks_code, mask_flags,
                                                  make_masks)
+    if args.until == "masks":
+        print(f"## {name}: {len(names)} photos; ns-process-data {process_s:.0f} s, clickgs masks {masks_s:.0f} s; "
+              f"masks in {masked / 'DATA' / 'clickgs_masks'}", flush=True)
+        return float("nan"), float("nan")
     train_flags = ["--machine.device-type", "cpu", "--vis", "tensorboard",
                    "--pipeline.model.rgb-stage-steps", args.rgb_steps,
                    "--pipeline.model.feature-stage-steps", args.feature_steps, "--pipeline.model.num-downscales", 0,
@@ -273,6 +277,7 @@ def main() -> None:
     parser.add_argument("--feature-steps", type=int, default=600)
     parser.add_argument("--downscale", type=int, default=2, help="nerfstudio-data --downscale-factor")
     parser.add_argument("--clicks", type=int, default=6, help="prompts per scene")
+    parser.add_argument("--until", choices=["masks", "eval"], default="eval", help="stop after this stage")
     args = parser.parse_args()
     if not REAL.is_dir():
         raise SystemExit(f"bench_real: {REAL} is missing (the real captures; see its README)")
