@@ -15,6 +15,19 @@
    that receives most of its rendered weight over the training views, clicked through those labels.
 
 Usage: python benchmarks/bench_accuracy.py [--work DIR] [--rgb-steps 3000] [--feature-steps 1000] [--noise 0.5 1.0]
+       python benchmarks/bench_accuracy.py --set dev|test [--work DIR] [--rgb-steps ...] [--feature-steps ...]
+
+``--set dev`` / ``--set test`` instead runs every scene of that split of the synthetic test set
+(``clickgs_ns.data.synth.test_set_configs``: room, garden and clutter families, 3 to 15 objects, small objects,
+thin parts, both mask-noise models, prompts on every visible part; the dev split is the one to choose defaults on,
+the test split the one to report), each through its own RGB splat and one feature run with the defaults (GFL on),
+scored with ``clickgs eval``'s code next to the oracle of the same splat. It prints per scene coarse and fine mIoU
+next to the oracle's, mBIoU, the candidate count per level and the selected-to-true area ratio (median, largest),
+then per prompt IoU and area ratio next to the oracle's; then the mean over the scenes and the worst scene
+(lowest mIoU) of each level, each next to its oracle, the largest shortfall from the oracle, and the area ratios
+over all prompts; every figure also goes to ``WORK/set_SPLIT.json``. Its last line reads
+``accuracy SPLIT: coarse mean 0.NNN (oracle 0.NNN), worst 0.NNN (oracle 0.NNN, SCENE); fine mean ...; area ratio
+max N.NN``.
 Reruns reuse what ``--work`` already holds (scenes, splat, runs) only where it was made by the same code and flags:
 each folder is named ``NAME_KEY``, KEY (``benchmarks/cache.py``) a hash of the content of every .py file under
 clickgs_ns/ and method_configs/, this script, cache.py and pyproject.toml, of the installed versions of Python,
@@ -28,13 +41,14 @@ starts over. The last line reads
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -134,7 +148,16 @@ def oracle_labels(model, cameras, gt_maps: List[np.ndarray], num_segments: int) 
 
 def score_oracle(scene, prompts, prompts_path: Path, scene_dir: Path) -> Dict[str, Dict[str, float]]:
     """mIoU / mBIoU per level of clicks through the oracle labels (the best any per-Gaussian labelling does)."""
-    from clickgs_ns.segment.evaluate import boundary_iou, mask_iou, read_mask_png, summarize
+    from clickgs_ns.segment.evaluate import summarize
+
+    records = oracle_prompt_scores(scene, prompts, scene_dir)
+    return summarize([r["level"] for r in records], [r["iou"] for r in records], [r["biou"] for r in records])
+
+
+def oracle_prompt_scores(scene, prompts, scene_dir: Path) -> List[Dict[str, object]]:
+    """Per prompt, the click through the oracle labels: {"level", "iou", "biou", "area_ratio"} (means over its
+    targets; area ratio: selected pixels over ground-truth pixels summed over its targets, as ``clickgs eval``)."""
+    from clickgs_ns.segment.evaluate import boundary_iou, mask_iou, read_mask_png
     from clickgs_ns.segment.selection import selection_mask
     from clickgs_ns.segment.views import full_resolution_camera
 
@@ -144,22 +167,22 @@ def score_oracle(scene, prompts, prompts_path: Path, scene_dir: Path) -> Dict[st
           for level in ("coarse", "fine")}
     labels = {level: oracle_labels(scene.model, dataset.cameras, gt[level], int(max(m.max() for m in gt[level])) + 1)
               for level in ("coarse", "fine")}
-    levels, ious, bious = [], [], []
+    records: List[Dict[str, object]] = []
     for prompt in prompts:
         click_gt = np.load(scene_dir / "gt" / f"{Path(prompt.image).stem}.npz")[prompt.level]
         segment = int(click_gt[int(prompt.xy[1]), int(prompt.xy[0])])
         selection = labels[prompt.level] == segment
-        prompt_ious, prompt_bious = [], []
+        prompt_ious, prompt_bious, pred_pixels, gt_pixels = [], [], 0, 0
         for target in prompt.targets:
             view = views.get(target.image)
             pred = selection_mask(scene.model, selection, full_resolution_camera(view.camera, view.full_size))
             truth = read_mask_png(target.mask)
             prompt_ious.append(mask_iou(pred, truth))
             prompt_bious.append(boundary_iou(pred, truth))
-        levels.append(prompt.level)
-        ious.append(float(np.mean(prompt_ious)))
-        bious.append(float(np.mean(prompt_bious)))
-    return summarize(levels, ious, bious)
+            pred_pixels, gt_pixels = pred_pixels + int(pred.sum()), gt_pixels + int(truth.sum())
+        records.append({"level": prompt.level, "iou": float(np.mean(prompt_ious)),
+                        "biou": float(np.mean(prompt_bious)), "area_ratio": pred_pixels / max(1, gt_pixels)})
+    return records
 
 
 def mask_coverage(scene_dir: Path, image_filenames: Sequence[Path]):
@@ -194,7 +217,8 @@ def evaluate_run(config: Path, scene_dir: Path, relabel: Optional[Dict[str, obje
     segments = scene.segmentation("coarse").labels
     return {"summary": report["summary"], "convergence": report["convergence"], "scene": scene, "prompts": prompts,
             "num_gaussians": scene.num_gaussians, "segmented": float((segments >= 0).float().mean()),
-            "candidates": (int(scene.model.coarse_candidates.shape[0]), int(scene.model.fine_candidates.shape[0]))}
+            "candidates": (int(scene.model.coarse_candidates.shape[0]), int(scene.model.fine_candidates.shape[0])),
+            "records": report["prompts"]}
 
 
 def row(name: str, result: Dict[str, object], seconds: Optional[float]) -> str:
@@ -206,7 +230,153 @@ def row(name: str, result: Dict[str, object], seconds: Optional[float]) -> str:
             f"{convergence['coarse']:.2f} {convergence['fine']:.2f} | {cc:>3}/{cf:<3} | {time_text}")
 
 
-def main() -> None:
+# ------------------------------------------------------------------------------------------------ --set dev|test
+SET_LEVELS = ("coarse", "fine")
+AREA_RATIO_LIMIT = 1.3
+"""Selected-to-true area ratio above which a prompt counts as over-selecting (issue 15's bound)."""
+
+
+def scene_record(name: str, result: Dict[str, Any], oracle_records: Sequence[Dict[str, Any]],
+                 seconds: Dict[str, float]) -> Dict[str, Any]:
+    """One scene of a ``--set`` run as JSON-ready data: per level the method's and the oracle's summary
+    ({"num_prompts", "mIoU", "mBIoU"}), the candidate count, and per prompt its segment, IoU, boundary IoU, area
+    ratio and selected Gaussians next to the oracle's IoU and area ratio.
+
+    Args:
+        result: ``evaluate_run``'s; oracle_records: ``oracle_prompt_scores``' for the same prompts, in order.
+        seconds: {"rgb", "feature"} training times.
+    """
+    from clickgs_ns.segment.evaluate import summarize
+
+    records = result["records"]
+    oracle = summarize([r["level"] for r in oracle_records], [r["iou"] for r in oracle_records],
+                       [r["biou"] for r in oracle_records])
+    cc, cf = result["candidates"]
+    prompts = [{"level": r["level"], "segment": r.get("segment", ""), "iou": r["iou"], "biou": r["biou"],
+                "area_ratio": r["area_ratio"], "num_selected": r["num_selected"], "oracle_iou": o["iou"],
+                "oracle_area_ratio": o["area_ratio"]}
+               for r, o in zip(records, oracle_records)]
+    return {"name": name, "summary": {level: result["summary"][level] for level in SET_LEVELS},
+            "oracle": {level: oracle[level] for level in SET_LEVELS}, "candidates": {"coarse": cc, "fine": cf},
+            "num_gaussians": result["num_gaussians"], "seconds": seconds, "prompts": prompts}
+
+
+SET_HEADER = (f"{'scene':<28} | coarse mIoU (oracle) mBIoU | fine mIoU (oracle) mBIoU | cands c/f | "
+              f"area ratio med max | train min")
+
+
+def _f(value: Optional[float], digits: int = 3) -> str:
+    return "  nan" if value is None or not math.isfinite(value) else f"{value:.{digits}f}"
+
+
+def set_scene_lines(record: Dict[str, Any]) -> List[str]:
+    """The table row of one ``scene_record`` and, below it, a line per prompt."""
+    summary, oracle, cands = record["summary"], record["oracle"], record["candidates"]
+    ratios = [p["area_ratio"] for p in record["prompts"]]
+    minutes = sum(record["seconds"].values()) / 60
+    ratio_text = f"{_f(float(np.median(ratios)), 2)} {_f(max(ratios), 2)}" if ratios else "   -    -"
+    lines = [f"{record['name']:<28} | {_f(summary['coarse']['mIoU'])} ({_f(oracle['coarse']['mIoU'])})      "
+             f"{_f(summary['coarse']['mBIoU'])} | {_f(summary['fine']['mIoU'])} ({_f(oracle['fine']['mIoU'])})    "
+             f"{_f(summary['fine']['mBIoU'])} | {cands['coarse']:>4}/{cands['fine']:<4} | {ratio_text:>18} | "
+             f"{minutes:6.1f}"]
+    for p in record["prompts"]:
+        flag = "  over" if p["area_ratio"] > AREA_RATIO_LIMIT else ""
+        lines.append(f"    {p['level']:<6} {p['segment']:<26} IoU {_f(p['iou'])} (oracle {_f(p['oracle_iou'])})  "
+                     f"area ratio {_f(p['area_ratio'], 2)} (oracle {_f(p['oracle_area_ratio'], 2)})  "
+                     f"{p['num_selected']:>7} selected{flag}")
+    return lines
+
+
+def set_summary(records: Sequence[Dict[str, Any]], split: str) -> Tuple[List[str], Dict[str, Any]]:
+    """The summary of a ``--set`` run over its ``scene_record``s: per level the mean mIoU over the scenes (scenes
+    without a prompt of that level left out) and the worst scene (lowest mIoU), each next to the oracle's; the
+    scene furthest below its oracle; the area ratios over every prompt; the candidate counts. Returns the lines to
+    print (the last one the benchmark's last line) and the same figures as data."""
+    lines: List[str] = []
+    figures: Dict[str, Any] = {"split": split, "scenes": len(records)}
+    last = []
+    for level in SET_LEVELS:
+        scored = [r for r in records if math.isfinite(r["summary"][level]["mIoU"])]
+        if not scored:
+            lines.append(f"# {level}: no scene has a prompt of this level")
+            last.append(f"{level} no prompts")
+            continue
+        miou = np.array([r["summary"][level]["mIoU"] for r in scored])
+        oracle = np.array([r["oracle"][level]["mIoU"] for r in scored])
+        worst = int(np.argmin(miou))
+        gap = int(np.nanargmax(oracle - miou)) if np.isfinite(oracle - miou).any() else worst
+        level_figures = {
+            "mean": float(miou.mean()), "oracle_mean": float(np.nanmean(oracle)),
+            "worst": float(miou[worst]), "worst_oracle": float(oracle[worst]), "worst_scene": scored[worst]["name"],
+            "largest_shortfall": float(oracle[gap] - miou[gap]), "largest_shortfall_scene": scored[gap]["name"],
+            "candidates": [int(r["candidates"][level]) for r in records],
+        }
+        figures[level] = level_figures
+        cands = level_figures["candidates"]
+        lines.append(f"# {level}: mean mIoU {_f(miou.mean())} (oracle {_f(float(np.nanmean(oracle)))}) over "
+                     f"{len(scored)} scenes; worst {_f(miou[worst])} (oracle {_f(oracle[worst])}) "
+                     f"{scored[worst]['name']}; furthest below its oracle {scored[gap]['name']} by "
+                     f"{_f(oracle[gap] - miou[gap])}; candidates {min(cands)}-{max(cands)} "
+                     f"(mean {np.mean(cands):.1f})")
+        last.append(f"{level} mean {_f(miou.mean())} (oracle {_f(float(np.nanmean(oracle)))}), worst "
+                    f"{_f(miou[worst])} (oracle {_f(oracle[worst])}, {scored[worst]['name']})")
+    ratios = [(p["area_ratio"], p["oracle_area_ratio"], r["name"], p["level"], p["segment"])
+              for r in records for p in r["prompts"]]
+    if ratios:
+        values = np.array([ratio for ratio, *_ in ratios], dtype=float)
+        largest = ratios[int(np.argmax(values))]
+        over = int((values > AREA_RATIO_LIMIT).sum())
+        figures["area_ratio"] = {"median": float(np.median(values)), "max": float(values.max()), "over": over,
+                                 "prompts": len(values), "max_prompt": list(largest[2:])}
+        lines.append(f"# area ratio (selected / true pixels) over {len(values)} prompts: median "
+                     f"{_f(float(np.median(values)), 2)}, max {_f(float(values.max()), 2)} ({largest[2]} "
+                     f"{largest[3]} {largest[4]}; oracle {_f(largest[1], 2)}), {over} above {AREA_RATIO_LIMIT}")
+        last.append(f"area ratio max {_f(float(values.max()), 2)}")
+    lines.append(f"accuracy {split}: " + "; ".join(last))
+    return lines, figures
+
+
+def run_set(args: argparse.Namespace, code_fp: str, env: Dict[str, str], started: float) -> None:
+    """``--set dev|test``: every scene of that split through its own splat and one feature run (module doc)."""
+    import gc
+
+    from clickgs_ns.data.synth import test_set_configs
+    from clickgs_ns.segment.evaluate import write_report
+
+    scenes = test_set_configs(args.scene_set)
+    outputs = args.work / "runs"
+    feature_flags = ["--pipeline.model.feature-stage-steps", str(args.feature_steps),
+                     "--pipeline.model.gfl.start-step", str(args.gfl_start),
+                     "--pipeline.model.gfl.update-every", str(args.gfl_every),
+                     "--pipeline.model.losses.num-sampled-pixels", str(args.pixels)]
+    print(f"# {args.scene_set} set: {len(scenes)} scenes ({', '.join(name for name, _ in scenes)})", flush=True)
+    records: List[Dict[str, Any]] = []
+    for name, config in scenes:
+        scene_dir, scene_key = make_scene(args.work, f"{args.scene_set}_{name}", config, code_fp, env)
+        splat, splat_key = ns_train(scene_dir, outputs, "rgb",
+                                    ["--pipeline.model.rgb-stage-steps", str(args.rgb_steps),
+                                     "--pipeline.model.feature-stage-steps", "0"],
+                                    args.work, code_fp, {"data": scene_key, "environment": env})
+        run, _ = ns_train(scene_dir, outputs, "gfl", feature_flags, args.work, code_fp,
+                          {"data": scene_key, "init_checkpoint": splat_key, "environment": env},
+                          init_checkpoint=last_checkpoint(splat))
+        result = evaluate_run(run, scene_dir)
+        oracle = oracle_prompt_scores(result["scene"], result["prompts"], scene_dir)
+        record = scene_record(name, result, oracle, {"rgb": run_seconds(splat), "feature": run_seconds(run)})
+        del result
+        gc.collect()
+        records.append(record)
+        if len(records) == 1:
+            print(SET_HEADER, flush=True)
+        print("\n".join(set_scene_lines(record)), flush=True)
+    lines, figures = set_summary(records, args.scene_set)
+    report_path = args.work / f"set_{args.scene_set}.json"
+    write_report({"summary": figures, "scenes": records}, report_path)  # JSON, NaN as null, atomically
+    print(f"# figures in {report_path}; total {((time.perf_counter() - started) / 60):.1f} min", flush=True)
+    print("\n".join(lines), flush=True)
+
+
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--work", type=Path, default=Path("bench_accuracy_work"))
     parser.add_argument("--fresh", action="store_true", help="delete --work first")
@@ -221,7 +391,15 @@ def main() -> None:
     parser.add_argument("--scene-segments", type=float, default=0.5,
                         help="one more run on the noisiest masks with SAM's whole-scene segment in this share of the "
                              "views (SynthConfig.scene_segment_prob); 0 = no such run")
-    args = parser.parse_args()
+    parser.add_argument("--set", dest="scene_set", choices=["dev", "test"], default=None,
+                        help="run every scene of this split of the synthetic test set (synth.test_set_configs) "
+                             "instead of the room scenes; --noise, --seed, --scene-segments and --skip-ablations "
+                             "do not apply")
+    return parser
+
+
+def main() -> None:
+    args = build_parser().parse_args()
     torch.set_num_threads(min(2, os.cpu_count() or 1))
     if args.fresh and args.work.exists():
         shutil.rmtree(args.work)
@@ -230,14 +408,23 @@ def main() -> None:
 
     from clickgs_ns.data.synth import room_config
 
-    print(f"# bench_accuracy: room scenes (seed {args.seed}), noise {args.noise}; torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads; RGB stage {args.rgb_steps} steps from seed points, feature stage "
-          f"{args.feature_steps} steps (GFL from {args.gfl_start} every {args.gfl_every}, {args.pixels} pixels)",
-          flush=True)
+    if args.scene_set is not None:
+        print(f"# bench_accuracy: the {args.scene_set} set of synthetic scenes; torch {torch.__version__}, "
+              f"{torch.get_num_threads()} threads; RGB stage {args.rgb_steps} steps from seed points, feature stage "
+              f"{args.feature_steps} steps (GFL from {args.gfl_start} every {args.gfl_every}, {args.pixels} pixels)",
+              flush=True)
+    else:
+        print(f"# bench_accuracy: room scenes (seed {args.seed}), noise {args.noise}; torch {torch.__version__}, "
+              f"{torch.get_num_threads()} threads; RGB stage {args.rgb_steps} steps from seed points, feature stage "
+              f"{args.feature_steps} steps (GFL from {args.gfl_start} every {args.gfl_every}, {args.pixels} pixels)",
+              flush=True)
     code_fp = code_fingerprint(SOURCES)
     env = environment()
     print(f"# cache: code fingerprint {code_fp[:12]} (clickgs_ns/ and method_configs/ .py files, this script, "
           f"cache.py, pyproject.toml); {', '.join(f'{k} {v}' for k, v in env.items())}", flush=True)
+    if args.scene_set is not None:
+        run_set(args, code_fp, env, started)
+        return
 
     scenes: Dict[float, Path] = {}
     scene_keys: Dict[Path, str] = {}

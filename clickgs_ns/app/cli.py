@@ -25,23 +25,25 @@ class Synth:
 
     out_dir: tyro.conf.Positional[Path]
     """Folder to write the dataset into."""
-    preset: Literal["tabletop", "room"] = "tabletop"
-    """Scene family: "tabletop" (a few objects on a plain ground, the demo's) or "room" (textured floor and walls,
-    seven objects with thin parts and occlusions, 40 views, noisy masks with view-local floor segments, held-out
-    targets: the accuracy benchmark's). Options given on the command line override the preset's values."""
+    preset: Literal["tabletop", "room", "garden", "clutter"] = "tabletop"
+    """Scene family (``synth.FAMILY_PRESETS``): "tabletop" (a few objects on a plain ground, the demo's), "room"
+    (textured floor and walls, seven objects with thin parts and occlusions, 40 views, noisy masks with view-local
+    floor segments, held-out targets: the accuracy benchmark's), "garden" (outdoor objects with thin legs, poles and
+    stems, small objects, masks whose coarse segments split along parts and merge with image neighbours, prompts on
+    every visible part) or "clutter" (both catalogues, crowded, small objects). Options given on the command line
+    override the preset's values."""
     scene: Annotated[SynthConfig, tyro.conf.OmitArgPrefixes] = field(default_factory=SynthConfig)
 
     def resolved_config(self) -> SynthConfig:
         """``scene`` with the preset's values for every field left at its default."""
         import dataclasses
 
-        from clickgs_ns.data.synth import ROOM_PRESET
+        from clickgs_ns.data.synth import FAMILY_PRESETS
 
-        if self.preset == "tabletop":
-            return self.scene
         defaults = SynthConfig()
         return dataclasses.replace(self.scene, **{  # type: ignore[arg-type]
-            name: value for name, value in ROOM_PRESET.items() if getattr(self.scene, name) == getattr(defaults, name)
+            name: value for name, value in FAMILY_PRESETS[self.preset].items()
+            if getattr(self.scene, name) == getattr(defaults, name)
         })
 
     def main(self) -> None:

@@ -6,6 +6,12 @@ that the object (coarse) and part (fine) segmentations differ. Every Gaussian ca
 ``object_id`` and ``part_id`` (part ids are global across the scene; the ground is object 0 with the single part
 0). The scene lies in about [-1, 1]^3 with z up and the ground at z = 0.
 
+Scene families (``FAMILY_PRESETS``, ``family_config``): "tabletop" (``SynthConfig()``, the demo's), "room" (the
+accuracy benchmark's first scenes), "garden" (a second catalogue of objects with thin legs, poles and stems, small
+objects, a second mask-noise model whose coarse segments split along parts and merge with image neighbours) and
+"clutter" (both catalogues, many objects, small ones among them). ``test_set_configs("dev" | "test")`` are the fixed
+scenes to choose defaults on and to report on, with disjoint seeds.
+
 It renders the Gaussians from a ring of cameras and writes a nerfstudio dataset to OUT::
 
     transforms.json            OPENCV intrinsics, camera-to-world poses (OpenGL), ply_file_path: sparse_pc.ply
@@ -50,6 +56,13 @@ _SEGMENT_ID_RANGE = 100_000
 _SCENE_SEGMENT_ID = 2 * _SEGMENT_ID_RANGE
 """The id of the whole-scene segment (``SynthConfig.scene_segment_prob``), beyond all the others."""
 
+GROUND_COLOR = (0.50, 0.50, 0.45)
+"""The ground's colour unless ``SynthConfig.ground_color`` says otherwise."""
+MASK_NOISE_MODELS = ("touching", "neighbours")
+"""``SynthConfig.mask_noise_model``: see ``sam_like_id_maps``."""
+PROMPT_TARGET_MASKS = ("visible", "silhouette")
+"""``SynthConfig.prompt_target_mask``: see ``segment_prompt``."""
+
 
 @dataclass
 class SynthConfig:
@@ -62,6 +75,14 @@ class SynthConfig:
     num_objects: int = 4
     """Objects standing on the ground (the ground itself not counted), drawn without repeats from the catalogue
     (snowman, mushroom, table, lamp, tree, chair, gift); more than 7 repeat templates."""
+    catalogues: Tuple[str, ...] = ("household",)
+    """Names of the catalogues (``CATALOGUES``) the objects other than the small ones are drawn from, pooled in
+    this order: "household" (the 7 above), "outdoor" (bench, streetlight, signpost, flower, parasol, stool, fence:
+    thin legs, poles, stems, posts and rails)."""
+    num_small_objects: int = 0
+    """Of the ``num_objects``, this many (the last ones) come from the "small" catalogue (ball, cup, can, pawn,
+    cube, apple: about 0.1 across, under 1% of a 160x120 view from the family's cameras); 0 draws no extra
+    random number, so the scene is as without this option."""
     ground_plane: bool = True
     """Add the ground plane, object 0 with a single part."""
     ground_half_size: float = 1.0
@@ -80,6 +101,8 @@ class SynthConfig:
     """Size multiplier of every object's template (templates are about 0.3-0.45 wide and 0.3-0.6 tall)."""
     object_scale_jitter: float = 0.15
     """Each object's size is multiplied by a uniform factor in [1 - j, 1 + j]."""
+    ground_color: Tuple[float, float, float] = GROUND_COLOR
+    """The ground's colour (RGB in [0, 1]), before the checkerboard."""
 
     # ---- Gaussians ----
     num_gaussians: int = 4000
@@ -154,6 +177,24 @@ class SynthConfig:
     """When > 0, the ground (floor and walls) is not one segment but is cut, in every view independently, into
     this many coarse patches and twice as many fine ones (image-space Voronoi cells around random pixels), so
     its segment ids are inconsistent across views, as SAM's are on floors and walls."""
+    mask_noise_model: str = "touching"
+    """"touching": the noise above only (merges join two objects whose masks touch). "neighbours": in addition,
+    per view, coarse segments that split along the parts (``coarse_part_split_prob``) and merges of an object
+    with its nearest neighbour in the image although their masks do not touch (``neighbour_merge_prob``); these
+    draw their own random numbers, so the two models give different masks for one seed."""
+    coarse_part_split_prob: float = 0.3
+    """"neighbours" model, per view and object of several visible parts: probability that the object has no
+    coarse segment of its own but one per group of its parts (two groups, each one part or more: SAM's coarse
+    level then shows parts)."""
+    neighbour_merge_prob: float = 0.3
+    """"neighbours" model, per view and object (not the ground): probability that it is merged into one coarse
+    segment with the nearest other object within ``neighbour_merge_gap_px`` in the image."""
+    neighbour_merge_gap_px: float = 8.0
+    """"neighbours" model: two objects are image neighbours when their masks come this close (pixels)."""
+    neighbour_merge_bridge: bool = True
+    """"neighbours" model: a merged segment also covers the ground between the two objects (ground pixels within
+    ``neighbour_merge_gap_px`` of both), as SAM's masks of two nearby objects often do. Composed by area priority,
+    those pixels keep a larger ground segment at the coarse level and show the merged one at the fine level."""
 
     # ---- evaluation prompts (prompts.json) ----
     prompt_fine_objects: int = 3
@@ -174,6 +215,11 @@ class SynthConfig:
     """Clicks go in training views: nerfstudio's default split (``train_split_fraction``, by frame order)."""
     prompt_eval_targets: bool = False
     """Target views are held-out (eval split) views only; otherwise any view but the click's."""
+    prompt_target_mask: str = "visible"
+    """A target's mask: "visible", the segment's ground-truth (visible) pixels; or "silhouette", its unoccluded
+    silhouette, which is what the selection rendered alone shows, so that a part mostly hidden by another (a
+    chair's legs under its seat) can be scored with a low ``prompt_min_visible_fraction`` without penalising a
+    correct selection for the pixels hidden in that view."""
 
 
 ROOM_PRESET: Dict[str, object] = dict(
@@ -192,6 +238,103 @@ prompts scored on held-out views only. The accuracy benchmark's scenes."""
 def room_config(**overrides: object) -> SynthConfig:
     """A ``SynthConfig`` of the room family (``ROOM_PRESET``), with ``overrides`` on top."""
     return SynthConfig(**{**ROOM_PRESET, **overrides})  # type: ignore[arg-type]
+
+
+PROMPT_EVERY_PART: Dict[str, object] = dict(
+    prompt_fine_objects=1000, prompt_min_visible_fraction=0.1, prompt_target_mask="silhouette",
+    prompt_min_target_area=0.001, prompt_min_targets=1, prompt_max_targets=4, prompt_eval_targets=True,
+)
+"""Prompts on every object and every part a user can see and click (a pixel ``prompt_min_click_depth_px`` inside
+it in a training view), thin and small ones included: a target view needs only 10% of the segment's silhouette
+visible and 0.1% of the image, and its mask is the silhouette (``SynthConfig.prompt_target_mask``). Targets are
+held-out views. Part of the garden and clutter families, and of every scene of ``test_set_configs``."""
+
+GARDEN_PRESET: Dict[str, object] = dict(
+    catalogues=("outdoor",), num_objects=8, num_small_objects=2, ground_half_size=1.3, ground_color=(0.40, 0.52, 0.33),
+    floor_checker_size=0.35, floor_checker_contrast=0.2, placement_radius=0.85, min_object_distance=0.45,
+    object_scale=1.3, num_gaussians=20000, ground_gaussian_fraction=0.45, num_seed_points=4000, num_views=40,
+    elevations_deg=(15.0, 30.0, 50.0), camera_distance=2.6, fov_x_deg=55.0, mask_noise=1.0, background_patches=6,
+    mask_noise_model="neighbours", **PROMPT_EVERY_PART,
+)
+"""The "garden" family: objects from the "outdoor" catalogue (benches, streetlights, signposts, flowers, parasols,
+stools, fences: thin legs, poles, stems, posts, rails and seats) and two from the "small" one on a green ground
+with a faint large checkerboard and no walls, 40 views on three rings, the "neighbours" mask-noise model (coarse
+segments split along parts, merges with image neighbours) at noise 1.0 with view-local ground patches, and
+prompts on every visible part (``PROMPT_EVERY_PART``)."""
+
+CLUTTER_PRESET: Dict[str, object] = dict(
+    catalogues=("household", "outdoor"), num_objects=12, num_small_objects=4, ground_half_size=1.3, wall_height=0.3,
+    floor_checker_size=0.18, placement_radius=0.9, min_object_distance=0.35, object_scale=1.1,
+    num_gaussians=24000, ground_gaussian_fraction=0.4, num_seed_points=5000, num_views=40,
+    elevations_deg=(18.0, 32.0, 50.0), camera_distance=2.6, fov_x_deg=55.0, mask_noise=1.0, background_patches=6,
+    mask_noise_model="neighbours", **PROMPT_EVERY_PART,
+)
+"""The "clutter" family: a room (checkerboard floor, striped walls) crowded with objects from both catalogues at a
+smaller scale and four small ones, so that objects touch and hide each other in the image, 40 views, the
+"neighbours" mask-noise model at noise 1.0 with view-local floor patches, and prompts on every visible part."""
+
+FAMILY_PRESETS: Dict[str, Dict[str, object]] = {
+    "tabletop": {}, "room": ROOM_PRESET, "garden": GARDEN_PRESET, "clutter": CLUTTER_PRESET,
+}
+"""Scene families by name (``family_config``, ``clickgs synth --preset``): "tabletop" is ``SynthConfig()``."""
+
+
+def family_config(family: str, **overrides: object) -> SynthConfig:
+    """A ``SynthConfig`` of the named family (``FAMILY_PRESETS``), with ``overrides`` on top."""
+    if family not in FAMILY_PRESETS:
+        raise ValueError(f"unknown scene family {family!r}; known: {', '.join(FAMILY_PRESETS)}")
+    return SynthConfig(**{**FAMILY_PRESETS[family], **overrides})  # type: ignore[arg-type]
+
+
+TEST_SET_SCENES: Dict[str, Tuple[Tuple[str, int, int, str], ...]] = {
+    "dev": (
+        ("room", 4, 1, "neighbours"), ("garden", 6, 2, "touching"), ("clutter", 9, 3, "neighbours"),
+        ("room", 12, 0, "touching"), ("garden", 15, 4, "neighbours"), ("clutter", 3, 1, "touching"),
+    ),
+    "test": (
+        ("room", 3, 1, "touching"), ("garden", 5, 1, "neighbours"), ("clutter", 7, 2, "touching"),
+        ("room", 10, 2, "neighbours"), ("garden", 11, 3, "touching"), ("clutter", 15, 4, "neighbours"),
+    ),
+}
+"""The scenes of each split as (family, objects, of which small, mask-noise model); ``test_set_configs``."""
+TEST_SET_SEEDS: Dict[str, int] = {"dev": 1000, "test": 2000}
+"""Scene i of a split has seed ``TEST_SET_SEEDS[split] + i``: disjoint between the splits, and from seeds 0 and 1
+(the room scenes the defaults were first tuned on)."""
+
+
+def scaled_to_objects(config: SynthConfig, num_objects: int) -> Dict[str, int]:
+    """``num_gaussians`` and ``num_seed_points`` for ``config``'s family with ``num_objects`` objects instead of its
+    own count: the ground keeps its Gaussians, the objects' share grows or shrinks in proportion."""
+    ground = config.ground_gaussian_fraction if config.ground_plane else 0.0
+    factor = ground + (1.0 - ground) * num_objects / max(1, config.num_objects)
+    return {"num_gaussians": int(round(config.num_gaussians * factor)),
+            "num_seed_points": int(round(config.num_seed_points * factor))}
+
+
+def test_set_configs(split: str, **overrides: object) -> List[Tuple[str, SynthConfig]]:
+    """The fixed scenes of a split, as (name, config): "dev" to choose defaults on, "test" to report.
+
+    Each split mixes the room, garden and clutter families, 3 to 15 objects (small ones among them) and both
+    mask-noise models (``TEST_SET_SCENES``); every scene prompts every visible part (``PROMPT_EVERY_PART``) and
+    has a seed of its own (``TEST_SET_SEEDS``). The Gaussians scale with the object count
+    (``scaled_to_objects``). ``overrides`` go on top of every scene (tests: smaller images, fewer views). Names
+    ("garden06_touching_s1001") have no dot, as nerfstudio names runs by the data folder's stem.
+    """
+    if split not in TEST_SET_SCENES:
+        raise ValueError(f"unknown split {split!r}; known: {', '.join(TEST_SET_SCENES)}")
+    scenes = []
+    for index, (family, num_objects, num_small, noise_model) in enumerate(TEST_SET_SCENES[split]):
+        seed = TEST_SET_SEEDS[split] + index
+        base = family_config(family, **PROMPT_EVERY_PART)
+        config = dataclasses.replace(
+            base, seed=seed, num_objects=num_objects, num_small_objects=num_small, mask_noise_model=noise_model,
+            **scaled_to_objects(base, num_objects),
+        )
+        scenes.append((f"{family}{num_objects:02d}_{noise_model}_s{seed}", dataclasses.replace(config, **overrides)))
+    return scenes
+
+
+test_set_configs.__test__ = False  # type: ignore[attr-defined]  # not a pytest test where a test imports it
 
 
 @dataclass
@@ -294,10 +437,96 @@ OBJECT_CATALOGUE: Tuple[ObjectTemplate, ...] = (
         PartTemplate("lid", (0.15, 0.76, 0.82), (_p("box", (0, 0, 0.225), 0.31, 0.31, 0.05),)),
     )),
 )
-"""Object templates; parts differ in colour and shape."""
+"""Object templates; parts differ in colour and shape (the "household" catalogue)."""
 
-GROUND_COLOR = (0.50, 0.50, 0.45)
+OUTDOOR_CATALOGUE: Tuple[ObjectTemplate, ...] = (
+    ObjectTemplate("bench", (
+        PartTemplate("seat", (0.60, 0.32, 0.12), (_p("box", (0, 0, 0.17), 0.44, 0.16, 0.03),)),
+        PartTemplate("legs", (0.18, 0.18, 0.20), tuple(
+            _p("cylinder", (sx * 0.18, sy * 0.055, 0), 0.022, 0.155) for sx in (-1, 1) for sy in (-1, 1))),
+        PartTemplate("back", (0.95, 0.75, 0.45), (_p("box", (0, -0.075, 0.29), 0.44, 0.025, 0.10),)),
+    )),
+    ObjectTemplate("streetlight", (
+        PartTemplate("base", (0.55, 0.25, 0.55), (
+            _p("cylinder", (0, 0, 0), 0.07, 0.04), _p("disk", (0, 0, 0.04), 0.07, 1))),
+        PartTemplate("pole", (0.40, 0.42, 0.45), (_p("cylinder", (0, 0, 0.04), 0.022, 0.44),)),
+        PartTemplate("lantern", (1.00, 0.95, 0.60), (_p("ellipsoid", (0, 0, 0.54), 0.07, 0.07, 0.08),)),
+    )),
+    ObjectTemplate("signpost", (
+        PartTemplate("post", (0.55, 0.55, 0.58), (_p("cylinder", (0, 0, 0), 0.022, 0.40),)),
+        PartTemplate("sign", (0.10, 0.45, 0.85), (_p("box", (0, 0, 0.45), 0.30, 0.02, 0.18),)),
+    )),
+    ObjectTemplate("flower", (
+        PartTemplate("pot", (0.78, 0.42, 0.25), (
+            _p("frustum", (0, 0, 0), 0.08, 0.10, 0.11), _p("disk", (0, 0, 0.11), 0.10, 1))),
+        PartTemplate("stem", (0.25, 0.60, 0.15), (_p("cylinder", (0, 0, 0.11), 0.022, 0.24),)),
+        PartTemplate("bloom", (0.95, 0.30, 0.60), (_p("ellipsoid", (0, 0, 0.38), 0.085, 0.085, 0.05),)),
+        PartTemplate("leaves", (0.55, 0.85, 0.25), (
+            _p("ellipsoid", (0.065, 0, 0.22), 0.06, 0.02, 0.012),
+            _p("ellipsoid", (-0.065, 0, 0.27), 0.06, 0.02, 0.012))),
+    )),
+    ObjectTemplate("parasol", (
+        PartTemplate("base", (0.35, 0.25, 0.20), (
+            _p("cylinder", (0, 0, 0), 0.09, 0.03), _p("disk", (0, 0, 0.03), 0.09, 1))),
+        PartTemplate("pole", (0.92, 0.92, 0.85), (_p("cylinder", (0, 0, 0.03), 0.02, 0.40),)),
+        PartTemplate("canopy", (0.15, 0.70, 0.65), (
+            _p("frustum", (0, 0, 0.38), 0.26, 0.02, 0.10), _p("disk", (0, 0, 0.38), 0.26, -1))),
+    )),
+    ObjectTemplate("stool", (
+        PartTemplate("seat", (0.55, 0.15, 0.45), (
+            _p("cylinder", (0, 0, 0.25), 0.13, 0.035), _p("disk", (0, 0, 0.285), 0.13, 1),
+            _p("disk", (0, 0, 0.25), 0.13, -1))),
+        PartTemplate("legs", (0.75, 0.75, 0.70), tuple(
+            _p("cylinder", (0.09 * math.cos(a), 0.09 * math.sin(a), 0), 0.02, 0.25)
+            for a in (math.pi / 2, math.pi / 2 + 2 * math.pi / 3, math.pi / 2 + 4 * math.pi / 3))),
+    )),
+    ObjectTemplate("fence", (
+        PartTemplate("posts", (0.45, 0.30, 0.15), tuple(
+            _p("box", (x, 0, 0.15), 0.04, 0.04, 0.30) for x in (-0.22, 0.0, 0.22))),
+        PartTemplate("rails", (0.90, 0.88, 0.75), tuple(
+            _p("box", (0, 0.03, z), 0.52, 0.02, 0.04) for z in (0.10, 0.23))),
+    )),
+)
+"""The "outdoor" catalogue: objects with thin parts (legs, poles, stems, posts, rails: a few pixels wide at 160x120)
+and flat seats and signs."""
 
+SMALL_CATALOGUE: Tuple[ObjectTemplate, ...] = (
+    ObjectTemplate("ball", (
+        PartTemplate("ball", (0.95, 0.80, 0.10), (_p("ellipsoid", (0, 0, 0.05), 0.05, 0.05, 0.05),)),)),
+    ObjectTemplate("cup", (
+        PartTemplate("body", (0.30, 0.55, 0.90), (
+            _p("cylinder", (0, 0, 0), 0.04, 0.08), _p("disk", (0, 0, 0.075), 0.04, 1))),
+        PartTemplate("handle", (0.90, 0.55, 0.15), (_p("box", (0.05, 0, 0.045), 0.02, 0.015, 0.05),)),
+    )),
+    ObjectTemplate("can", (
+        PartTemplate("body", (0.85, 0.10, 0.20), (_p("cylinder", (0, 0, 0), 0.035, 0.10),)),
+        PartTemplate("lid", (0.70, 0.70, 0.74), (_p("disk", (0, 0, 0.10), 0.035, 1),)),
+    )),
+    ObjectTemplate("pawn", (
+        PartTemplate("body", (0.20, 0.20, 0.60), (
+            _p("frustum", (0, 0, 0), 0.045, 0.018, 0.08), _p("disk", (0, 0, 0), 0.045, -1))),
+        PartTemplate("head", (0.95, 0.65, 0.20), (_p("ellipsoid", (0, 0, 0.10), 0.03, 0.03, 0.03),)),
+    )),
+    ObjectTemplate("cube", (PartTemplate("cube", (0.40, 0.75, 0.95), (_p("box", (0, 0, 0.045), 0.09, 0.09, 0.09),)),)),
+    ObjectTemplate("apple", (
+        PartTemplate("fruit", (0.80, 0.15, 0.10), (_p("ellipsoid", (0, 0, 0.045), 0.05, 0.05, 0.045),)),
+        PartTemplate("stem", (0.35, 0.22, 0.08), (_p("cylinder", (0, 0, 0.085), 0.006, 0.025),)),
+    )),
+)
+"""The "small" catalogue (``SynthConfig.num_small_objects``): objects about 0.1 across."""
+
+CATALOGUES: Dict[str, Tuple[ObjectTemplate, ...]] = {
+    "household": OBJECT_CATALOGUE, "outdoor": OUTDOOR_CATALOGUE, "small": SMALL_CATALOGUE,
+}
+"""Object catalogues by name (``SynthConfig.catalogues``)."""
+
+
+def catalogue_templates(names: Sequence[str]) -> Tuple[ObjectTemplate, ...]:
+    """The templates of the named catalogues (``CATALOGUES``), pooled in order."""
+    unknown = [name for name in names if name not in CATALOGUES]
+    if unknown or not names:
+        raise ValueError(f"unknown or no object catalogues {list(names)}; known: {', '.join(CATALOGUES)}")
+    return tuple(template for name in names for template in CATALOGUES[name])
 
 def primitive_area(prim: Primitive) -> float:
     """Surface area of a primitive (ellipsoids by Thomsen's approximation)."""
@@ -467,8 +696,15 @@ def _place_objects(config: SynthConfig, rng: np.random.Generator) -> np.ndarray:
 
 def build_gaussians(config: SynthConfig, rng: np.random.Generator) -> SynthGaussians:
     """Sample the scene's objects, parts and Gaussians."""
-    templates = [OBJECT_CATALOGUE[i] for i in rng.permutation(len(OBJECT_CATALOGUE))]
-    templates = [templates[i % len(templates)] for i in range(config.num_objects)]
+    if not 0 <= config.num_small_objects <= config.num_objects:
+        raise ValueError(f"num_small_objects must be in [0, num_objects = {config.num_objects}], "
+                         f"got {config.num_small_objects}")
+    catalogue = catalogue_templates(config.catalogues)
+    templates = [catalogue[i] for i in rng.permutation(len(catalogue))]
+    templates = [templates[i % len(templates)] for i in range(config.num_objects - config.num_small_objects)]
+    if config.num_small_objects > 0:  # no draw without small objects: the scene is as before this option
+        small = [SMALL_CATALOGUE[i] for i in rng.permutation(len(SMALL_CATALOGUE))]
+        templates += [small[i % len(small)] for i in range(config.num_small_objects)]
     centres = _place_objects(config, rng)
 
     object_names: List[str] = []
@@ -481,7 +717,7 @@ def build_gaussians(config: SynthConfig, rng: np.random.Generator) -> SynthGauss
             h, t, s = config.wall_height, 0.02, config.ground_half_size
             ground += tuple(_p("box", (sx * s, 0, h / 2), t, size, h) for sx in (-1, 1))
             ground += tuple(_p("box", (0, sy * s, h / 2), size, t, h) for sy in (-1, 1))
-        parts.append(PlacedPart(0, "ground/ground", GROUND_COLOR, ground, 1.0, 0.0, (0.0, 0.0, 0.0)))
+        parts.append(PlacedPart(0, "ground/ground", tuple(config.ground_color), ground, 1.0, 0.0, (0.0, 0.0, 0.0)))
     seen: Dict[str, int] = {}
     for template, centre in zip(templates, centres):
         seen[template.name] = seen.get(template.name, 0) + 1
@@ -690,6 +926,36 @@ def background_patches(background: np.ndarray, num_coarse: int, rng: np.random.G
     return voronoi_patches(background, num_coarse, rng) + voronoi_patches(background, 2 * num_coarse, rng)
 
 
+def nearest_neighbours(masks: Sequence[np.ndarray], eligible: Sequence[bool],
+                       gap_px: float) -> Tuple[List[Optional[int]], List[np.ndarray]]:
+    """Image neighbours among segments: for each mask, the nearest other eligible one that comes within ``gap_px``.
+
+    Args:
+        masks: K bool [H, W] masks (objects of one view).
+        eligible: [K] which masks take part (the others get None and are no one's neighbour).
+        gap_px: largest distance (Euclidean, pixels, between the closest pixels) of two neighbours; touching masks
+            are 1 apart.
+
+    Returns:
+        neighbour: per mask, the index of its neighbour or None (ties: the lower index); distance: per mask its
+        float [H, W] distance map (pixels to the nearest pixel of the mask; 0 on it).
+    """
+    from scipy.ndimage import distance_transform_edt
+
+    distance = [distance_transform_edt(~mask) for mask in masks]
+    neighbour: List[Optional[int]] = []
+    for k, mask in enumerate(masks):
+        best: Optional[Tuple[float, int]] = None
+        if eligible[k] and mask.any():
+            for j, other in enumerate(masks):
+                if j != k and eligible[j] and other.any():
+                    gap = float(distance[k][other].min())
+                    if gap <= gap_px and (best is None or gap < best[0]):
+                        best = (gap, j)
+        neighbour.append(None if best is None else best[1])
+    return neighbour, distance
+
+
 def sam_like_id_maps(
     gt_coarse: np.ndarray, gt_fine: np.ndarray, config: SynthConfig, rng: np.random.Generator
 ) -> Tuple[np.ndarray, np.ndarray]:
@@ -705,6 +971,14 @@ def sam_like_id_maps(
     view. With ``config.mask_noise == 0`` the result is the ground truth with
     ids relabelled.
 
+    The "neighbours" model (``config.mask_noise_model``) adds two events, each with its own draws: an object's
+    coarse segment split along its parts (it is missing, and each of two groups of its parts is a segment:
+    ``coarse_part_split_prob``), and an object merged with its nearest image neighbour (``nearest_neighbours``)
+    into one more segment although their masks need not touch (``neighbour_merge_prob``, ``neighbour_merge_gap_px``;
+    with ``neighbour_merge_bridge`` also the ground between them); the ground itself is never merged. A bridge is
+    the one place where a fine segment need not lie inside one coarse segment: on the ground it bridges, the
+    merged segment is the fine one and the ground's the coarse one, as area priority makes of real SAM masks.
+
     The random numbers drawn do not depend on ``mask_noise`` (each event happens when its uniform draw is below
     ``mask_noise`` times its probability), so with one ``rng`` state a higher noise gives a superset of the events.
 
@@ -715,6 +989,9 @@ def sam_like_id_maps(
         coarse, fine: int32 [H, W], -1 = no segment.
     """
     h, w = gt_coarse.shape
+    if config.mask_noise_model not in MASK_NOISE_MODELS:
+        raise ValueError(f"mask_noise_model must be one of {MASK_NOISE_MODELS}, got {config.mask_noise_model!r}")
+    neighbours_model = config.mask_noise_model == "neighbours"
     noise = float(np.clip(config.mask_noise, 0.0, 1.0))
     ys, xs = np.mgrid[0:h, 0:w]
 
@@ -722,34 +999,47 @@ def sam_like_id_maps(
     object_segments: List[np.ndarray] = []
     part_segments: List[np.ndarray] = []  # the segments the fine level sees (an object's own if single-part)
     segments: List[np.ndarray] = []
+    object_ids: List[int] = []  # per object segment: its object
+    object_slots: List[int] = []  # per object segment: its index in segments
+    object_parts: List[List[np.ndarray]] = []  # per object segment: its part masks, [] when it shows one part
     background = gt_coarse == 0 if (config.ground_plane and config.background_patches > 0) else None
     for obj in np.unique(gt_coarse[gt_coarse >= 0]):
         if background is not None and obj == 0:
             continue  # the ground becomes view-local patches (below)
         obj_mask = gt_coarse == obj
+        object_ids.append(int(obj))
+        object_slots.append(len(segments))
         object_segments.append(obj_mask)
         segments.append(obj_mask)
         part_masks = [obj_mask & (gt_fine == p) for p in np.unique(gt_fine[obj_mask & (gt_fine >= 0)])]
         if len(part_masks) == 1 and np.array_equal(part_masks[0], obj_mask):
             part_segments.append(obj_mask)  # one segment serves both levels
+            object_parts.append([])
         else:
             part_segments.extend(part_masks)
             segments.extend(part_masks)
+            object_parts.append(part_masks)
     # Random numbers, a fixed count given the ground truth: common to every noise level.
     merge_u, merge_pick = rng.random(2)
     split_u = rng.random((len(part_segments), 3))  # event, pixel on the part, line angle
-    max_segments = len(segments) + 1 + 2 * len(part_segments)
+    extra_slots = 3 * len(object_segments) if neighbours_model else 0  # per object: two part groups, one merge
+    max_segments = len(segments) + 1 + 2 * len(part_segments) + extra_slots
     drop_u = rng.random(max_segments)
     ids = rng.choice(_SEGMENT_ID_RANGE, size=max_segments, replace=False)
     flip_u, unlabel_u = rng.random((2, h, w))
     r = config.boundary_flip_radius_px
     offsets = rng.integers(-r, r + 1, size=(2, h, w))
     holes_u = rng.random()
+    if neighbours_model:  # the second model's draws (none in the first: its masks are as without this option)
+        coarse_split_u = rng.random((len(object_segments), 2))  # event, where the ordered parts are cut in two
+        part_order_u = [rng.random(len(parts)) for parts in object_parts]
+        neighbour_u = rng.random(len(object_segments))
     patches = background_patches(background, config.background_patches, rng) if background is not None else []
     # Each possible segment owns one slot of drop_u and ids: the ground truth's, the merge's, then two halves per
-    # part segment.
+    # part segment; in the "neighbours" model then two part groups per object and one neighbour merge per object.
     slots = list(range(len(segments)))
     merge_slot = len(segments)
+    removed = set()  # slots of segments that are not there (objects split along their parts)
 
     # Two touching objects seen as one (an extra, larger segment).
     if merge_u < noise * config.object_merge_prob and len(object_segments) > 1:
@@ -775,11 +1065,41 @@ def sam_like_id_maps(
                 segments.extend(halves)
                 slots.extend([merge_slot + 1 + 2 * part_index, merge_slot + 2 + 2 * part_index])
 
+    if neighbours_model:
+        group_slot = merge_slot + 1 + 2 * len(part_segments)
+        neighbour_slot = group_slot + 2 * len(object_segments)
+        # Coarse segments split along the parts: the object's own segment is missing, two groups of parts are not.
+        for k, (parts, (event_u, cut_u), order_u) in enumerate(zip(object_parts, coarse_split_u, part_order_u)):
+            if len(parts) < 2 or event_u >= noise * config.coarse_part_split_prob:
+                continue
+            removed.add(object_slots[k])
+            order = np.argsort(order_u, kind="stable")
+            cut = 1 + min(int(cut_u * (len(parts) - 1)), len(parts) - 2)
+            for g, group in enumerate((order[:cut], order[cut:])):
+                if len(group) > 1:  # a group of one part is that part's segment already
+                    segments.append(np.logical_or.reduce([parts[i] for i in group]))
+                    slots.append(group_slot + 2 * k + g)
+        # Merges with the nearest image neighbour, touching or not (never the ground).
+        eligible = [not (config.ground_plane and obj == 0) for obj in object_ids]
+        neighbour, distance = nearest_neighbours(object_segments, eligible, config.neighbour_merge_gap_px)
+        merged_pairs = set()
+        for k, j in enumerate(neighbour):
+            pair = (min(k, j), max(k, j)) if j is not None else None
+            if pair is None or neighbour_u[k] >= noise * config.neighbour_merge_prob or pair in merged_pairs:
+                continue
+            merged_pairs.add(pair)
+            merged = object_segments[k] | object_segments[j]
+            if config.neighbour_merge_bridge and config.ground_plane:
+                gap = config.neighbour_merge_gap_px
+                merged |= (distance[k] <= gap) & (distance[j] <= gap) & (gt_coarse == 0)
+            segments.append(merged)
+            slots.append(neighbour_slot + k)
+
     # Missed segments and small ones.
     min_area = noise * config.small_segment_area_px
     kept = [
         (segment, int(ids[slot])) for segment, slot in zip(segments, slots)
-        if drop_u[slot] >= noise * config.segment_drop_prob and segment.sum() >= min_area
+        if slot not in removed and drop_u[slot] >= noise * config.segment_drop_prob and segment.sum() >= min_area
     ]
     kept += [(patch, _SEGMENT_ID_RANGE + k) for k, patch in enumerate(patches)]  # placeholder ids, drawn last
     if config.scene_segment_prob > 0 and rng.random() < noise * config.scene_segment_prob:
@@ -873,13 +1193,21 @@ def click_pixel(mask: np.ndarray) -> Tuple[Tuple[int, int], float]:
     return (column, row), float(depth.ravel()[flat])
 
 
+def target_mask_kind(config: SynthConfig) -> str:
+    """``config.prompt_target_mask``, checked."""
+    if config.prompt_target_mask not in PROMPT_TARGET_MASKS:
+        raise ValueError(f"prompt_target_mask must be one of {PROMPT_TARGET_MASKS}, got {config.prompt_target_mask!r}")
+    return config.prompt_target_mask
+
+
 def segment_prompt(visible: np.ndarray, silhouette: np.ndarray, click_views: Sequence[int],
                    config: SynthConfig) -> Optional[Tuple[int, Tuple[int, int], List[int]]]:
     """Where to click one segment and in which views to check the result.
 
     The click goes to the pixel deepest inside the segment over the ``click_views`` (ties: the first view); the
-    targets are the other views that show at least ``prompt_min_target_area`` of the image and at least
-    ``prompt_min_visible_fraction`` of the segment's silhouette, most visible pixels first (ties: view order), at
+    targets are the other views whose target mask (``prompt_target_mask``: the visible pixels, or the silhouette)
+    covers at least ``prompt_min_target_area`` of the image and that show at least ``prompt_min_visible_fraction``
+    of the segment's silhouette and at least one pixel of it, most visible pixels first (ties: view order), at
     most ``prompt_max_targets`` of them.
 
     Args:
@@ -901,10 +1229,11 @@ def segment_prompt(visible: np.ndarray, silhouette: np.ndarray, click_views: Seq
     click_view, xy, _ = best
     pixels = visible.reshape(len(visible), -1).sum(axis=1)  # [C]
     silhouette_pixels = np.maximum(silhouette.reshape(len(silhouette), -1).sum(axis=1), 1)
+    target_pixels = silhouette_pixels if target_mask_kind(config) == "silhouette" else pixels
     min_pixels = config.prompt_min_target_area * visible.shape[1] * visible.shape[2]
     usable = [
         view for view in range(len(visible))
-        if view != click_view and pixels[view] >= max(min_pixels, 1)
+        if view != click_view and target_pixels[view] >= max(min_pixels, 1) and pixels[view] >= 1
         and not (config.prompt_eval_targets and view in click_views)
         and pixels[view] >= config.prompt_min_visible_fraction * silhouette_pixels[view]
     ]
@@ -928,8 +1257,10 @@ def make_prompts(segments: Sequence[Tuple[str, str, np.ndarray, np.ndarray]], im
 
     Returns:
         prompts: JSON-ready list of {"level", "segment", "click": {"image", "xy"}, "targets": [{"image", "mask"}]};
-        masks: {mask path relative to the prompts file: uint8 [H, W], 255 on the segment}.
+        masks: {mask path relative to the prompts file: uint8 [H, W], 255 on the segment (its visible pixels, or
+        its silhouette: ``config.prompt_target_mask``)}.
     """
+    use_silhouette = target_mask_kind(config) == "silhouette"
     prompts: List[Dict] = []
     masks: Dict[str, np.ndarray] = {}
     for level, name, visible, silhouette in segments:
@@ -941,7 +1272,7 @@ def make_prompts(segments: Sequence[Tuple[str, str, np.ndarray, np.ndarray]], im
         entry_targets = []
         for view in targets:
             path = f"{mask_dir}/{len(prompts):03d}_{level}_{slug}_{Path(image_files[view]).stem}.png"
-            masks[path] = visible[view].astype(np.uint8) * 255
+            masks[path] = (silhouette if use_silhouette else visible)[view].astype(np.uint8) * 255
             entry_targets.append({"image": image_files[view], "mask": path})
         prompts.append({"level": level, "segment": name,
                         "click": {"image": image_files[click_view], "xy": [int(x), int(y)]},
