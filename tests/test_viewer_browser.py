@@ -1,6 +1,7 @@
 """A real browser on ``ns-viewer``: headless Chromium (Debian's ``chromium`` + ``chromium-driver``) driven by
 selenium opens the viewer of a tiny CPU-trained run, starts click selection, clicks an object and checks the
-status line, the highlighted pixels in a screenshot, and the export button.
+status line (in words, shown in full), the highlighted pixels in a screenshot, the Click mode dropdown, a named
+export (and its refusal to overwrite) and Load selection.
 
 Skipped when chromium, chromedriver or selenium is missing. ``CLICKGS_UPDATE_SCREENSHOT=1`` also copies the
 screenshot after the click to ``docs/viewer_selection.png``.
@@ -155,12 +156,49 @@ def test_click_selects_and_highlights_in_the_browser(viewer_run, browser, tmp_pa
         return driver.execute_script(
             "return Array.from(document.querySelectorAll('input, textarea')).map(e => e.value)")
 
+    def status() -> str:
+        """The Status line: a markdown paragraph "Status: ..." (wrapped, never cut off)."""
+        return driver.execute_script(
+            "const p = Array.from(document.querySelectorAll('p')).find(e => e.innerText.startsWith('Status:'));"
+            "return p ? p.innerText : '';")
+
     def status_matching(*words):
-        return next((value for value in inputs() if any(word in value for word in words)), None)
+        text = status()
+        return text if any(word in text for word in words) else None
+
+    def await_status(*words, what: str, timeout: float = 120) -> str:
+        """The status line once it holds one of ``words``; on a timeout, the error shows it and the log."""
+        try:
+            return wait_for(lambda: status_matching(*words), timeout, what=what)
+        except AssertionError as error:
+            screenshot("timeout.png")
+            raise AssertionError(f"{error}; the status line: {status()!r}\n{log_tail()}") from None
 
     def button(label: str):
         return wait_for(lambda: driver.find_elements(By.XPATH, f"//button[normalize-space(.)='{label}']"), 120,
                         what=f"the '{label}' button")[0]
+
+    def press(label: str) -> None:
+        """Click the button ``label`` in the middle of the panel (at its edge a scrollbar would take the click)."""
+        element = button(label)
+        driver.execute_script("arguments[0].scrollIntoView({block: 'center'});", element)
+        element.click()
+
+    def field(label: str):
+        """The input of the control labelled ``label``, in the middle of the panel."""
+        element = driver.find_element(By.XPATH,
+                                      f"//label[normalize-space(.)='{label}']/ancestor::div[.//input][1]//input")
+        driver.execute_script("arguments[0].scrollIntoView({block: 'center'});", element)
+        return element
+
+    def type_into(label: str, text: str) -> None:
+        from selenium.webdriver.common.keys import Keys
+
+        element = field(label)
+        element.send_keys(Keys.CONTROL, "a")
+        element.send_keys(Keys.BACKSPACE)
+        element.send_keys(text)
+        time.sleep(1.0)  # viser sends GUI updates throttled: let the server see the value before the next press
 
     def log_tail() -> str:
         return log_path.read_text()[-3000:]
@@ -188,16 +226,16 @@ def test_click_selects_and_highlights_in_the_browser(viewer_run, browser, tmp_pa
     x, y = pick_object_pixel(before, panel_x, int(canvas["y"]))
 
     button("Click to select").click()
-    wait_for(lambda: status_matching("Click an object"), 60, what=f"click mode to start\n{log_tail()}")
+    await_status("Click an object", what="click mode to start", timeout=60)
     click_at(driver, x, y)
-    status = wait_for(lambda: status_matching("Total selected", "failed", "No viewer client"), 120,
-                      what=f"the status line after the click\n{log_tail()}")
-    assert "Total selected: 0." not in status and "background" not in status and "failed" not in status, status
+    status_line = await_status("under the cursor", "Nothing", "failed", "No viewer client", what="the click")
+    match = re.fullmatch(r"Status: Selected the object under the cursor: ([\d,]+) Gaussians\.", status_line)
+    assert match, status_line
+    count = int(match.group(1).replace(",", ""))
+    assert "candidate" in log_tail() or "feature similarity" in log_tail()  # the details are in the terminal
 
-    # show the status line in the GUI panel (the panel scrolls; the scene does not move)
-    driver.execute_script(
-        "const s = Array.from(document.querySelectorAll('input, textarea')).find(e => e.value.includes(arguments[0]));"
-        "if (s) { s.scrollIntoView({block: 'center'}); }", "Total selected")
+    # show the click controls, status line first, at the top of the GUI panel (the panel scrolls; the scene does not)
+    driver.execute_script("arguments[0].scrollIntoView({block: 'start'});", button("Stop click selection"))
     before_magenta = int(magenta_pixels(before[int(canvas["y"]):, :panel_x]).sum())
 
     def highlighted():
@@ -212,18 +250,59 @@ def test_click_selects_and_highlights_in_the_browser(viewer_run, browser, tmp_pa
     # the highlight is on the clicked object (the click point itself is under the marker)
     ys, xs = np.nonzero(magenta_pixels(after) & ~magenta_pixels(before))
     assert float(np.sqrt((ys - y) ** 2 + (xs - x) ** 2).min()) < 15
-    print(f"status: {status}\nmagenta pixels: {before_magenta} -> {after_magenta}; clicked at ({x}, {y})")
+    print(f"status: {status_line}\nmagenta pixels: {before_magenta} -> {after_magenta}; clicked at ({x}, {y})")
     if os.environ.get("CLICKGS_UPDATE_SCREENSHOT") == "1":
         (REPO / "docs").mkdir(exist_ok=True)
         shutil.copyfile(tmp_path / "after.png", REPO / "docs" / "viewer_selection.png")
 
-    # export from the GUI: the selection as a 3DGS .ply and a .npy in the run directory
-    button("Export selection (.ply)").click()
-    wait_for(lambda: status_matching("Exported", "Export failed"), 120, what=f"the export\n{log_tail()}")
-    assert status_matching("Exported"), inputs()
-    assert (run_dir / "clickgs_selection.ply").is_file() and (run_dir / "clickgs_selection.npy").is_file()
-    selection = np.load(run_dir / "clickgs_selection.npy")
-    assert selection.dtype == np.bool_ and selection.any()
+    # the panel fits its width: nothing of the status line (or any control) is cut off at its right edge
+    overflow = driver.execute_script(
+        "return Array.from(document.querySelectorAll('.mantine-ScrollArea-viewport'))"
+        ".map(e => e.scrollWidth - e.clientWidth);")
+    assert max(overflow) <= 1, overflow
+
+    # Click mode: subtract, chosen in the dropdown, removes the object again
+    field("Click mode").click()
+    wait_for(lambda: driver.find_elements(By.XPATH, "//*[@role='option' and normalize-space(.)='subtract']"), 30,
+             what="the Click mode options")[0].click()
+    await_status("Click mode subtract", what="the Click mode change", timeout=60)
+    click_at(driver, x, y)
+    await_status("Removed", what="the subtraction")
+    assert status() == f"Status: Removed the object under the cursor: 0 Gaussians selected ({count:,} fewer)."
+    press("Undo")
+    await_status("Undone", what="Undo", timeout=60)
+    assert status() == f"Status: Undone: {count:,} Gaussians selected."
+
+    # export from the GUI under a typed name: the selection as a 3DGS .ply and a .npy in the run directory
+    type_into("Export name", "my_object")
+    press("Export selection (.ply)")
+    await_status("Exported", "Export failed", "Not exported", what="the export")
+    assert status() == f"Status: Exported {count:,} Gaussians to my_object.ply and the selection to my_object.npy."
+    assert (run_dir / "my_object.ply").is_file() and (run_dir / "my_object.npy").is_file()
+    selection = np.load(run_dir / "my_object.npy")
+    assert selection.dtype == np.bool_ and int(selection.sum()) == count
+    # the same name again: refused, a free name proposed in the field
+    written = (run_dir / "my_object.ply").stat().st_mtime_ns
+    press("Export selection (.ply)")
+    await_status("Not exported", what="the refusal")
+    assert "my_object.ply already exists" in status() and "my_object_2.ply" in status(), status()
+    wait_for(lambda: field("Export name").get_attribute("value") == "my_object_2.ply", 30, what="the proposed name")
+    assert (run_dir / "my_object.ply").stat().st_mtime_ns == written
+
+    # Load selection: the field holds the selection just saved
+    assert field("Selection file").get_attribute("value") == "my_object.npy"
+    press("Clear")
+    await_status("cleared", what="Clear", timeout=60)
+    press("Load selection")
+    await_status("Loaded", "Not loaded", what="Load selection", timeout=60)
+    assert status() == f"Status: Loaded {count:,} Gaussians from my_object.npy (Undo brings back the previous " \
+                       "selection).", status()
+    # Undo twice in a row: each press counts (back to the cleared selection, then to the one before Clear)
+    press("Undo")
+    await_status("Undone", what="the first Undo", timeout=60)
+    assert status() == "Status: Undone: 0 Gaussians selected."
+    press("Undo")
+    await_status(f"Undone: {count:,}", what="the second Undo in a row", timeout=60)
 
 
 def click_at(driver, x: int, y: int) -> None:

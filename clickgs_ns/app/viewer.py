@@ -6,18 +6,24 @@ attribute path (with the click-gaussian pipeline: "Custom Elements / click_model
 alphabetical order of their attribute names (hence the ``a_``..``h_`` prefixes):
 
     Click to select / Stop click selection   start / stop the scene pointer callback
-    Status                                   what the last action did, how long it took, or why nothing happened
+    Status                                   what the last action did, in words, never cut off (the numbers behind
+                                             it, such as candidate id, cosine, accumulation and timings, go to the
+                                             terminal)
     Level                                    coarse (objects) or fine (parts)
-    Click mode                               add to / subtract from the selection
+    Click mode                               replace (default: a click selects its object alone), add, subtract
     Selection                                Undo | Clear
     Display                                  RGB, Features (PCA), Highlight selection, Selection only,
                                              Everything but the selection, Segment everything
-    Export selection (.ply)                  <run dir>/clickgs_selection.ply (+ sidecars) and clickgs_selection.npy
-    Export all but the selection (.ply)      <run dir>/clickgs_without_selection.ply: the object removed
-    Export all, labelled by segment (.ply)   <run dir>/clickgs_segments.ply: every Gaussian, label = segment
+    Selection file / Load selection          a saved selection .npy of this run (default: the run folder's newest)
+    Export name                              the file the export buttons write (relative to the run folder, .ply
+                                             added; empty: the button's default name, ``EXPORT_FILES``)
+    Overwrite existing files                 off: an export whose files exist writes nothing and proposes a free name
+    Export selection (.ply)                  <name>.ply (+ sidecars) and the selection itself as <name>.npy
+    Export all but selection (.ply)          <name>.ply: the object removed
+    Export all, labelled (.ply)              <name>.ply: every Gaussian, label = its segment at the current level
 
-A click also drops a marker (a small sphere, green for add, red for subtract, grey when nothing was selected) at
-the clicked surface point.
+A click also drops a marker (a small sphere, green for replace and add, red for subtract, grey when nothing was
+selected) at the clicked surface point.
 
 State lives in ``ClickViewerState`` (display mode, ``Segmenter``, the cached view), created lazily on the first
 interaction: training and scripts that never touch the viewer pay nothing, and ``get_outputs`` is unchanged
@@ -45,13 +51,14 @@ from __future__ import annotations
 
 import contextlib
 import math
+import re
 import threading
 import time
 import traceback
 import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Dict, Optional, Tuple, Type
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple, Type
 
 import torch
 from torch import Tensor, nn
@@ -60,14 +67,18 @@ from nerfstudio.utils.rich_utils import CONSOLE
 from nerfstudio.viewer.viewer_elements import (
     ViewerButton,
     ViewerButtonGroup,
+    ViewerCheckbox,
     ViewerClick,
     ViewerControl,
     ViewerDropdown,
+    ViewerElement,
     ViewerText,
 )
 
 from clickgs_ns.io.id_maps import LEVELS
+from clickgs_ns.io.selection_files import latest_selection, load_selection, save_selection
 from clickgs_ns.method.pipeline import ClickGaussianPipeline, ClickGaussianPipelineConfig
+from clickgs_ns.segment.export import dataset_frame, export_gaussians, sidecar_paths
 from clickgs_ns.segment.selection import ClickResult, SelectionConfig, Segmenter, camera_key, camera_size
 
 if TYPE_CHECKING:
@@ -96,7 +107,7 @@ UNLABELLED_COLOR = (0.3, 0.3, 0.3)
 
 MARKER_NAME = "/clickgs/click_marker"
 """viser scene node of the click marker."""
-MARKER_COLORS = {"add": (60, 220, 90), "subtract": (235, 70, 60), "none": (170, 170, 170)}
+MARKER_COLORS = {"replace": (60, 220, 90), "add": (60, 220, 90), "subtract": (235, 70, 60), "none": (170, 170, 170)}
 MARKER_RADIUS = 0.02
 """Marker radius as a fraction of its distance to the camera (so it looks the same size at any depth)."""
 
@@ -105,11 +116,28 @@ WINDOW = 8
 WINDOW_RENDER_HEIGHT = 512
 """Resolution (height) at which the window is placed when no cached view gives one."""
 
+CLICK_MODES = ("replace", "add", "subtract")
+"""Options of the Click mode dropdown (``Segmenter`` modes)."""
+DEFAULT_CLICK_MODE = "replace"
+"""A click selects its object alone: clicking another object moves the selection there."""
+MODE_WORDS = {"replace": "a click selects the clicked object alone",
+              "add": "a click adds the clicked object to the selection",
+              "subtract": "a click removes the clicked object from the selection"}
+"""What each click mode does, in the status line."""
+
 SELECTION_PLY = "clickgs_selection.ply"
 SELECTION_NPY = "clickgs_selection.npy"
 EXPORT_FILES = {"selection": SELECTION_PLY, "inverse": "clickgs_without_selection.ply",
                 "segments": "clickgs_segments.ply"}
-"""The viewer's exports, in the run directory: the selection, everything but it, every Gaussian (labelled)."""
+"""Default names of the viewer's exports (an empty Export name), in the run directory: the selection, everything
+but it, every Gaussian (labelled)."""
+EXPORT_BUTTONS = {"selection": "Export selection (.ply)", "inverse": "Export all but selection (.ply)",
+                  "segments": "Export all, labelled (.ply)"}
+"""Label of each export's button (short: a button's label does not wrap, and a longer one widened the panel past
+the window)."""
+OVERWRITE_LABEL = "Overwrite existing files"
+MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]<>()#+\-!|~])")
+"""Characters escaped in the status line (viser shows it as markdown)."""
 
 
 def segment_palette(num_segments: int, device: Any = "cpu") -> Tensor:
@@ -122,6 +150,125 @@ def segment_palette(num_segments: int, device: Any = "cpu") -> Tensor:
     k = torch.remainder(torch.stack([hue * 6 + 5, hue * 6 + 3, hue * 6 + 1], dim=-1), 6.0)
     rgb = value[:, None] - value[:, None] * saturation[:, None] * torch.clamp(torch.minimum(k, 4 - k), 0.0, 1.0)
     return rgb
+
+
+# ------------------------------------------------------------------------------------------------ status in words
+def click_status(result: ClickResult, mode: str, before: int, after: int, untrained: bool = False) -> str:
+    """The status line of a click, in plain words (the numbers behind it go to the terminal: ``click_details``).
+
+    Args:
+        result: what the click selected (``Segmenter.click_feature``).
+        mode: the click mode it was made with.
+        before, after: Gaussians selected before and after the click.
+        untrained: the level's features have not converged (``SelectionConfig.min_convergence``).
+    """
+    thing = "part" if result.level == "fine" else "object"
+    if result.hit_background:
+        return f"Nothing here: background. The selection is unchanged ({after:,} Gaussians)."
+    if result.num_selected == 0:
+        text = f"Nothing selected: no {thing} matches this spot. The selection is unchanged ({after:,} Gaussians)."
+    elif mode == "replace":
+        text = f"Selected the {thing} under the cursor: {after:,} Gaussians."
+    elif mode == "add":
+        text = f"Added the {thing} under the cursor: {after:,} Gaussians selected ({after - before:,} more)."
+    else:
+        text = f"Removed the {thing} under the cursor: {after:,} Gaussians selected ({before - after:,} fewer)."
+    if result.used_fallback and result.num_selected > 0:
+        text += " No trained object matches this spot well: similar-looking Gaussians were picked."
+    if untrained:
+        text += " The features look untrained: train the feature stage longer."
+    return text
+
+
+def click_details(result: ClickResult, sample: "PixelSample", mode: str, total: int) -> str:
+    """The technical account of a click for the terminal: candidate, cosine, pixel, accumulation, timings."""
+    return (f"{result.message} Total selected: {total}. Pixel ({sample.column}, {sample.row}), accumulation "
+            f"{sample.alpha:.2f}; {result.level} level, {mode}; took {result.seconds * 1000:.0f} ms ({sample.source}, "
+            f"render {sample.render_seconds * 1000:.0f} ms).")
+
+
+def markdown_text(text: str) -> str:
+    """``text`` as markdown that shows it verbatim, on one line."""
+    return MARKDOWN_SPECIAL.sub(r"\\\1", " ".join(text.split()))
+
+
+# ------------------------------------------------------------------------------------------------ file names
+def user_path(text: str, base: Path) -> Path:
+    """A path typed into the viewer: ``~`` expanded; a relative one lies in ``base`` (the run folder)."""
+    path = Path(text.strip()).expanduser()
+    return path if path.is_absolute() else Path(base) / path
+
+
+def shown_path(path: Path, base: Path) -> str:
+    """``path`` as the viewer shows it: relative to ``base`` (the run folder) when inside it, else in full."""
+    try:
+        return str(Path(path).relative_to(base))
+    except ValueError:
+        return str(path)
+
+
+def export_path(name: str, kind: str, base: Path) -> Path:
+    """The .ply that an export of ``kind`` writes for the Export name ``name`` (``user_path``; ``.ply`` added, or put
+    in place of ``.npy``); an empty name gives the kind's default name (``EXPORT_FILES``) in ``base``."""
+    path = user_path(name.strip() or EXPORT_FILES[kind], base)
+    if path.suffix.lower() in (".ply", ".npy"):
+        return path.with_suffix(".ply")
+    return path.with_name(path.name + ".ply")
+
+
+def selection_npy(ply: Path) -> Path:
+    """The selection file an export of the selection writes beside its .ply: ``<stem>.npy``."""
+    return Path(ply).with_suffix(".npy")
+
+
+def export_files(ply: Path, kind: str) -> List[Path]:
+    """Every file an export of ``kind`` to ``ply`` writes: the .ply, its sidecars and, for the selection, the
+    selection itself (``selection_npy``)."""
+    files = [Path(ply), *sidecar_paths(ply).values()]
+    if kind == "selection":
+        files.append(selection_npy(ply))
+    return files
+
+
+def free_export_path(ply: Path, kind: str) -> Path:
+    """``ply`` with the first numeric suffix (``_2``, ``_3``, ..., counting on from one the name already ends with)
+    for which none of ``export_files`` exists."""
+    ply = Path(ply)
+    match = re.fullmatch(r"(.*)_(\d+)", ply.stem)
+    stem, number, width = (match.group(1), int(match.group(2)) + 1, len(match.group(2))) if match else \
+        (ply.stem, 2, 1)
+    while True:
+        candidate = ply.with_name(f"{stem}_{number:0{width}d}.ply")
+        if not any(path.exists() for path in export_files(candidate, kind)):
+            return candidate
+        number += 1
+
+
+def selection_path(text: str, base: Path, num_gaussians: Optional[int] = None) -> Path:
+    """The selection file that Load selection reads for the Selection file field's ``text``: an empty field means
+    the newest selection of this run saved in ``base`` (``latest_selection``); a relative path is looked up in
+    ``base``, then in the current folder (where ``clickgs segment --output`` may have written it)."""
+    if not text.strip():
+        latest = latest_selection(base, num_gaussians)
+        if latest is None:
+            raise FileNotFoundError(f"No saved selection of this run in {base}: export a selection first, or type "
+                                    "the path of a selection .npy under Selection file.")
+        return latest
+    path = user_path(text, base)
+    here = Path(text.strip()).expanduser()
+    if not path.exists() and not here.is_absolute() and here.exists():
+        return here.resolve()
+    return path
+
+
+def export_mask(selection: Tensor, kind: str, inside: Optional[Tensor]) -> Tuple[Tensor, int]:
+    """The Gaussians [N] bool an export of ``kind`` writes (the selection, everything but it, or every Gaussian),
+    limited to ``inside`` [N] bool (the crop box; None: no crop box), and how many the crop box left out."""
+    wanted = {"selection": selection, "inverse": ~selection, "segments": torch.ones_like(selection)}[kind]
+    if inside is None:
+        return wanted, 0
+    exported = wanted & inside
+    return exported, int(wanted.sum()) - int(exported.sum())
 
 
 @dataclass
@@ -168,7 +315,10 @@ class ClickOutcome:
     point: Optional[Tensor]
     """[3] clicked surface point in nerfstudio world coordinates (None without a sample)."""
     status: str
+    """The status line: what happened, in words (``click_status``)."""
     seconds: float
+    details: str = ""
+    """The numbers behind it, for the terminal (``click_details``)."""
 
 
 class ClickViewerState:
@@ -182,7 +332,7 @@ class ClickViewerState:
         self.segmenter = Segmenter(model, config)
         self.display_mode: str = DEFAULT_DISPLAY
         self.level: str = "coarse"
-        self.mode: str = "add"
+        self.mode: str = DEFAULT_CLICK_MODE
         self.click_enabled = False
         self.view: Optional[CachedView] = None
         self._synced_step: Optional[int] = getattr(model, "step", None)
@@ -342,15 +492,26 @@ class ClickViewerState:
         start = time.perf_counter()
         sample = self.sample_pixel(camera, screen_x, screen_y)
         level, mode = self.level, self.mode
+        before = self.segmenter.state.num_selected
         query = sample.coarse if level == "coarse" else sample.fine
         result = self.segmenter.click_feature(query, level, mode, sample.alpha, (sample.column, sample.row))
         result.render_seconds = sample.render_seconds
         seconds = time.perf_counter() - start
         result.seconds = seconds
-        status = (f"{result.message} Total selected: {self.segmenter.state.num_selected}. Took {seconds * 1000:.0f} ms "
-                  f"({sample.source}; {level} level, {mode}).")
+        after = self.segmenter.state.num_selected
+        untrained = not result.hit_background and \
+            self.segmenter.level_data(level).convergence < self.segmenter.config.min_convergence
+        status = click_status(result, mode, before, after, untrained)
         point = surface_point(sample, ray_origin, ray_direction)
-        return ClickOutcome(result, sample, point, status, seconds)
+        return ClickOutcome(result, sample, point, status, seconds, click_details(result, sample, mode, after))
+
+    def load(self, path: Path) -> int:
+        """Replace the selection by the one saved in ``path`` (``load_selection``: a selection of another run's
+        Gaussian count is refused); undoable. Returns the number of Gaussians selected."""
+        self.sync()
+        mask = load_selection(path, self.segmenter.num_gaussians)
+        self.segmenter.state.apply(mask, "replace")
+        return self.segmenter.state.num_selected
 
 
 def in_viewer_render_thread() -> bool:
@@ -401,6 +562,75 @@ def surface_point(sample: PixelSample, ray_origin: Optional[Tensor], ray_directi
     return origin + direction * (sample.depth / along)
 
 
+class ViewerStatus(ViewerElement[str]):
+    """A read-only line of text shown in full (wrapped, never cut off): nerfstudio's ``ViewerText`` is a one-line
+    input box that hides what does not fit. Shown as viser markdown, "**Status:** text"."""
+
+    def __init__(self, name: str, default_value: str):
+        super().__init__(name)
+        self.default_value = default_value
+
+    def _markdown(self) -> str:
+        return f"**{markdown_text(self.name)}:** {markdown_text(self.default_value)}"
+
+    def _create_gui_handle(self, viser_server: Any) -> None:
+        self.gui_handle = viser_server.gui.add_markdown(self._markdown(), visible=self.visible)
+
+    def install(self, viser_server: Any) -> None:
+        self._create_gui_handle(viser_server)
+
+    @property
+    def value(self) -> str:
+        """The text shown (plain, as set)."""
+        return self.default_value
+
+    @value.setter
+    def value(self, text: str) -> None:
+        self.default_value = text
+        if self.gui_handle is not None:
+            self.gui_handle.content = self._markdown()  # type: ignore[union-attr]
+
+
+class ViewerActions(ViewerButtonGroup):
+    """A row of buttons (nerfstudio's ``ViewerButtonGroup``) of which every press calls ``cb_hook``.
+
+    viser calls a button group back only when its value changes, and the value starts at the first option: as a
+    plain button group, a first Undo, or a second Undo in a row, did nothing. Here the value is "" between presses
+    (set at install and after each press; the callback that this reset itself causes is ignored)."""
+
+    def __init__(self, name: str, options: List[str], cb_hook: Any):
+        super().__init__(name, "", options, cb_hook=cb_hook)
+
+    def install(self, viser_server: Any) -> None:
+        self._create_gui_handle(viser_server)
+        assert self.gui_handle is not None
+        self.gui_handle.value = ""
+        self.gui_handle.on_click(lambda _: self._pressed())
+
+    def _pressed(self) -> None:
+        if self.value not in self.options:
+            return  # the reset below
+        try:
+            self.cb_hook(self)
+        finally:
+            self.value = ""
+
+
+class ClickViewerControl(ViewerControl):
+    """nerfstudio's ``ViewerControl`` that also tells the controls when the viewer has set it up (the run folder is
+    known from then on)."""
+
+    def __init__(self, controls: "ClickViewerControls"):
+        super().__init__()
+        self._controls_ref = weakref.ref(controls)
+
+    def _setup(self, viewer: Any) -> None:
+        super()._setup(viewer)
+        controls = self._controls_ref()
+        if controls is not None:
+            controls.on_viewer_ready()
+
+
 class ClickViewerControls(nn.Module):
     """The viewer controls of click segmentation, as a parameter-free child module of the model (so that
     nerfstudio's ``parse_object`` finds them; it adds nothing to checkpoints). Attribute names, sorted, give the
@@ -414,26 +644,35 @@ class ClickViewerControls(nn.Module):
         self._state: Optional[ClickViewerState] = None
         self._marker: Any = None
         self.export_dir: Optional[Path] = None
-        """Where Export writes; None: the run directory (the folder of the viewer's log file and config.yml)."""
+        """Where Export writes and Load looks first; None: the run directory (the folder of the viewer's log file
+        and config.yml)."""
         self.a_start_clicking = ViewerButton("Click to select", cb_hook=lambda _: self.set_click_enabled(True))
         self.a_stop_clicking = ViewerButton("Stop click selection", cb_hook=lambda _: self.set_click_enabled(False),
                                             visible=False)
-        self.b_status = ViewerText("Status", "Press 'Click to select', then click an object in the scene.",
-                                   hint="What the last action did and how long it took (also in the terminal)")
+        self.b_status = ViewerStatus("Status", "Press 'Click to select', then click an object in the scene.")
         self.c_level = ViewerDropdown("Level", "coarse", list(LEVELS), cb_hook=self._on_level,
                                       hint="coarse: whole objects; fine: their parts")
-        self.d_mode = ViewerDropdown("Click mode", "add", ["add", "subtract"], cb_hook=self._on_mode,
-                                     hint="A click adds its segment to the selection, or removes it")
-        self.e_edit = ViewerButtonGroup("Selection", "Undo", ["Undo", "Clear"], cb_hook=self._on_edit)
+        self.d_mode = ViewerDropdown("Click mode", DEFAULT_CLICK_MODE, list(CLICK_MODES), cb_hook=self._on_mode,
+                                     hint="replace: a click selects the clicked object alone; add: adds it to the "
+                                          "selection; subtract: removes it from the selection")
+        self.e_edit = ViewerActions("Selection", ["Undo", "Clear"], cb_hook=self._on_edit)
         self.f_display = ViewerDropdown("Display", DEFAULT_DISPLAY, list(DISPLAY_MODES), cb_hook=self._on_display,
                                         hint="How the scene is drawn (the Output type 'rgb' shows it)")
+        self.g_selection_file = ViewerText(
+            "Selection file", "", hint="A selection .npy of this run (Export selection and clickgs segment --output "
+            "write them); relative paths start in the run folder. Empty: the newest one in the run folder")
+        self.h_load_selection = ViewerButton("Load selection", cb_hook=lambda _: self.load())
+        self.i_export_name = ViewerText(
+            "Export name", "", hint="The file the export buttons write: a name or path (relative to the run "
+            "folder; .ply added). Empty: clickgs_selection, clickgs_without_selection or clickgs_segments")
+        self.j_overwrite = ViewerCheckbox(OVERWRITE_LABEL, False,
+                                          hint="Off: an export whose files exist writes nothing and proposes a free "
+                                               "name. On: it replaces them")
         # the selection; the scene with it removed; every Gaussian, labelled by its segment at the current level
-        self.h_export = ViewerButton("Export selection (.ply)", cb_hook=lambda _: self.export("selection"))
-        self.i_export_inverse = ViewerButton("Export all but the selection (.ply)",
-                                             cb_hook=lambda _: self.export("inverse"))
-        self.j_export_segments = ViewerButton("Export all, labelled by segment (.ply)",
-                                              cb_hook=lambda _: self.export("segments"))
-        self.z_viewer_control = ViewerControl()
+        self.k_export = ViewerButton(EXPORT_BUTTONS["selection"], cb_hook=lambda _: self.export("selection"))
+        self.l_export_inverse = ViewerButton(EXPORT_BUTTONS["inverse"], cb_hook=lambda _: self.export("inverse"))
+        self.m_export_segments = ViewerButton(EXPORT_BUTTONS["segments"], cb_hook=lambda _: self.export("segments"))
+        self.z_viewer_control = ClickViewerControl(self)
 
     # ------------------------------------------------------------------------------------ state
     # Methods, not properties: parse_object evaluates every property of a module it walks (a property returning
@@ -469,9 +708,26 @@ class ClickViewerControls(nn.Module):
         """nerfstudio's Viewer once the controls are installed, else None."""
         return getattr(self.z_viewer_control, "viewer", None)
 
-    def set_status(self, text: str) -> None:
+    def set_status(self, text: str, details: Sequence[str] = ()) -> None:
+        """Show ``text`` (plain words) in the Status line; print it and the ``details`` (the numbers behind it) in
+        the terminal."""
         self.b_status.value = text
         CONSOLE.log(f"click-gaussian: {text}")
+        for line in details:
+            CONSOLE.log(f"click-gaussian:   {line}")
+
+    def on_viewer_ready(self) -> None:
+        """The viewer is set up: the Selection file field shows the run folder's newest selection of this run."""
+        if self.g_selection_file.value.strip():
+            return
+        try:
+            base = self.output_dir()
+            latest = latest_selection(base, int(self.get_model().num_points))
+        except Exception as error:  # noqa: BLE001 - a default only: the field stays empty
+            CONSOLE.log(f"click-gaussian: no default selection file ({type(error).__name__}: {error})")
+            return
+        if latest is not None:
+            self.g_selection_file.value = shown_path(latest, base)
 
     # ------------------------------------------------------------------------------------ GUI callbacks
     def set_click_enabled(self, enabled: bool) -> None:
@@ -490,10 +746,10 @@ class ClickViewerControls(nn.Module):
             state.view = None
         self._show_click_buttons(enabled)
         if enabled:
-            self.set_status(f"Click an object in the scene ({state.level} level, {state.mode}). "
-                            f"{state.segmenter.convergence_summary()}")
+            self.set_status(f"Click an object in the scene: {MODE_WORDS[state.mode]}.",
+                            [f"{state.level} level, {state.mode}.", state.segmenter.convergence_summary()])
         else:
-            self.set_status(f"Click selection stopped. Selection: {state.segmenter.state.num_selected} Gaussians.")
+            self.set_status(f"Click selection stopped: {state.segmenter.state.num_selected:,} Gaussians selected.")
 
     def _on_pointer_removed(self) -> None:
         """viser removed the pointer callback (Stop, or another tool took the pointer)."""
@@ -511,27 +767,31 @@ class ClickViewerControls(nn.Module):
 
     def _on_level(self, element: ViewerDropdown) -> None:
         self.get_state().level = element.value
-        self.set_status(f"Level: {element.value}.")
+        self.set_status(f"Level: {element.value} ({'whole objects' if element.value == 'coarse' else 'their parts'}).")
 
     def _on_mode(self, element: ViewerDropdown) -> None:
         self.get_state().mode = element.value
-        self.set_status(f"Clicks now {element.value}.")
+        self.set_status(f"Click mode {element.value}: {MODE_WORDS[element.value]}.")
 
     def _on_display(self, element: ViewerDropdown) -> None:
         state = self.get_state()
         state.display_mode = element.value
-        message = f"Display: {element.value}."
+        message, details = f"Display: {element.value}.", []
         try:
             if element.value == SEGMENTS:
-                message += " " + state.segmenter.segment_everything(state.level).message  # type: ignore[arg-type]
+                segmentation = state.segmenter.segment_everything(state.level)  # type: ignore[arg-type]
+                message = (f"Display: {element.value} ({segmentation.num_segments:,} segments at the {state.level} "
+                           "level).")
+                details.append(segmentation.message)
         except Exception as error:  # noqa: BLE001 - shown to the user
-            message += f" Segment everything failed: {error}"
-        self.set_status(message)
+            CONSOLE.print(traceback.format_exc())
+            message += f" Segment everything failed: {type(error).__name__}: {error}"
+        self.set_status(message, details)
 
     def _on_edit(self, element: ViewerButtonGroup) -> None:
         if element.value == "Clear":
             self.clear()
-        else:
+        elif element.value == "Undo":
             self.undo()
 
     def clear(self) -> None:
@@ -543,7 +803,7 @@ class ClickViewerControls(nn.Module):
     def undo(self) -> None:
         state = self.get_state()
         if state.segmenter.undo():
-            self.set_status(f"Undone. Selection: {state.segmenter.state.num_selected} Gaussians.")
+            self.set_status(f"Undone: {state.segmenter.state.num_selected:,} Gaussians selected.")
         else:
             self.set_status("Nothing to undo.")
 
@@ -558,13 +818,13 @@ class ClickViewerControls(nn.Module):
             waited = time.perf_counter() - waited
             try:
                 outcome = self.handle_click(click)
-                status = outcome.status
+                status, details = outcome.status, [outcome.details] if outcome.details else []
                 if waited > 0.05:
-                    status += f" (Waited {waited * 1000:.0f} ms for the renderer.)"
+                    details.append(f"Waited {waited * 1000:.0f} ms for the renderer.")
             except Exception as error:  # noqa: BLE001 - shown to the user instead of a silent no-op
                 CONSOLE.print(traceback.format_exc())
-                status = f"Click failed: {type(error).__name__}: {error}"
-            self.set_status(status)
+                status, details = f"Click failed: {type(error).__name__}: {error} (details in the terminal)", []
+            self.set_status(status, details)
         if viewer is not None:
             viewer._trigger_rerender()
 
@@ -606,7 +866,7 @@ class ClickViewerControls(nn.Module):
                 pass
             self._marker = None
 
-    # ------------------------------------------------------------------------------------ export
+    # ------------------------------------------------------------------------------------ load and export
     def output_dir(self) -> Path:
         """``export_dir``, else the run directory (where the viewer's log file and config.yml are)."""
         if self.export_dir is not None:
@@ -616,44 +876,87 @@ class ClickViewerControls(nn.Module):
             raise RuntimeError("No run directory: the controls are not installed in a viewer (set export_dir).")
         return Path(viewer.log_filename).parent
 
-    def export(self, kind: str = "selection") -> Optional[Path]:
-        """Write, into ``output_dir()``, a 3DGS .ply in the dataset's frame (with its sidecars; every Gaussian
-        labelled by its "segment everything" id at the current level) of ``kind`` (``EXPORT_FILES``): the
-        selection (and the selection itself as a .npy), everything but the selection, or every Gaussian. Only what
-        lies inside the viewer's crop box, if one is on. Returns the .ply path."""
-        from clickgs_ns.io.selection_files import save_selection
-        from clickgs_ns.segment.export import dataset_frame, export_gaussians
+    def load(self) -> Optional[Path]:
+        """Load selection: replace the selection by the file named in Selection file (``selection_path``: empty
+        means the run folder's newest). Returns the file read, None when nothing was loaded (the status says why)."""
+        try:
+            base = self.output_dir()
+            path = selection_path(self.g_selection_file.value, base, int(self.get_model().num_points))
+        except Exception as error:  # noqa: BLE001 - shown to the user (no run folder, or no saved selection)
+            self.set_status(f"Not loaded: {error}")
+            return None
+        shown = shown_path(path, base)
+        try:
+            count = self.get_state().load(path)
+        except FileNotFoundError as error:
+            self.set_status(f"Not loaded: there is no file {shown}. Under Selection file, type the path of a "
+                            "selection saved by Export selection or clickgs segment --output (relative paths start "
+                            "in the run folder).", [str(error)])
+            return None
+        except Exception as error:  # noqa: BLE001 - shown to the user
+            CONSOLE.print(traceback.format_exc())
+            self.set_status(f"Not loaded: {str(error).replace(str(path), shown)}", [f"{type(error).__name__}: {error}"])
+            return None
+        self.g_selection_file.value = shown
+        self.set_status(f"Loaded {count:,} Gaussians from {shown} (Undo brings back the previous "
+                        "selection).", [f"Loaded {path}."])
+        return path
 
+    def export(self, kind: str = "selection") -> Optional[Path]:
+        """Write a 3DGS .ply in the dataset's frame (with its sidecars; every Gaussian labelled by its "segment
+        everything" id at the current level) of ``kind`` (``EXPORT_FILES``): the selection (and the selection itself
+        as ``<name>.npy``), everything but the selection, or every Gaussian. Only what lies inside the viewer's crop
+        box, if one is on. The file is the Export name's (``export_path``); when one of its files exists and
+        Overwrite existing files is off, nothing is written: the Export name becomes a free name
+        (``free_export_path``) and the status says so. Returns the .ply path, None when nothing was written."""
         start = time.perf_counter()
         try:
             state = self.get_state()
             model = self.get_model()
             selection = state.selection.detach().cpu()
-            wanted = {"selection": selection, "inverse": ~selection, "segments": torch.ones_like(selection)}[kind]
-            exported, note = wanted, ""
-            if model.crop_box is not None:
-                exported = wanted & model.crop_box.within(model.means.detach()).reshape(-1).cpu()
-                note = f" ({int(wanted.sum()) - int(exported.sum())} outside the crop box left out)"
+            inside = None if model.crop_box is None else \
+                model.crop_box.within(model.means.detach()).reshape(-1).cpu()
+            exported, outside = export_mask(selection, kind, inside)
             if not bool(exported.any()):
                 empty = {"selection": "the selection is empty", "inverse": "everything is selected",
                          "segments": "the splat is empty"}[kind]
-                self.set_status(f"Nothing to export: {empty}" + (" inside the crop box." if note else "."))
+                where = " inside the crop box." if inside is not None else "."
+                self.set_status(f"Nothing to export: {empty}{where}")
                 return None
-            out_dir = self.output_dir()
-            out_dir.mkdir(parents=True, exist_ok=True)
+            base = self.output_dir()
+            ply = export_path(self.i_export_name.value, kind, base)
+            existing = [path for path in export_files(ply, kind) if path.exists()]
+            if existing and not self.j_overwrite.value:
+                self._refuse_overwrite(kind, ply, existing, base)
+                return None
             labels = state.segmenter.segment_everything(state.level).labels.cpu()  # type: ignore[arg-type]
             transform, scale = dataset_frame(getattr(getattr(self.viewer, "pipeline", None), "datamanager", None))
-            result = export_gaussians(model, exported, out_dir / EXPORT_FILES[kind], transform, scale, labels)
+            result = export_gaussians(model, exported, ply, transform, scale, labels)
             if kind == "selection":
-                save_selection(out_dir / SELECTION_NPY, selection)
+                save_selection(selection_npy(ply), selection)
+                self.g_selection_file.value = shown_path(selection_npy(ply), base)
         except Exception as error:  # noqa: BLE001 - shown to the user
             CONSOLE.print(traceback.format_exc())
             self.set_status(f"Export failed: {type(error).__name__}: {error}")
             return None
-        also = f" and the selection to {out_dir / SELECTION_NPY}" if kind == "selection" else ""
-        self.set_status(f"Exported {result.num_exported} Gaussians{note} to {result.path}{also}, labelled by "
-                        f"{state.level} segment, in {(time.perf_counter() - start) * 1000:.0f} ms.")
+        text = f"Exported {result.num_exported:,} Gaussians to {shown_path(result.path, base)}"
+        if kind == "selection":
+            text += f" and the selection to {shown_path(selection_npy(ply), base)}"
+        if outside:
+            text += f" ({outside:,} outside the crop box left out)"
+        self.set_status(text + (", replacing the earlier files." if existing else "."), [
+            f"Wrote {result.path} (+ {', '.join(path.name for path in export_files(ply, kind)[1:])}), labelled by "
+            f"{state.level} segment, in {(time.perf_counter() - start) * 1000:.0f} ms; "
+            f"{result.num_dropped_nonfinite} non-finite Gaussians left out."])
         return result.path
+
+    def _refuse_overwrite(self, kind: str, ply: Path, existing: List[Path], base: Path) -> None:
+        """An export's files exist: write nothing, put a free name into Export name and say how to go on."""
+        proposed = shown_path(free_export_path(ply, kind), base)
+        self.i_export_name.value = proposed
+        self.set_status(f"Not exported: {shown_path(existing[0], base)} already exists. Export name is now "
+                        f"{proposed}: press '{EXPORT_BUTTONS[kind]}' again to write it, or tick '{OVERWRITE_LABEL}' "
+                        "to replace the existing files.", [f"Existing: {', '.join(map(str, existing))}."])
 
 
 # ------------------------------------------------------------------------------------------------ pipeline

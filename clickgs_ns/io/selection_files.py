@@ -1,12 +1,14 @@
 """Selection files: a selection of Gaussians saved as ``.npy`` (a bool mask [N] or integer indices [M]).
 
-Written by the viewer's Export button, ``clickgs segment`` and the Python API; read by them and by the pipeline
-when ``ns-export`` runs with ``CLICKGS_SELECTION``.
+Written by the viewer's Export button, ``clickgs segment`` and the Python API; read by them, by the viewer's Load
+selection button (``latest_selection`` gives its default: the run folder's newest) and by the pipeline when
+``ns-export`` runs with ``CLICKGS_SELECTION``.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import torch
@@ -44,3 +46,34 @@ def load_selection(path: Path, num_gaussians: int) -> Tensor:
     mask = torch.zeros(num_gaussians, dtype=torch.bool)
     mask[torch.from_numpy(array.astype(np.int64))] = True
     return mask
+
+
+def selection_size(path: Path) -> Optional[int]:
+    """N when ``path`` is a .npy holding a bool mask [N] (as ``save_selection`` writes it), else None: export sidecars
+    (``<stem>.labels.npy``: int32 labels), temporary files of a writer at work (``.NAME...``) and anything unreadable
+    are not selections. Reads the file's header only."""
+    path = Path(path)
+    if path.suffix != ".npy" or path.name.startswith(".") or path.name.endswith(".labels.npy"):
+        return None
+    try:
+        array = np.load(path, mmap_mode="r", allow_pickle=False)
+    except (OSError, ValueError):
+        return None
+    return int(array.shape[0]) if array.dtype == np.bool_ and array.ndim == 1 else None
+
+
+def latest_selection(folder: Path, num_gaussians: Optional[int] = None) -> Optional[Path]:
+    """The most recently written selection file under ``folder`` (subfolders included), None when there is none.
+
+    Args:
+        num_gaussians: only selections of this many Gaussians (a run's count); None: any.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        return None
+    found = []
+    for path in folder.rglob("*.npy"):
+        size = selection_size(path) if path.is_file() else None
+        if size is not None and (num_gaussians is None or size == num_gaussians):
+            found.append(path)
+    return max(found, key=lambda path: path.stat().st_mtime, default=None)
