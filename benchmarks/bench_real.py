@@ -115,7 +115,10 @@ def dataset_split(config_path: Path) -> Dict[str, List[str]]:
     import yaml
 
     config = yaml.load(config_path.read_text(), Loader=yaml.Loader)
-    parser = config.pipeline.datamanager.dataparser.setup()
+    datamanager = config.pipeline.datamanager
+    if datamanager.data is not None:  # as nerfstudio's datamanager does: --data is the dataparser's data
+        datamanager.dataparser.data = datamanager.data
+    parser = datamanager.dataparser.setup()
     return {split: [Path(p).name for p in parser.get_dataparser_outputs(split=name).image_filenames]
             for split, name in (("train", "train"), ("eval", "val"))}
 
