@@ -8,9 +8,11 @@ For each capture in ``../shared/data/real`` (its README: DTU scan 37, SPIn-NeRF 
 2. ``clickgs masks --sam-model vit_t`` with real MobileSAM weights (tests/sam_weights.py builds them, or
    ``--checkpoint``).
 3. ``ns-train click-gaussian`` on the CPU (the schedule below, ``nerfstudio-data --downscale-factor``).
-4. Prompts by a fixed rule from the ground-truth masks: ``--clicks`` coarse clicks, each in a training view (spread
-   over the training views whose mask covers at least 1% of the photo), at the mask's pixel farthest from its
-   edge; every held-out view with a non-empty mask is a target. ``clickgs eval`` scores them.
+4. Prompts by a fixed rule from the ground-truth masks: ``--clicks`` prompts, each in a training view (spread over
+   the training views whose mask covers at least 1% of the photo), its first click at the mask's pixel farthest
+   from its edge and, while the selection seen in that view has IoU below ``--target-iou``, up to
+   ``--max-clicks`` in all, one more on the largest error as a user corrects a selection (``user_clicks``); every
+   held-out view with a non-empty mask is a target. ``clickgs eval`` replays the clicks and scores them.
 5. The oracle: the ground-truth masks of the training views voted onto the same splat (each Gaussian takes the
    label, object or not, that receives most of its rendering weight), its object Gaussians rendered in the
    held-out views.
@@ -123,9 +125,47 @@ def dataset_split(config_path: Path) -> Dict[str, List[str]]:
             for split, name in (("train", "train"), ("eval", "val"))}
 
 
-def write_prompts(scene: Path, names: Dict[str, str], split: Dict[str, List[str]], num_clicks: int,
-                  path: Path) -> List[Dict[str, Any]]:
-    """The prompts of the module doc, written to ``path``."""
+def user_clicks(scene: Any, image: str, gt: np.ndarray, max_clicks: int, target_iou: float) -> List[Dict[str, Any]]:
+    """The clicks a user makes in one training view ``image`` of a loaded run (``clickgs_ns.app.api.load``) to select
+    the object of mask ``gt`` [H, W] bool: the first at the mask's deepest pixel, then, while the selection seen in
+    that view has IoU below ``target_iou`` with the mask and fewer than ``max_clicks`` were made, one more at the
+    deepest pixel of the larger error: the biggest region of the mask left out ("add") or of the selection outside
+    it ("subtract")."""
+    from scipy.ndimage import label as connected_regions
+
+    from clickgs_ns.segment.evaluate import mask_iou
+    from clickgs_ns.segment.selection import selection_mask
+    from clickgs_ns.segment.views import click_view, distorted_mask, full_resolution_camera
+
+    view = scene.views.get(image)
+    camera = full_resolution_camera(view.camera, view.full_size)
+    x, y = deepest_pixel(gt)
+    clicks = [{"image": image, "xy": [x, y], "mode": "add"}]
+    while True:
+        scene.segmenter.clear()
+        for click in clicks:
+            click_view(scene.segmenter, view, *click["xy"], "coarse", click["mode"])
+        pred = distorted_mask(selection_mask(scene.model, scene.segmenter.selection, camera), view, camera)
+        if len(clicks) >= max_clicks or mask_iou(pred, gt) >= target_iou:
+            return clicks
+        regions = []
+        for error, mode in ((gt & ~pred, "add"), (pred & ~gt, "subtract")):
+            labelled, count = connected_regions(error)
+            if count:
+                sizes = np.bincount(labelled.ravel())[1:]
+                regions.append((int(sizes.max()), labelled == int(np.argmax(sizes)) + 1, mode))
+        size, region, mode = max(regions, key=lambda r: r[0])
+        x, y = deepest_pixel(region)
+        if any(click["xy"] == [x, y] for click in clicks):
+            return clicks
+        clicks.append({"image": image, "xy": [x, y], "mode": mode})
+
+
+def write_prompts(scene: Path, names: Dict[str, str], split: Dict[str, List[str]], config: Path,
+                  args: argparse.Namespace, path: Path) -> List[Dict[str, Any]]:
+    """The prompts of the module doc, written to ``path``: ``args.clicks`` prompts of ``user_clicks`` each."""
+    from clickgs_ns.app.api import load
+
     def mask_of(name: str) -> Path:
         return scene / "gt_masks" / f"{names[name]}.png"
 
@@ -133,13 +173,12 @@ def write_prompts(scene: Path, names: Dict[str, str], split: Dict[str, List[str]
         return np.asarray(Image.open(mask_of(name))) > 127
 
     clickable = [name for name in split["train"] if read(name).mean() >= 0.01]
-    chosen = [clickable[int(i)] for i in np.linspace(0, len(clickable) - 1, num_clicks).round()]
+    chosen = [clickable[int(i)] for i in np.linspace(0, len(clickable) - 1, args.clicks).round()]
     targets = [{"image": f"images/{name}", "mask": str(mask_of(name))} for name in split["eval"] if read(name).any()]
-    prompts = []
-    for name in dict.fromkeys(chosen):
-        x, y = deepest_pixel(read(name))
-        prompts.append({"level": "coarse", "segment": "object", "click": {"image": f"images/{name}", "xy": [x, y]},
-                        "targets": targets})
+    run = load(config)
+    prompts = [{"level": "coarse", "segment": "object",
+                "clicks": user_clicks(run, f"images/{name}", read(name), args.max_clicks, args.target_iou),
+                "targets": targets} for name in dict.fromkeys(chosen)]
     path.write_text(json.dumps(prompts, indent=1))
     return prompts
 
@@ -241,8 +280,8 @@ def bench_scene(name: str, args: argparse.Namespace, checkpoint: Path, code_fp: 
                            folder / "train.log"))
     config = trained / "DATA" / "click-gaussian" / "run" / "config.yml"
 
-    prompts_path = trained / f"prompts_{args.clicks}.json"
-    write_prompts(scene, names, dataset_split(config), args.clicks, prompts_path)
+    prompts_path = trained / "prompts.json"
+    write_prompts(scene, names, dataset_split(config), config, args, prompts_path)
     eval_s = run("clickgs eval", [BIN / "clickgs", "eval", "--load-config", config, "--prompts", prompts_path,
                                   "--output", trained / "eval.json"], trained / "eval.log")
     report = json.loads((trained / "eval.json").read_text())
@@ -256,14 +295,13 @@ def bench_scene(name: str, args: argparse.Namespace, checkpoint: Path, code_fp: 
     print(f"## {name}: {len(names)} photos; ns-process-data {when(process_s, process_cached)}, clickgs masks "
           f"{when(masks_s, masks_cached)}, ns-train {when(train_s, train_cached)}, eval {eval_s:.0f} s, oracle "
           f"{oracle_s:.0f} s")
-    print("| prompt | click | selected Gaussians | IoU | boundary IoU | area ratio | oracle IoU |")
+    print("| prompt | clicks (view: x y mode) | selected Gaussians | IoU | boundary IoU | area ratio | oracle IoU |")
     print("| --- | --- | ---: | ---: | ---: | ---: | ---: |")
     for record, oracle_iou in zip(report["prompts"], oracle):
-        pred = sum(t["pred_pixels"] for t in record["targets"])
-        truth = sum(t["gt_pixels"] for t in record["targets"])
-        click = f"{Path(record['click']['image']).name} {record['click']['xy']}"
-        print(f"| {record['index']} | {click} | {record['num_selected']} | {record['iou']:.3f} | "
-              f"{record['biou']:.3f} | {pred / max(truth, 1):.2f} | {oracle_iou:.3f} |")
+        clicks = "; ".join(f"{Path(c['image']).name}: {c['xy'][0]:g} {c['xy'][1]:g} {c['mode']}"
+                           for c in record["clicks"])
+        print(f"| {record['index']} | {clicks} | {record['num_selected']} | {record['iou']:.3f} | "
+              f"{record['biou']:.3f} | {record['area_ratio']:.2f} | {oracle_iou:.3f} |")
     miou, oracle_miou = report["summary"]["coarse"]["mIoU"], float(np.mean(oracle))
     print(f"{name}: mIoU {miou:.3f}, mBIoU {report['summary']['coarse']['mBIoU']:.3f}, oracle {oracle_miou:.3f}; "
           f"{report['convergence_summary']}", flush=True)
@@ -279,7 +317,10 @@ def main() -> None:
     parser.add_argument("--rgb-steps", type=int, default=2000)
     parser.add_argument("--feature-steps", type=int, default=600)
     parser.add_argument("--downscale", type=int, default=2, help="nerfstudio-data --downscale-factor")
-    parser.add_argument("--clicks", type=int, default=6, help="prompts per scene")
+    parser.add_argument("--clicks", type=int, default=6, help="prompts per scene (each in its own training view)")
+    parser.add_argument("--max-clicks", type=int, default=3, help="clicks a prompt may hold (user_clicks)")
+    parser.add_argument("--target-iou", type=float, default=0.9,
+                        help="no more clicks once the clicked view's selection reaches this IoU")
     parser.add_argument("--until", choices=["masks", "eval"], default="eval", help="stop after this stage")
     args = parser.parse_args()
     if not REAL.is_dir():
