@@ -66,7 +66,7 @@ class LabellingConfig:
     (cosine 0.99), which would split its selection. Values above 1 disable merging. Not applied during GFL: there
     a merge of two still-close objects would be trained in (measured: lower mIoU)."""
     render_batch_views: int = 4
-    """Training views rendered per backward pass while voting (memory only; same result)."""
+    """Training views rendered per voting pass (memory only; same result)."""
     render_batch_pixels: int = 1 << 21
     """At most this many pixels per batch of views (memory only; views of 1920x1080 go one at a time)."""
     vote_pass_megabytes: float = 256.0
