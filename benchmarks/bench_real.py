@@ -11,8 +11,9 @@ For each capture in ``../shared/data/real`` (its README: DTU scan 37, SPIn-NeRF 
 4. Prompts by a fixed rule from the ground-truth masks: ``--clicks`` prompts, each in a training view (spread over
    the training views whose mask covers at least 1% of the photo), its first click at the mask's pixel farthest
    from its edge and, while the selection seen in that view has IoU below ``--target-iou``, up to
-   ``--max-clicks`` in all, one more on the largest error as a user corrects a selection (``user_clicks``); every
-   held-out view with a non-empty mask is a target. ``clickgs eval`` replays the clicks and scores them.
+   ``--max-clicks`` in all, one more on the largest error as a user corrects a selection; at the level (coarse or
+   fine) whose selection fits that view's mask best, as a user tries both (``user_clicks``). Every held-out view
+   with a non-empty mask is a target. ``clickgs eval`` replays the clicks and scores them.
 5. The oracle: the ground-truth masks of the training views voted onto the same splat (each Gaussian takes the
    label, object or not, that receives most of its rendering weight), its object Gaussians rendered in the
    held-out views.
@@ -125,12 +126,22 @@ def dataset_split(config_path: Path) -> Dict[str, List[str]]:
             for split, name in (("train", "train"), ("eval", "val"))}
 
 
-def user_clicks(scene: Any, image: str, gt: np.ndarray, max_clicks: int, target_iou: float) -> List[Dict[str, Any]]:
-    """The clicks a user makes in one training view ``image`` of a loaded run (``clickgs_ns.app.api.load``) to select
-    the object of mask ``gt`` [H, W] bool: the first at the mask's deepest pixel, then, while the selection seen in
+def user_clicks(scene: Any, image: str, gt: np.ndarray, max_clicks: int, target_iou: float
+                ) -> Tuple[str, List[Dict[str, Any]]]:
+    """The level and clicks a user makes in one training view ``image`` of a loaded run (``clickgs_ns.app.api.load``)
+    to select the object of mask ``gt`` [H, W] bool (``level_clicks`` at each level; the level whose selection fits
+    the mask best in that view, on a tie the one with fewer clicks, then coarse)."""
+    tries = [(level, *level_clicks(scene, image, gt, level, max_clicks, target_iou)) for level in ("coarse", "fine")]
+    level, clicks, _ = max(tries, key=lambda t: (round(t[2], 6), -len(t[1]), t[0] == "coarse"))
+    return level, clicks
+
+
+def level_clicks(scene: Any, image: str, gt: np.ndarray, level: str, max_clicks: int, target_iou: float
+                 ) -> Tuple[List[Dict[str, Any]], float]:
+    """Clicks at ``level`` in view ``image``: the first at the mask's deepest pixel, then, while the selection seen in
     that view has IoU below ``target_iou`` with the mask and fewer than ``max_clicks`` were made, one more at the
     deepest pixel of the larger error: the biggest region of the mask left out ("add") or of the selection outside
-    it ("subtract")."""
+    it ("subtract"). Returns the clicks and the view's final IoU."""
     from scipy.ndimage import label as connected_regions
 
     from clickgs_ns.segment.evaluate import mask_iou
@@ -144,20 +155,21 @@ def user_clicks(scene: Any, image: str, gt: np.ndarray, max_clicks: int, target_
     while True:
         scene.segmenter.clear()
         for click in clicks:
-            click_view(scene.segmenter, view, *click["xy"], "coarse", click["mode"])
+            click_view(scene.segmenter, view, *click["xy"], level, click["mode"])
         pred = distorted_mask(selection_mask(scene.model, scene.segmenter.selection, camera), view, camera)
-        if len(clicks) >= max_clicks or mask_iou(pred, gt) >= target_iou:
-            return clicks
+        iou = mask_iou(pred, gt)
+        if len(clicks) >= max_clicks or iou >= target_iou:
+            return clicks, iou
         regions = []
         for error, mode in ((gt & ~pred, "add"), (pred & ~gt, "subtract")):
             labelled, count = connected_regions(error)
             if count:
                 sizes = np.bincount(labelled.ravel())[1:]
                 regions.append((int(sizes.max()), labelled == int(np.argmax(sizes)) + 1, mode))
-        size, region, mode = max(regions, key=lambda r: r[0])
+        _, region, mode = max(regions, key=lambda r: r[0])
         x, y = deepest_pixel(region)
         if any(click["xy"] == [x, y] for click in clicks):
-            return clicks
+            return clicks, iou
         clicks.append({"image": image, "xy": [x, y], "mode": mode})
 
 
@@ -176,9 +188,10 @@ def write_prompts(scene: Path, names: Dict[str, str], split: Dict[str, List[str]
     chosen = [clickable[int(i)] for i in np.linspace(0, len(clickable) - 1, args.clicks).round()]
     targets = [{"image": f"images/{name}", "mask": str(mask_of(name))} for name in split["eval"] if read(name).any()]
     run = load(config)
-    prompts = [{"level": "coarse", "segment": "object",
-                "clicks": user_clicks(run, f"images/{name}", read(name), args.max_clicks, args.target_iou),
-                "targets": targets} for name in dict.fromkeys(chosen)]
+    prompts = []
+    for name in dict.fromkeys(chosen):
+        level, clicks = user_clicks(run, f"images/{name}", read(name), args.max_clicks, args.target_iou)
+        prompts.append({"level": level, "segment": "object", "clicks": clicks, "targets": targets})
     path.write_text(json.dumps(prompts, indent=1))
     return prompts
 
@@ -295,15 +308,16 @@ def bench_scene(name: str, args: argparse.Namespace, checkpoint: Path, code_fp: 
     print(f"## {name}: {len(names)} photos; ns-process-data {when(process_s, process_cached)}, clickgs masks "
           f"{when(masks_s, masks_cached)}, ns-train {when(train_s, train_cached)}, eval {eval_s:.0f} s, oracle "
           f"{oracle_s:.0f} s")
-    print("| prompt | clicks (view: x y mode) | selected Gaussians | IoU | boundary IoU | area ratio | oracle IoU |")
-    print("| --- | --- | ---: | ---: | ---: | ---: | ---: |")
+    print("| prompt | level | clicks (view: x y mode) | selected Gaussians | IoU | boundary IoU | area ratio | "
+          "oracle IoU |")
+    print("| --- | --- | --- | ---: | ---: | ---: | ---: | ---: |")
     for record, oracle_iou in zip(report["prompts"], oracle):
         clicks = "; ".join(f"{Path(c['image']).name}: {c['xy'][0]:g} {c['xy'][1]:g} {c['mode']}"
                            for c in record["clicks"])
-        print(f"| {record['index']} | {clicks} | {record['num_selected']} | {record['iou']:.3f} | "
+        print(f"| {record['index']} | {record['level']} | {clicks} | {record['num_selected']} | {record['iou']:.3f} | "
               f"{record['biou']:.3f} | {record['area_ratio']:.2f} | {oracle_iou:.3f} |")
-    miou, oracle_miou = report["summary"]["coarse"]["mIoU"], float(np.mean(oracle))
-    print(f"{name}: mIoU {miou:.3f}, mBIoU {report['summary']['coarse']['mBIoU']:.3f}, oracle {oracle_miou:.3f}; "
+    miou, oracle_miou = report["summary"]["all"]["mIoU"], float(np.mean(oracle))
+    print(f"{name}: mIoU {miou:.3f}, mBIoU {report['summary']['all']['mBIoU']:.3f}, oracle {oracle_miou:.3f}; "
           f"{report['convergence_summary']}", flush=True)
     return miou, oracle_miou
 
