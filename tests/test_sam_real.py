@@ -120,3 +120,36 @@ def test_fast_generator_finds_the_stock_generators_segments(checkpoint):
     iou = overlap / (fast.sum(1)[:, None] + stock.sum(1)[None] - overlap)
     assert len(fast) == len(stock) >= 4
     assert iou.max(1).values.min() >= 0.98 and iou.max(0).values.min() >= 0.98
+
+
+REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "real"
+# (capture, photo, level that holds the ground-truth object at its centre): DTU's close-up of bricks with tools
+# stays one coarse segment, not demoted as a scene; SPIn-NeRF's box on a bench is one fine segment (its coarse
+# segment is the box with the bench, as SAM's coarse level means it).
+REAL_CAPTURES = [("dtu_scan37", "000000", "coarse"), ("dtu_scan37", "000023", "coarse"), ("spinnerf_1", None, "fine")]
+
+
+@pytest.mark.parametrize("capture, photo, level", REAL_CAPTURES)
+def test_real_captures_keep_their_object_as_one_segment(checkpoint, tmp_path, capture, photo, level):
+    """`clickgs masks` with MobileSAM (16x16 prompts, as benchmarks/bench_real.py) on photos of the real captures:
+    the segment at the ground-truth object's deepest pixel covers the object (IoU >= 0.8)."""
+    from PIL import Image
+    from scipy.ndimage import distance_transform_edt
+
+    folder = REAL / capture
+    if not folder.is_dir():
+        pytest.skip(f"{REAL} is missing (the real captures; see its README)")
+    photo = photo or sorted(p.stem for p in (folder / "images").glob("*.jpg"))[0]
+    (tmp_path / "images").mkdir()
+    image_path = tmp_path / "images" / f"{photo}.jpg"
+    image_path.write_bytes((folder / "images" / f"{photo}.jpg").read_bytes())
+    config = SamMaskConfig(sam_checkpoint=checkpoint, sam_model="vit_t", points_per_side=16, device="cpu")
+    report = Masks(data=tmp_path, sam=config).main()
+    assert report.computed == 1
+    maps = dict(zip(("coarse", "fine"), read_id_maps(mask_path_for_image(image_path, tmp_path))))
+    truth = np.asarray(Image.open(folder / "gt_masks" / f"{photo}.png")) > 127
+    depth = distance_transform_edt(np.pad(truth, 1))[1:-1, 1:-1]
+    y, x = np.unravel_index(int(np.argmax(depth)), depth.shape)
+    segment = maps[level] == maps[level][y, x]
+    iou = (segment & truth).sum() / (segment | truth).sum()
+    assert maps[level][y, x] >= 0 and iou >= 0.8, f"{capture}/{photo}: {level} segment IoU {iou:.3f}"
