@@ -199,19 +199,16 @@ def write_prompts(scene: Path, names: Dict[str, str], split: Dict[str, List[str]
 def pinhole_label_map(gt: np.ndarray, view: Any) -> torch.Tensor:
     """Ground truth [H, W] bool of a photo as labels [h, w] long (0 = object, 1 = not) in the pinhole render of
     ``view.camera`` (training resolution): each photo pixel goes through the lens model to its render pixel."""
-    from clickgs_ns.data.datamanager import undistort_pixels
     from clickgs_ns.segment.selection import camera_size
+    from clickgs_ns.segment.views import photo_pixels_in_pinhole
 
     height, width = camera_size(view.camera)
     small = np.asarray(Image.fromarray(gt).resize((width, height), Image.NEAREST))
     if view.distortion is None:
         return torch.from_numpy(np.where(small, 0, 1)).long()
-    rows, columns = np.mgrid[0:height, 0:width] + 0.5
-    pinhole = undistort_pixels(np.stack([columns.ravel(), rows.ravel()], -1), view.camera_type,
-                               view.camera.get_intrinsics_matrices()[0].numpy(), view.distortion.numpy())
-    inside = (pinhole[:, 0] >= 0) & (pinhole[:, 0] < width) & (pinhole[:, 1] >= 0) & (pinhole[:, 1] < height)
+    row, column, inside = photo_pixels_in_pinhole(view, view.camera, height, width)
     labels = np.full((height, width), -1, dtype=np.int64)
-    labels[pinhole[inside, 1].astype(int), pinhole[inside, 0].astype(int)] = np.where(small.ravel()[inside], 0, 1)
+    labels[row[inside], column[inside]] = np.where(small.ravel()[inside], 0, 1)
     return torch.from_numpy(labels)
 
 

@@ -581,7 +581,7 @@ class ClickGaussianModel(SplatfactoModel):
         quats, scales, opacities, viewmats, Ks, width, height."""
         widths, heights = cameras.width.unique(), cameras.height.unique()
         if len(widths) != 1 or len(heights) != 1:
-            raise ValueError("render_colors needs cameras of one size; group them by size first")
+            raise ValueError("rendering the frozen splat needs cameras of one size; group them by size first")
         cameras = cameras.to(self.device)
         return dict(means=self.means.detach(), quats=self.quats.detach(), scales=torch.exp(self.scales.detach()),
                     opacities=torch.sigmoid(self.opacities.detach()).squeeze(-1),

@@ -69,18 +69,27 @@ def distorted_view(view: View, dataset: Any) -> View:
                 int(original.camera_type.reshape(-1)[0]))
 
 
-def distorted_mask(mask: np.ndarray, view: View, camera: Any) -> np.ndarray:
-    """A mask [H, W] rendered by the pinhole ``camera`` (``view.camera`` at the mask's size) as the photo's lens
-    records it: each photo pixel takes the nearest pinhole pixel it sees. Unchanged without distortion."""
-    if view.distortion is None:
-        return mask
-    height, width = mask.shape
+def photo_pixels_in_pinhole(view: View, camera: Any, height: int, width: int) -> Tuple[np.ndarray, np.ndarray,
+                                                                                        np.ndarray]:
+    """Where each pixel of the photo (at ``height`` x ``width``) lands in the pinhole render of ``camera`` through
+    ``view``'s lens model: the pinhole pixel's row [H * W] and column [H * W] (clipped to the image) and whether it
+    lies inside the image [H * W] bool."""
     rows, columns = np.mgrid[0:height, 0:width] + 0.5
     pinhole = undistort_pixels(np.stack([columns.ravel(), rows.ravel()], -1), view.camera_type,
                                camera.get_intrinsics_matrices()[0].numpy(), view.distortion.numpy())
     inside = (pinhole[:, 0] >= 0) & (pinhole[:, 0] < width) & (pinhole[:, 1] >= 0) & (pinhole[:, 1] < height)
     column = np.clip(np.floor(pinhole[:, 0]), 0, width - 1).astype(int)
     row = np.clip(np.floor(pinhole[:, 1]), 0, height - 1).astype(int)
+    return row, column, inside
+
+
+def distorted_mask(mask: np.ndarray, view: View, camera: Any) -> np.ndarray:
+    """A mask [H, W] rendered by the pinhole ``camera`` (``view.camera`` at the mask's size) as the photo's lens
+    records it: each photo pixel takes the nearest pinhole pixel it sees. Unchanged without distortion."""
+    if view.distortion is None:
+        return mask
+    height, width = mask.shape
+    row, column, inside = photo_pixels_in_pinhole(view, camera, height, width)
     return (mask[row, column] & inside).reshape(height, width)
 
 
