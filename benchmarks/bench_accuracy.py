@@ -54,12 +54,13 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from cache import PROJECT_ROOT, code_fingerprint, environment, is_cached, mark_cached, run_key  # noqa: E402
+from cache import (PROJECT_ROOT, TRAINING_SOURCES, code_fingerprint, environment, is_cached,  # noqa: E402
+                   mark_cached, run_key)
 
 VENV_BIN = Path(sys.executable).parent
-SOURCES = [PROJECT_ROOT / "clickgs_ns", PROJECT_ROOT / "method_configs", Path(__file__).resolve(),
-           Path(__file__).resolve().parent / "cache.py", PROJECT_ROOT / "pyproject.toml"]
-"""Everything whose content can change a scene, the splat or a feature run (folders: their .py files)."""
+SOURCES = [*TRAINING_SOURCES, Path(__file__).resolve(), Path(__file__).resolve().parent / "cache.py"]
+"""Everything whose content can change a scene, the splat or a feature run (folders: their .py files); the
+selection and scoring code is not among them: scores are recomputed on every run."""
 NS_TRAIN_FLAGS = ["--machine.device-type", "cpu", "--vis", "tensorboard", "--pipeline.model.num-downscales", "0",
                   "--steps-per-eval-image", "1000000", "--steps-per-eval-all-images", "1000000",
                   "--steps-per-save", "1000000"]
@@ -420,8 +421,8 @@ def main() -> None:
               flush=True)
     code_fp = code_fingerprint(SOURCES)
     env = environment()
-    print(f"# cache: code fingerprint {code_fp[:12]} (clickgs_ns/ and method_configs/ .py files, this script, "
-          f"cache.py, pyproject.toml); {', '.join(f'{k} {v}' for k, v in env.items())}", flush=True)
+    print(f"# cache: code fingerprint {code_fp[:12]} (what trains: cache.TRAINING_SOURCES; this script, "
+          f"cache.py); {', '.join(f'{k} {v}' for k, v in env.items())}", flush=True)
     if args.scene_set is not None:
         run_set(args, code_fp, env, started)
         return

@@ -21,7 +21,8 @@ For each capture in ``../shared/data/real`` (its README: DTU scan 37, SPIn-NeRF 
 It prints per scene the time of each stage, per prompt IoU, boundary IoU and the selected-to-true area ratio, the
 oracle's, and last ``real: SCENE mIoU 0.NNN (oracle 0.NNN), ...``. Every stage is cached under ``--work`` by a
 fingerprint of what can change it (the photos and flags; for the masks also the code of clickgs_ns/data and
-clickgs_ns/io, for training all of clickgs_ns and method_configs); prompts, scores and the oracle are recomputed
+clickgs_ns/io, for training the code an ns-train run executes,
+cache.TRAINING_SOURCES); prompts, scores and the oracle are recomputed
 on every run. A rerun after a change is a real rerun.
 
 Usage: python benchmarks/bench_real.py [--work bench_real_work] [--scenes dtu_scan37 spinnerf_1] [--checkpoint PATH]
@@ -46,7 +47,7 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from cache import code_fingerprint, is_cached, mark_cached, run_key  # noqa: E402
+from cache import TRAINING_SOURCES, code_fingerprint, is_cached, mark_cached, run_key  # noqa: E402
 from sam_weights import HOW_TO_SUPPLY, mobile_sam_checkpoint  # noqa: E402
 
 BIN = Path(sys.executable).parent
@@ -342,7 +343,7 @@ def main() -> None:
     if checkpoint is None:
         raise SystemExit(HOW_TO_SUPPLY)
     args.work = args.work.resolve()
-    code_fp = code_fingerprint([ROOT / "clickgs_ns", ROOT / "method_configs"], root=ROOT)  # what trains
+    code_fp = code_fingerprint(TRAINING_SOURCES, root=ROOT)  # what trains
     print(f"# bench_real: code {code_fp[:12]}, work {args.work}")
     results = {name: bench_scene(name, args, checkpoint, code_fp) for name in args.scenes}
     print("real: " + ", ".join(f"{name} mIoU {miou:.3f} (oracle {oracle:.3f})"

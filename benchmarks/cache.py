@@ -30,6 +30,14 @@ from clickgs_ns.data.sam_masks import file_sha1, settings_fingerprint
 from clickgs_ns.io.atomic import atomic_write_text
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
+TRAINING_SOURCES = [PROJECT_ROOT / "clickgs_ns" / layer for layer in ("io", "render", "data", "method")] + [
+    PROJECT_ROOT / "clickgs_ns" / "__init__.py", PROJECT_ROOT / "clickgs_ns" / "app" / "viewer.py",
+    PROJECT_ROOT / "method_configs", PROJECT_ROOT / "pyproject.toml"]
+"""The source an ``ns-train click-gaussian`` run executes: the layers up to ``clickgs_ns.method``, the preset's
+pipeline (``app/viewer.py``: the method's pipeline with click controls attached) and the presets. ``clickgs_ns.segment``
+and the rest of ``app`` (clicks, scores, export, the CLI) run on a finished run and do not enter a trained run's key,
+so that changing how clicks select re-scores cached splats instead of retraining them; tests/test_bench_cache.py
+checks that a training process imports nothing else of this project that it calls."""
 SOURCE_SUFFIXES = (".py",)
 """Files of these kinds are taken from a folder given to ``code_fingerprint``."""
 KEY_LENGTH = 12

@@ -126,12 +126,43 @@ def test_key_file_marks_a_finished_artefact(tmp_path):
     assert not is_cached(tmp_path, key)
 
 
-def test_bench_accuracy_fingerprints_all_project_sources():
+def test_bench_accuracy_fingerprints_what_trains():
     import bench_accuracy
+    from cache import TRAINING_SOURCES
 
     files = set(source_files(bench_accuracy.SOURCES))
-    expected = {p.resolve() for folder in ("clickgs_ns", "method_configs") for p in (ROOT / folder).rglob("*.py")
-                if "__pycache__" not in p.parts}
+    expected = set(source_files(TRAINING_SOURCES))
     assert expected and expected <= files
+    assert (ROOT / "clickgs_ns" / "data" / "synth.py").resolve() in files  # the scenes themselves
+    assert (ROOT / "method_configs" / "click_gaussian.py").resolve() in files
+    assert (ROOT / "clickgs_ns" / "segment" / "selection.py").resolve() not in files  # scores are recomputed
     assert (ROOT / "benchmarks" / "bench_accuracy.py").resolve() in files
     assert (ROOT / "benchmarks" / "cache.py").resolve() in files
+
+
+CLICK_TIME_MODULES = ("clickgs_ns/segment/", "clickgs_ns/app/api.py", "clickgs_ns/app/cli.py",
+                      "clickgs_ns/app/legacy.py", "clickgs_ns/app/__init__.py")
+"""Modules a training process may import without them entering a trained run's key (``TRAINING_SOURCES``): the
+selection core that the viewer's click controls call on a click, the command-line and Python front ends, and the
+app package's docstring."""
+
+
+def test_training_sources_hold_everything_a_training_process_runs():
+    """``ns-train click-gaussian`` loads the preset (method_configs) and through it the method, the datamanager and
+    the viewer pipeline; every module of this project it imports is in ``TRAINING_SOURCES`` unless it runs only at
+    click time. A new module that training imports must enter the key, or cached splats would outlive its
+    changes."""
+    import subprocess
+
+    from cache import TRAINING_SOURCES
+
+    code = ("import sys, method_configs.click_gaussian, clickgs_ns.method.trainer\n"
+            "print('\\n'.join(sorted(m.__file__ for m in list(sys.modules.values())\n"
+            "      if m.__name__.startswith(('clickgs_ns', 'method_configs')) and getattr(m, '__file__', None))))")
+    loaded = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    files = [Path(line).resolve() for line in loaded.stdout.split()]
+    assert any(f.match("clickgs_ns/method/model.py") for f in files) and any(f.match("segment/*.py") for f in files)
+    keyed = set(source_files(TRAINING_SOURCES))
+    outside = [f.relative_to(ROOT).as_posix() for f in files if f not in keyed]
+    assert outside and all(name.startswith(CLICK_TIME_MODULES) for name in outside), outside
+    assert ROOT / "clickgs_ns" / "method" / "lifting.py" in keyed  # the labels clicks select are made in training
