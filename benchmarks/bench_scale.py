@@ -15,8 +15,10 @@ stage's start. A stage that runs out of memory is reported as not fitting. The s
                      (``--dense-sizes``; its one-hot alone is B*H*W*4*L*8 bytes: 27 GB at 1920x1080 with 100
                      candidates per level); both give the same labels (checked here where both run;
                      tests/test_gfl_pipeline.py checks it on a trained scene)
-    idmaps           the SAM id maps of ``--idmap-views`` views read, resized, renumbered and held as the datamanager
-                     caches them (``ClickGaussianDataset.get_metadata`` on 2 threads; the images are not loaded)
+    idmaps           the SAM id maps of ``--idmap-views`` views read, renumbered and held as the datamanager
+                     caches them (``ClickGaussianDataset.get_metadata`` on 2 threads; the images are not loaded;
+                     the maps are written at the training size, so the resize to it that a downscaled capture's
+                     full-resolution maps go through costs nothing here)
     feature_step     one feature-stage training step (GFL's loss on): the model's ``get_outputs`` and ``get_loss_dict``
                      on a batch as the datamanager builds it, backward, and the preset's optimizers; two steps run,
                      the seconds are the second's (the first also builds the spatial KNN index), the memory the
@@ -78,6 +80,8 @@ MASK_STAGES = ("idmaps", "feature_step", "gfl")
 SLAB_MIN, SLAB_SIZE = (-2.0, -1.2, -3.5), (4.0, 2.4, 1.0)
 """The synthetic splat fills the box [SLAB_MIN, SLAB_MIN + SLAB_SIZE] (x, y, z), in front of cameras at the origin
 looking down -z."""
+FOCAL_PER_WIDTH = 0.8
+"""The synthetic cameras' focal length in pixels, per pixel of image width."""
 VISIBLE_DEPTH = -2.5
 """z at which the id maps place what a pixel shows: the slab's front face (at 200k Gaussians 93% of the pixels of a
 160x90 view get the candidate the rendered features label them with; the others lie on cell borders)."""
@@ -99,10 +103,12 @@ def peak_rss(fn: Callable[[], object]) -> Tuple[object, float, float]:
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
     started = time.perf_counter()
-    result = fn()
-    seconds = time.perf_counter() - started
-    done.set()
-    sampler.join()
+    try:
+        result = fn()
+    finally:  # an out-of-memory error is reported by the caller: the sampler must not outlive it
+        seconds = time.perf_counter() - started
+        done.set()
+        sampler.join()
     return result, seconds, (max(peak[0], process.memory_info().rss) - start_rss) / 2**30
 
 
@@ -172,7 +178,8 @@ def synthetic_model(num_gaussians: int, num_views: int, num_candidates: int, see
 
 
 def cameras_of(c2w: torch.Tensor, width: int, height: int) -> Cameras:
-    focal = 0.8 * width
+    """Pinhole cameras [V] of ``width`` x ``height`` pixels at camera-to-worlds ``c2w`` [V, 3, 4]."""
+    focal = FOCAL_PER_WIDTH * width
     return Cameras(camera_to_worlds=c2w, fx=focal, fy=focal, cx=width / 2, cy=height / 2, width=width,
                    height=height, camera_type=CameraType.PERSPECTIVE)
 
@@ -184,7 +191,7 @@ def synthetic_id_maps(c2w: torch.Tensor, width: int, height: int, side: int) -> 
     Returns:
         coarse, fine: int32 [H, W].
     """
-    focal = 0.8 * width
+    focal = FOCAL_PER_WIDTH * width
     u = (torch.arange(width) + 0.5 - width / 2) / focal  # [W]
     v = -(torch.arange(height) + 0.5 - height / 2) / focal  # [H]: image rows go down, camera y up
     rays = torch.stack(torch.broadcast_tensors(u[None, :], v[:, None], torch.tensor(-1.0)), dim=-1)  # [H, W, 3]
@@ -288,6 +295,16 @@ class GFLPipeline:
         self.device = model.device
 
 
+def reuse_freed_memory_as_the_trainer(device: torch.device) -> None:
+    """Keep freed memory for reuse when the run is on the CPU, as ``ClickGaussianTrainer.setup`` does before it loads
+    the data (``io.memory.keep_freed_memory``); called after a stage's setup, so that the setup's freed memory is
+    gone."""
+    from clickgs_ns.io.memory import keep_freed_memory
+
+    if device.type == "cpu":
+        keep_freed_memory()
+
+
 def held_gib(cached: Sequence[Dict[str, torch.Tensor]]) -> float:
     """GiB held by the id maps of ``cached`` views."""
     return sum(data[key].numel() * data[key].element_size() for data in cached
@@ -299,6 +316,7 @@ def idmaps_stage(args: argparse.Namespace, device: torch.device) -> Tuple[Dict[s
     them (on the CPU, where it keeps them on any device)."""
     width, height = size_of(args.size)
     dataset = mask_dataset(args.masks_dir, cameras_of(orbit_poses(args.stage_views), width, height))
+    reuse_freed_memory_as_the_trainer(device)
     cached, result = measure(lambda: cached_id_maps(dataset), torch.device("cpu"))
     image_gib = len(cached) * width * height * 3 / 2**30
     dtypes = "/".join(sorted({str(data[key].dtype).replace("torch.", "") for data in cached
@@ -313,7 +331,6 @@ def feature_step_stage(args: argparse.Namespace, device: torch.device) -> Tuple[
     memory over both above their start (the trainer keeps freed memory, so a later step reuses the first one's)."""
     from method_configs.click_gaussian import click_gaussian_config
 
-    from clickgs_ns.io.memory import keep_freed_memory
     from clickgs_ns.method.model import with_current_names
     from clickgs_ns.method.trainer import ClickGaussianOptimizers
 
@@ -353,8 +370,7 @@ def feature_step_stage(args: argparse.Namespace, device: torch.device) -> Tuple[
             seconds.append(time.perf_counter() - started)
         return loss_dict, seconds
 
-    if device.type == "cpu":
-        keep_freed_memory()  # as the trainer does on a CPU; from here on, so that the setup's freed memory is gone
+    reuse_freed_memory_as_the_trainer(device)
     (loss_dict, seconds), result = measure(two_steps, device)
     result["seconds"] = seconds[1]
     return result, (f"{args.sampled_pixels} sampled pixels, losses {', '.join(sorted(loss_dict))}; seconds of the "
@@ -364,15 +380,12 @@ def feature_step_stage(args: argparse.Namespace, device: torch.device) -> Tuple[
 
 def gfl_stage(args: argparse.Namespace, device: torch.device) -> Tuple[Dict[str, Any], str]:
     """One ``update_global_candidates`` over ``args.stage_views`` views whose id maps are already cached."""
-    from clickgs_ns.io.memory import keep_freed_memory
-
     model, c2w = synthetic_model(args.gaussians, args.stage_views, args.candidates)
     model.to(device)
     width, height = size_of(args.size)
     dataset = mask_dataset(args.masks_dir, cameras_of(c2w, width, height))
     pipeline = GFLPipeline(model, CachedViews(dataset, cached_id_maps(dataset)))
-    if device.type == "cpu":
-        keep_freed_memory()  # as the trainer does on a CPU; from here on, so that the setup's freed memory is gone
+    reuse_freed_memory_as_the_trainer(device)
     counts, result = measure(lambda: pipeline.update_global_candidates(step=model.config.gfl_start_step), device)
     gfl = model.config.gfl
     return result, (f"{counts['coarse']} coarse and {counts['fine']} fine candidates; views rendered "
@@ -486,7 +499,8 @@ def run_stage(args: argparse.Namespace) -> None:
     except (MemoryError, RuntimeError) as error:
         if not is_out_of_memory(error):
             raise
-        print(json.dumps({"does_not_fit": f"{type(error).__name__}: {str(error).splitlines()[0][:160]}"}))
+        first_line = (str(error).splitlines() or [""])[0]  # a bare MemoryError has no message
+        print(json.dumps({"does_not_fit": f"{type(error).__name__}: {first_line[:160]}"}))
         return
     print(json.dumps({**result, "note": note, "threads": torch.get_num_threads()}))
 
