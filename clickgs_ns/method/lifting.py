@@ -20,14 +20,12 @@ those over every candidate. This module labels the Gaussians by what the views s
    with the vote of every pixel near a candidate (cosine > 0.75; ``fill_unlabelled``).
 
 Near-duplicate candidates (HDBSCAN often splits one object into several clusters whose centres have cosine
-0.99) are merged first, by average linkage so that no chain of close clusters joins two objects
-(``merge_candidates``). ``feature_convergence`` measures how far the Gaussians' own features
+0.99) are merged first (``merge_candidates``). ``feature_convergence`` measures how far the Gaussians' own features
 have converged to the candidates: the opacity-weighted share with cosine above a threshold to their nearest one.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Callable, List, Literal, NamedTuple, Optional, Tuple
 
@@ -63,8 +61,8 @@ class LabellingConfig:
     min_weight: float = 1e-4
     """Gaussians whose rendering weight summed over all training views is below this (never seen) get -1."""
     merge_cosine: float = 0.97
-    """At the end of training, global candidates of one level are merged (into their size-weighted mean) while two
-    groups have a mean pairwise cosine above this (average linkage, ``merge_candidates``) before labelling: HDBSCAN often splits one object into several near-identical clusters
+    """At the end of training, global candidates of one level whose cosine exceeds this are merged into one (their
+    size-weighted mean) before labelling: HDBSCAN often splits one object into several near-identical clusters
     (cosine 0.99), which would split its selection. Values above 1 disable merging. Not applied during GFL: there
     a merge of two still-close objects would be trained in (measured: lower mIoU)."""
     render_batch_views: int = 4
@@ -78,16 +76,12 @@ class LabellingConfig:
 
 
 def merge_candidates(candidates: Tensor, sizes: Tensor, min_cosine: float) -> Tuple[Tensor, Tensor, Tensor]:
-    """Merge near-duplicate candidates [C, D] by average linkage: while two groups have a mean pairwise cosine above
-    ``min_cosine``, the closest two are joined. A group is never joined through a chain of close pairs (a~b, b~c
-    with a and c far apart), which would merge two distinct objects whose features meet through in-between
-    clusters (the dev scene of docs/benchmarks.md, "Candidate merging": two objects at cosine 0.80 shared one
-    candidate).
+    """Merge candidates [C, D] whose cosine exceeds ``min_cosine``, transitively (connected components).
 
     Args:
         candidates: [C, D] candidates (any length; normalised here).
         sizes: [C] cluster sizes, the weights of the merged mean.
-        min_cosine: merge threshold on the mean pairwise cosine of two groups.
+        min_cosine: merge threshold.
 
     Returns:
         merged [C', D] unit candidates (ordered by their first member), merged sizes [C'], and ``group`` [C] long,
@@ -97,19 +91,14 @@ def merge_candidates(candidates: Tensor, sizes: Tensor, min_cosine: float) -> Tu
     unit = F.normalize(candidates.detach().float(), dim=-1)
     group = torch.arange(count, device=candidates.device)
     if count > 1:
-        cosine = unit @ unit.T  # [C, C]
-        members = torch.eye(count, device=unit.device)  # [C, G]: candidate c is in group g; columns by first member
-        while members.shape[1] > 1:
-            counts = members.sum(dim=0)  # [G]
-            link = members.T @ cosine @ members / (counts[:, None] * counts[None, :])  # [G, G] mean pairwise cosine
-            link.fill_diagonal_(-math.inf)
-            best = int(link.argmax())
-            first, second = sorted(divmod(best, link.shape[1]))
-            if float(link[first, second]) <= min_cosine:
+        close = (unit @ unit.T) > min_cosine  # [C, C]
+        for _ in range(count):  # label propagation: each candidate takes the smallest index it is connected to
+            spread = torch.where(close, group[None, :], count).amin(dim=1)
+            new_group = torch.minimum(group, spread)
+            new_group = new_group[new_group]
+            if torch.equal(new_group, group):
                 break
-            members[:, first] += members[:, second]  # the earlier column keeps its place: order by first member
-            members = torch.cat([members[:, :second], members[:, second + 1:]], dim=1)
-        group = members.argmax(dim=1)
+            group = new_group
     roots, group = torch.unique(group, return_inverse=True)
     weights = sizes.detach().float().clamp_min(1e-12).to(unit.device)
     summed = unit.new_zeros(roots.shape[0], unit.shape[1]).index_add_(0, group, unit * weights[:, None])
