@@ -67,6 +67,26 @@ def test_finish_labels_lifts_each_object_to_one_label_and_fills_segments(tiny_sc
     assert (model.coarse_labels >= 0).all(), "nearest feature: every Gaussian has a nearest candidate"
 
 
+def test_merging_joins_one_objects_duplicates_and_keeps_objects_that_the_masks_separate(tiny_scene, tmp_path):
+    pipeline = _pipeline(tiny_scene, tmp_path)
+    model = pipeline.model
+    objects = _ground_truth_features(tiny_scene, model)
+    coarse = torch.stack([model.click_features[objects == o][0, :12] for o in objects.unique()])  # [O, 12]
+    duplicate = torch.nn.functional.normalize(coarse[0] + 0.05 * coarse[1], dim=-1)  # a second cluster of object 0
+    candidates = {"coarse": torch.cat([coarse, duplicate[None]]), "fine": torch.zeros(0, 24)}
+    sharing = pipeline.candidate_sharing(candidates)["coarse"]  # [O + 1, O + 1]
+    last = len(coarse)
+    assert sharing[0, last] > 0.9, "the duplicate's pixels lie in object 0's segments"
+    others = sharing[:last, :last][~torch.eye(last, dtype=torch.bool)]
+    assert others.max() < 0.3, "different objects lie in different segments"
+    pipeline.config.model.labelling.merge_cosine = -1.0  # every pair is close by cosine: the segments decide
+    merged = pipeline.merged_candidates(candidates, {"coarse": torch.ones(last + 1), "fine": torch.zeros(0)})
+    assert merged["coarse"].shape == coarse.shape, "one candidate per object"
+    pipeline.config.model.labelling.merge_min_shared = 0.0
+    by_cosine = pipeline.merged_candidates(candidates, {"coarse": torch.ones(last + 1), "fine": torch.zeros(0)})
+    assert by_cosine["coarse"].shape[0] == 1, "by cosine alone, everything merges"
+
+
 def test_candidates_round_trip_through_a_checkpoint(tiny_scene, tmp_path):
     pipeline = _pipeline(tiny_scene, tmp_path)
     model = pipeline.model

@@ -19,6 +19,7 @@ from clickgs_ns.method.lifting import (
     labels_per_pass,
     merge_candidates,
     pixel_label_maps,
+    segment_sharing,
     vote_labels,
 )
 from clickgs_ns.render import rasterize
@@ -44,6 +45,30 @@ def test_merge_candidates_joins_near_duplicates_transitively_and_keeps_the_rest(
     assert group.tolist() == [0, 1, 2, 3] and torch.allclose(same, candidates, atol=1e-6), "above 1: no merging"
     empty, empty_sizes, _ = merge_candidates(torch.zeros(0, 3), torch.zeros(0), 0.9)
     assert empty.shape == (0, 3) and empty_sizes.shape == (0,)
+
+
+def test_segment_sharing_counts_pixels_two_candidates_show_in_the_same_segments():
+    # one view, 2 x 4 pixels; candidates 0, 1, 2 and "none" (3); segment ids -1 (none), 0, 1
+    labels = torch.tensor([[[0, 0, 1, 2], [0, 1, 2, 3]]])
+    ids = torch.tensor([[[0, 0, 0, 1], [0, 0, 1, -1]]])
+    shared, present = segment_sharing(labels, ids, num_candidates=3)
+    # segment 0 holds 0: 3 pixels, 1: 2; segment 1 holds 2: 2 pixels; the "none" pixel and id -1 count nowhere
+    assert shared.tolist() == [[3, 2, 0], [2, 2, 0], [0, 0, 2]]
+    assert present.tolist() == [[3, 2, 2], [2, 2, 2], [2, 2, 2]]
+    twice, twice_present = segment_sharing(labels.repeat(2, 1, 1), ids.repeat(2, 1, 1), 3, segments_per_pass=1)
+    assert torch.equal(twice, 2 * shared) and torch.equal(twice_present, 2 * present), "summed over views, in chunks"
+    empty, _ = segment_sharing(torch.full((1, 2, 2), 3), torch.full((1, 2, 2), -1), 3)
+    assert empty.eq(0).all()
+
+
+def test_merge_candidates_keeps_close_candidates_apart_that_the_views_show_in_different_segments():
+    a, a2, a3 = unit([1.0, 0.0, 0.0]), unit([1.0, 0.05, 0.0]), unit([1.0, 0.10, 0.0])  # a chain at cosine 0.9988
+    candidates = torch.stack([a, a2, a3])
+    sharing = torch.tensor([[1.0, 0.9, 0.2], [0.9, 1.0, 0.3], [0.2, 0.3, 1.0]])  # a3 lies in other segments
+    _, sizes, group = merge_candidates(candidates, torch.tensor([1, 1, 1]), 0.998, sharing, min_shared=0.7)
+    assert group.tolist() == [0, 0, 1] and sizes.tolist() == [2, 1], "the chain a-a2-a3 is cut where a3 starts"
+    _, _, by_cosine = merge_candidates(candidates, torch.tensor([1, 1, 1]), 0.998)
+    assert by_cosine.tolist() == [0, 0, 0]
 
 
 def test_pixel_label_maps_nearest_candidate_and_none_where_uncovered():

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import os
 from pathlib import Path
 import time
-from typing import Any, Dict, List, Literal, Optional, Tuple, Type
+from typing import Any, Dict, Iterator, List, Literal, Optional, Tuple, Type
 
 import torch
 from torch import Tensor
@@ -29,7 +29,7 @@ from clickgs_ns.io.id_maps import LEVELS
 from clickgs_ns.io.selection_files import load_selection
 from clickgs_ns.io.splat_files import load_splat_checkpoint, load_splat_ply
 from clickgs_ns.method.gfl import cluster_level_candidates, mask_average_features
-from clickgs_ns.method.lifting import merge_candidates
+from clickgs_ns.method.lifting import merge_candidates, pixel_label_maps, segment_sharing
 from clickgs_ns.method.model import LABEL_BUFFERS, ClickGaussianModel, ClickGaussianModelConfig, views_by_size
 from clickgs_ns.render import transform_splat
 
@@ -192,30 +192,63 @@ class ClickGaussianPipeline(VanillaPipeline):
         return torch.stack(maps).to(self.device) >= 0
 
     @torch.no_grad()
-    def mask_averages(self) -> Tuple[Tensor, Tensor]:
-        """Mask-averaged rendered features of every training view: coarse [Mc, coarse_dim], fine [Mf, feature_dim].
-
-        Views are rendered ``gfl.render_batch_views`` at a time, at most ``gfl.render_batch_pixels`` pixels (one
-        rasterizer call per batch of same-size views).
-        """
-        model, datamanager = self.click_model, self.datamanager
-        coarse_dim, gfl = self.config.model.coarse_dim, self.config.model.gfl
+    def rendered_training_views(self) -> Iterator[Tuple[Tensor, Tensor, Tensor, Tensor]]:
+        """Every training view's rendered features [H, W, D] and accumulation [H, W, 1] with its coarse and fine SAM
+        id maps [H, W], one view at a time. Views are rendered ``gfl.render_batch_views`` at a time, at most
+        ``gfl.render_batch_pixels`` pixels (one rasterizer call per batch of same-size views)."""
+        gfl, datamanager = self.config.model.gfl, self.datamanager
         cameras = datamanager.train_dataset.cameras  # type: ignore[attr-defined]
+        for batch in views_by_size(cameras, gfl.render_batch_views, gfl.render_batch_pixels):
+            feature_maps, alphas = self.click_model.render_features(cameras[batch])  # [B, H, W, D], [B, H, W, 1]
+            for feature_map, alpha, index in zip(feature_maps, alphas, batch.tolist()):
+                coarse_ids, fine_ids = datamanager.id_maps(index)  # type: ignore[attr-defined]
+                yield feature_map, alpha, coarse_ids.to(self.device), fine_ids.to(self.device)
+
+    @torch.no_grad()
+    def mask_averages(self) -> Tuple[Tensor, Tensor]:
+        """Mask-averaged rendered features of every training view: coarse [Mc, coarse_dim], fine [Mf, feature_dim]."""
+        coarse_dim, min_pixels = self.config.model.coarse_dim, self.config.model.gfl.min_mask_pixels
         coarse_averages: List[Tensor] = []
         fine_averages: List[Tensor] = []
-        for batch in views_by_size(cameras, gfl.render_batch_views, gfl.render_batch_pixels):
-            feature_maps, _ = model.render_features(cameras[batch])  # [B, H, W, D]
-            for feature_map, index in zip(feature_maps, batch.tolist()):
-                coarse_ids, fine_ids = datamanager.id_maps(index)  # type: ignore[attr-defined]
-                coarse_averages.append(mask_average_features(
-                    feature_map[..., :coarse_dim], coarse_ids.to(self.device), gfl.min_mask_pixels)[0])
-                fine_averages.append(mask_average_features(
-                    feature_map, fine_ids.to(self.device), gfl.min_mask_pixels)[0])
+        for feature_map, _, coarse_ids, fine_ids in self.rendered_training_views():
+            coarse_averages.append(mask_average_features(feature_map[..., :coarse_dim], coarse_ids, min_pixels)[0])
+            fine_averages.append(mask_average_features(feature_map, fine_ids, min_pixels)[0])
         return torch.cat(coarse_averages), torch.cat(fine_averages)
+
+    @torch.no_grad()
+    def candidate_sharing(self, candidates: Dict[str, Tensor]) -> Dict[str, Tensor]:
+        """Per level, [C, C] in [0, 1]: how much of two candidates' pixels the training views show in the same SAM
+        segments (``lifting.segment_sharing``; pixels labelled as ``lift_labels`` labels them at ``min_cosine``)."""
+        model_config = self.config.model
+        labelling = model_config.labelling
+        dims = {"coarse": model_config.coarse_dim, "fine": model_config.feature_dim}
+        shared = {level: torch.zeros(len(c), len(c), dtype=torch.float64, device=self.device)
+                  for level, c in candidates.items()}
+        present = {level: torch.zeros_like(total) for level, total in shared.items()}
+        for feature_map, alpha, *level_ids in self.rendered_training_views():
+            for level, ids in zip(LEVELS, level_ids):
+                labels = pixel_label_maps(feature_map[None, ..., : dims[level]], alpha[None],
+                                          candidates[level].to(self.device), labelling.min_alpha,
+                                          labelling.min_cosine, ids[None] >= 0)  # [1, H, W]
+                view_shared, view_present = segment_sharing(labels, ids[None], len(candidates[level]))
+                shared[level] += view_shared
+                present[level] += view_present
+        return {level: shared[level] / present[level].clamp_min(1.0) for level in candidates}
+
+    def merged_candidates(self, candidates: Dict[str, Tensor], sizes: Dict[str, Tensor]) -> Dict[str, Tensor]:
+        """Per level, candidates [C, D] with their near-duplicates merged (``lifting.merge_candidates``): above
+        ``labelling.merge_cosine`` and, unless ``labelling.merge_min_shared`` <= 0, shown in the same SAM segments
+        (``candidate_sharing``, one more rendering of the training views)."""
+        labelling = self.config.model.labelling
+        if labelling.merge_cosine > 1:
+            return candidates
+        sharing = self.candidate_sharing(candidates) if labelling.merge_min_shared > 0 else {}
+        return {level: merge_candidates(candidates[level], sizes[level], labelling.merge_cosine, sharing.get(level),
+                                        labelling.merge_min_shared)[0] for level in candidates}
 
     def update_global_candidates(self, step: int, merge: bool = False) -> Dict[str, int]:
         """Render every training view, average features per mask, cluster them per level with HDBSCAN and give the
-        model its new candidates; with ``merge``, near-duplicate candidates are merged (``labelling.merge_cosine``).
+        model its new candidates; with ``merge``, near-duplicate candidates are merged (``merged_candidates``).
         A level whose clustering degenerates keeps no candidates (its GFL term is off) and says why; training goes on
         either way."""
         gfl = self.config.model.gfl
@@ -223,18 +256,18 @@ class ClickGaussianPipeline(VanillaPipeline):
         coarse_averages, fine_averages = self.mask_averages()
         rendered = time.perf_counter()
         num_views = len(self.datamanager.train_dataset)  # type: ignore[arg-type]
-        results = {}
+        results, sizes = {}, {}
         for level, averages in (("coarse", coarse_averages), ("fine", fine_averages)):
             result = cluster_level_candidates(averages, num_views, level, gfl)
             if result.status != "ok":
                 CONSOLE.log(f"[yellow]GFL step {step}, {level} level: {result.message} ({len(averages)} mask "
                             f"averages, min_cluster_size {result.min_cluster_size}, epsilon {result.epsilon}). This "
                             "level trains on the contrastive loss alone until the next update.[/]")
-            candidates = result.candidates if result.status == "ok" else result.candidates[:0]
-            sizes = result.sizes if result.status == "ok" else result.sizes[:0]
-            if merge:
-                candidates = merge_candidates(candidates, sizes, self.config.model.labelling.merge_cosine)[0]
-            results[level] = candidates
+            results[level] = result.candidates if result.status == "ok" else result.candidates[:0]
+            sizes[level] = result.sizes if result.status == "ok" else result.sizes[:0]
+        clusters = {level: int(candidates.shape[0]) for level, candidates in results.items()}
+        if merge:
+            results = self.merged_candidates(results, sizes)
         self.click_model.set_candidates(results["coarse"], results["fine"])
         seconds = time.perf_counter() - started
         counts = {"coarse": int(results["coarse"].shape[0]), "fine": int(results["fine"].shape[0])}
@@ -244,7 +277,8 @@ class ClickGaussianPipeline(VanillaPipeline):
         writer.put_scalar("GFL/update_seconds", seconds, step)
         for level, share in converged.items():
             writer.put_scalar(f"GFL/{level}_converged", share, step)
-        CONSOLE.log(f"GFL step {step}: {counts['coarse']} coarse and {counts['fine']} fine candidates from "
+        merged = f" (merged from {clusters['coarse']} + {clusters['fine']} clusters)" if merge else ""
+        CONSOLE.log(f"GFL step {step}: {counts['coarse']} coarse and {counts['fine']} fine candidates{merged} from "
                     f"{len(coarse_averages)} + {len(fine_averages)} mask averages in {seconds:.2f} s "
                     f"(rendering {rendered - started:.2f} s); converged (opacity-weighted share of Gaussians with "
                     f"cos > 0.9 to a candidate): coarse {converged['coarse']:.2f}, fine {converged['fine']:.2f}")
