@@ -281,12 +281,14 @@ class CachedViews:
 
 class GFLPipeline:
     """What of ``ClickGaussianPipeline`` its GFL update reads (model, datamanager, config, device), with the
-    pipeline's own ``update_global_candidates``, ``mask_averages`` and ``rendered_training_views``: the product's
-    update on views without images."""
+    pipeline's own ``update_global_candidates`` and the methods it calls: the product's update on views without
+    images."""
 
     update_global_candidates = ClickGaussianPipeline.update_global_candidates
     mask_averages = ClickGaussianPipeline.mask_averages
     rendered_training_views = ClickGaussianPipeline.rendered_training_views
+    candidate_sharing = ClickGaussianPipeline.candidate_sharing
+    merged_candidates = ClickGaussianPipeline.merged_candidates
     click_model = ClickGaussianPipeline.click_model
 
     def __init__(self, model, datamanager: CachedViews):

@@ -67,24 +67,39 @@ def test_finish_labels_lifts_each_object_to_one_label_and_fills_segments(tiny_sc
     assert (model.coarse_labels >= 0).all(), "nearest feature: every Gaussian has a nearest candidate"
 
 
+def _with_a_duplicate(features: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+    """One candidate per id (a member's feature) [K, D], then a near copy of the first: [K + 1, D]."""
+    candidates = torch.stack([features[ids == i][0] for i in ids.unique()])
+    duplicate = torch.nn.functional.normalize(candidates[0] + 0.05 * candidates[1], dim=-1)
+    return torch.cat([candidates, duplicate[None]])
+
+
 def test_merging_joins_one_objects_duplicates_and_keeps_objects_that_the_masks_separate(tiny_scene, tmp_path):
+    import numpy as np
+
     pipeline = _pipeline(tiny_scene, tmp_path)
     model = pipeline.model
     objects = _ground_truth_features(tiny_scene, model)
-    coarse = torch.stack([model.click_features[objects == o][0, :12] for o in objects.unique()])  # [O, 12]
-    duplicate = torch.nn.functional.normalize(coarse[0] + 0.05 * coarse[1], dim=-1)  # a second cluster of object 0
-    candidates = {"coarse": torch.cat([coarse, duplicate[None]]), "fine": torch.zeros(0, 24)}
-    sharing = pipeline.candidate_sharing(candidates)["coarse"]  # [O + 1, O + 1]
-    last = len(coarse)
-    assert sharing[0, last] > 0.9, "the duplicate's pixels lie in object 0's segments"
-    others = sharing[:last, :last][~torch.eye(last, dtype=torch.bool)]
-    assert others.max() < 0.3, "different objects lie in different segments"
+    parts = torch.from_numpy(np.load(tiny_scene.labels_path)["part_id"]).long()
+    features = model.click_features.detach()
+    candidates = {"coarse": _with_a_duplicate(features[:, :12], objects), "fine": _with_a_duplicate(features, parts)}
+    sizes = {level: torch.ones(len(c)) for level, c in candidates.items()}
+    sharing = pipeline.candidate_sharing(candidates)
+    for level, level_sharing in sharing.items():  # [K + 1, K + 1]
+        last = len(candidates[level]) - 1
+        assert level_sharing[0, last] > 0.9, f"{level}: the duplicate's pixels lie in the first one's segments"
+        others = level_sharing[:last, :last][~torch.eye(last, dtype=torch.bool)]
+        assert others.max() < 0.3, f"{level}: different objects (parts) lie in different segments"
     pipeline.config.model.labelling.merge_cosine = -1.0  # every pair is close by cosine: the segments decide
-    merged = pipeline.merged_candidates(candidates, {"coarse": torch.ones(last + 1), "fine": torch.zeros(0)})
-    assert merged["coarse"].shape == coarse.shape, "one candidate per object"
+    merged = pipeline.merged_candidates(candidates, sizes)
+    for level, level_merged in merged.items():
+        assert level_merged.shape[0] == len(candidates[level]) - 1, f"{level}: one candidate per object (part)"
+        unit = torch.nn.functional.normalize(candidates[level], dim=-1)
+        torch.testing.assert_close(level_merged[0], torch.nn.functional.normalize(unit[0] + unit[-1], dim=-1))
+        torch.testing.assert_close(level_merged[1:], unit[1:-1])  # the others as they were
     pipeline.config.model.labelling.merge_min_shared = 0.0
-    by_cosine = pipeline.merged_candidates(candidates, {"coarse": torch.ones(last + 1), "fine": torch.zeros(0)})
-    assert by_cosine["coarse"].shape[0] == 1, "by cosine alone, everything merges"
+    by_cosine = pipeline.merged_candidates(candidates, sizes)
+    assert by_cosine["coarse"].shape[0] == by_cosine["fine"].shape[0] == 1, "by cosine alone, everything merges"
 
 
 def test_candidates_round_trip_through_a_checkpoint(tiny_scene, tmp_path):

@@ -57,6 +57,8 @@ def test_segment_sharing_counts_pixels_two_candidates_show_in_the_same_segments(
     assert present.tolist() == [[3, 2, 2], [2, 2, 2], [2, 2, 2]]
     twice, twice_present = segment_sharing(labels.repeat(2, 1, 1), ids.repeat(2, 1, 1), 3, segments_per_pass=1)
     assert torch.equal(twice, 2 * shared) and torch.equal(twice_present, 2 * present), "summed over views, in chunks"
+    high_ids = torch.where(ids >= 0, ids + 100, ids).to(torch.int8)  # segments 100, 101: 101 * 3 overflows int8
+    assert torch.equal(segment_sharing(labels, high_ids, 3)[0], shared), "id maps come in their smallest type"
     empty, _ = segment_sharing(torch.full((1, 2, 2), 3), torch.full((1, 2, 2), -1), 3)
     assert empty.eq(0).all()
 
