@@ -10,7 +10,8 @@ A prompts file is a JSON list; each entry is one click at one level and the view
 ``image`` is a file path as in the dataset's transforms.json (a view of the train OR the eval split); ``xy`` is
 (x right, y down); ``mask`` is a PNG (non-zero = the object) at the image's full resolution, relative to the prompts
 file. Where one click cannot select what the mask covers, ``"clicks"`` replaces ``"click"``: a list of clicks made in
-order, each with an optional ``"mode"``, ``"add"`` (the default) or ``"subtract"``, as ``clickgs segment`` takes them. Other keys (e.g. ``segment``, a name) are carried into the report. ``clickgs synth`` writes such a file
+order, each with an optional ``"mode"``, ``"add"`` (the default) or ``"subtract"``, as ``clickgs segment`` takes
+them. Other keys (e.g. ``segment``, a name) are carried into the report. ``clickgs synth`` writes such a file
 (``prompts.json``) for its scenes.
 
 For each prompt the selection is cleared, the click is made (``clickgs_ns.segment.selection.Segmenter``), and in each
@@ -21,8 +22,8 @@ diagonal, at least 1 px, the image border counting as contour). A prompt's score
 mIoU / mBIoU average the prompts of a level, and of both levels ("all").
 
 Layers: pure metric functions on arrays (``mask_iou``, ``boundary_region``, ``boundary_iou``, ``summarize``);
-prompt parsing and validation (``load_prompts``, ``check_prompts``); ``evaluate_prompts`` over a loaded run
-(its views: ``clickgs_ns.segment.views``).
+prompt parsing and validation (``load_prompts``, ``check_prompts``); ``evaluate_prompts`` over a loaded run, one
+``run_prompt`` per prompt and one ``score_target`` per target view (its views: ``clickgs_ns.segment.views``).
 """
 
 from __future__ import annotations
@@ -263,6 +264,58 @@ class EvalConfig:
     """A target pixel is predicted inside when the selected Gaussians' accumulated opacity exceeds this."""
 
 
+def score_target(scene: Any, selection: Any, target: Target, prompts_path: Path, prompt_index: int, number: int,
+                 config: EvalConfig = EvalConfig()) -> Dict[str, Any]:
+    """Render ``selection`` ([N] bool) in ``target``'s view at full resolution and score it against its mask.
+
+    Returns the target's record: image, mask, split, IoU, boundary IoU and the predicted and true pixel counts.
+    Raises ``ValueError`` (naming the prompts file, the prompt and the target) where the mask's size is not the
+    image's.
+    """
+    target_view = scene.views.get(target.image)
+    assert target_view is not None  # check_prompts
+    gt = read_mask_png(target.mask)
+    if gt.shape != tuple(target_view.full_size):
+        raise _fail(prompts_path, prompt_index,
+                    f"target {number}: mask {target.mask} is {gt.shape[1]}x{gt.shape[0]} but {target.image} is "
+                    f"{target_view.full_size[1]}x{target_view.full_size[0]} at full resolution")
+    camera = full_resolution_camera(target_view.camera, target_view.full_size)
+    pred = distorted_mask(selection_mask(scene.model, selection, camera, config.mask_alpha_threshold),
+                          target_view, camera)
+    return {"image": target.image, "mask": str(target.mask), "split": target_view.split,
+            "iou": mask_iou(pred, gt), "biou": boundary_iou(pred, gt, config.boundary_dilation_ratio),
+            "pred_pixels": int(pred.sum()), "gt_pixels": int(gt.sum())}
+
+
+def run_prompt(scene: Any, prompt: Prompt, prompts_path: Path, config: EvalConfig = EvalConfig()) -> Dict[str, Any]:
+    """Clear the selection, make ``prompt``'s clicks in order and score the result in every target view.
+
+    Returns the prompt's record (``evaluate_prompts``' "prompts" entries): its clicks and their messages, what the
+    first click selected, the per-target records (``score_target``), their mean IoU and boundary IoU, the
+    selected-to-true area ratio over the targets, and the seconds it took.
+    """
+    start = time.perf_counter()
+    segmenter = scene.segmenter
+    segmenter.clear()
+    results = [click_view(segmenter, scene.views.get(click.image), click.xy[0], click.xy[1], prompt.level, click.mode)
+               for click in prompt.clicks]
+    selection = segmenter.selection.clone()
+    targets = [score_target(scene, selection, target, prompts_path, prompt.index, number, config)
+               for number, target in enumerate(prompt.targets)]
+    first = results[0]
+    return {
+        "index": prompt.index, "level": prompt.level, **prompt.extra,
+        "click": {"image": prompt.image, "xy": list(prompt.xy), "split": scene.views.get(prompt.image).split},
+        "clicks": [{"image": c.image, "xy": list(c.xy), "mode": c.mode, "message": r.message}
+                   for c, r in zip(prompt.clicks, results)],
+        "num_selected": int(selection.sum()), "candidate": first.candidate,
+        "used_fallback": first.used_fallback, "hit_background": first.hit_background, "message": first.message,
+        "iou": float(np.mean([t["iou"] for t in targets])), "biou": float(np.mean([t["biou"] for t in targets])),
+        "area_ratio": sum(t["pred_pixels"] for t in targets) / max(1, sum(t["gt_pixels"] for t in targets)),
+        "targets": targets, "seconds": time.perf_counter() - start,
+    }
+
+
 def evaluate_prompts(scene: Any, prompts: Sequence[Prompt], prompts_path: Path,
                      config: EvalConfig = EvalConfig()) -> Dict[str, Any]:
     """Run every prompt on a loaded run and score it (module doc).
@@ -273,53 +326,13 @@ def evaluate_prompts(scene: Any, prompts: Sequence[Prompt], prompts_path: Path,
         prompts_path: the prompts file (named in errors).
 
     Returns:
-        A JSON-ready report: "summary" (``summarize``), "prompts" (per prompt: level, click, what the click selected
-        and its message, per-target IoU and boundary IoU, their means, seconds), "labels" (per level, how the labels
-        that clicks select were made: ``Segmenter.labels_origin``) and "config".
+        A JSON-ready report: "summary" (``summarize``), "prompts" (``run_prompt``'s record per prompt: level,
+        clicks, what the click selected and its message, per-target IoU and boundary IoU, their means, seconds),
+        "labels" (per level, how the labels that clicks select were made: ``Segmenter.labels_origin``) and "config".
     """
-    views = scene.views
-    check_prompts(prompts, views, prompts_path)
+    check_prompts(prompts, scene.views, prompts_path)
+    records = [run_prompt(scene, prompt, prompts_path, config) for prompt in prompts]
     segmenter = scene.segmenter
-    records: List[Dict[str, Any]] = []
-    for prompt in prompts:
-        start = time.perf_counter()
-        view = views.get(prompt.image)
-        assert view is not None
-        segmenter.clear()
-        results = [click_view(segmenter, views.get(click.image), click.xy[0], click.xy[1], prompt.level, click.mode)
-                   for click in prompt.clicks]
-        result = results[0]
-        selection = segmenter.selection.clone()
-        target_records = []
-        for t, target in enumerate(prompt.targets):
-            target_view = views.get(target.image)
-            assert target_view is not None
-            gt = read_mask_png(target.mask)
-            if gt.shape != tuple(target_view.full_size):
-                raise _fail(prompts_path, prompt.index,
-                            f"target {t}: mask {target.mask} is {gt.shape[1]}x{gt.shape[0]} but {target.image} is "
-                            f"{target_view.full_size[1]}x{target_view.full_size[0]} at full resolution")
-            camera = full_resolution_camera(target_view.camera, target_view.full_size)
-            pred = distorted_mask(selection_mask(scene.model, selection, camera, config.mask_alpha_threshold),
-                                  target_view, camera)
-            target_records.append({
-                "image": target.image, "mask": str(target.mask), "split": target_view.split,
-                "iou": mask_iou(pred, gt), "biou": boundary_iou(pred, gt, config.boundary_dilation_ratio),
-                "pred_pixels": int(pred.sum()), "gt_pixels": int(gt.sum()),
-            })
-        records.append({
-            "index": prompt.index, "level": prompt.level, **prompt.extra,
-            "click": {"image": prompt.image, "xy": list(prompt.xy), "split": view.split},
-            "clicks": [{"image": c.image, "xy": list(c.xy), "mode": c.mode, "message": r.message}
-                       for c, r in zip(prompt.clicks, results)],
-            "num_selected": int(selection.sum()), "candidate": result.candidate,
-            "used_fallback": result.used_fallback, "hit_background": result.hit_background, "message": result.message,
-            "iou": float(np.mean([r["iou"] for r in target_records])),
-            "biou": float(np.mean([r["biou"] for r in target_records])),
-            "area_ratio": sum(r["pred_pixels"] for r in target_records) / max(1, sum(r["gt_pixels"]
-                                                                                  for r in target_records)),
-            "targets": target_records, "seconds": time.perf_counter() - start,
-        })
     segmenter.clear()
     levels = {level: segmenter.level_data(level) for level in LEVELS}
     return {
