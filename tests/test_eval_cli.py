@@ -197,6 +197,50 @@ def test_cli_argument_errors_stop_before_loading(tmp_path: Path, capsys):
         assert message in capsys.readouterr().out
 
 
+def test_export_refuses_options_that_would_do_nothing(tmp_path: Path, capsys):
+    config = tmp_path / "config.yml"
+    config.write_text("")
+    (tmp_path / "taken").write_text("")
+    for args, message in ((["--output", tmp_path / "segments", "--segment-everything", "coarse", "--include-features"],
+                           "--include-features goes with one .ply"),
+                          (["--output", tmp_path / "a.ply", "--min-gaussians", "50"], "--min-gaussians skips"),
+                          (["--output", tmp_path / "taken", "--segment-everything", "fine"], "is a file")):
+        with pytest.raises(SystemExit):
+            clickgs("export", "--load-config", config, *args)
+        assert message in capsys.readouterr().out
+
+
+def test_mask_png_modes_read_as_the_object(tmp_path: Path):
+    from PIL import Image
+
+    from clickgs_ns.segment.evaluate import read_mask_png
+
+    truth = square((20, 30), top=5, left=8, side=6) > 0
+    rgba = np.zeros((20, 30, 4), np.uint8)
+    rgba[..., 3] = 255  # opaque black background, a white object
+    rgba[truth, :3] = 255
+    alpha_only = np.zeros((20, 30, 4), np.uint8)
+    alpha_only[truth, 3] = 255
+    palette = Image.new("P", (30, 20))
+    palette.putdata(truth.astype(np.uint8).ravel().tolist())  # palette index 1: the object
+    palette.putpalette([0, 0, 0, 255, 255, 255])
+    for name, image in (("rgba.png", Image.fromarray(rgba)), ("alpha.png", Image.fromarray(alpha_only)),
+                        ("gray.png", Image.fromarray(truth.astype(np.uint8) * 255)), ("palette.png", palette)):
+        image.save(tmp_path / name)
+        np.testing.assert_array_equal(read_mask_png(tmp_path / name), truth, err_msg=name)
+
+
+def test_a_run_folder_stands_for_its_config(tmp_path: Path):
+    from clickgs_ns.segment.run import check_config_path
+
+    with pytest.raises(FileNotFoundError, match="folder without a config.yml"):
+        check_config_path(tmp_path)
+    (tmp_path / "config.yml").write_text("")
+    assert check_config_path(tmp_path) == tmp_path / "config.yml"
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        check_config_path(tmp_path / "missing.yml")
+
+
 def test_click_args_take_a_photo_name_or_an_index():
     from clickgs_ns.app.cli import ClickSpec, parse_click_args
 

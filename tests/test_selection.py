@@ -134,6 +134,17 @@ def test_select_by_feature_falls_back_when_no_candidate_matches_and_says_so():
     assert math.isnan(result.cosine) and result.num_selected == 2
 
 
+def test_select_by_feature_falls_back_when_no_gaussian_carries_the_matched_candidate():
+    candidates = torch.eye(3, 4)
+    labels = torch.tensor([0, 0, 2, 2])  # candidate 1 got no Gaussian (no view's vote went to it)
+    features = unit(torch.tensor([[1.0, 0, 0, 0], [0, 1, 0, 0.1], [0, 0, 1, 0], [0, 0.9, 0, 0.1]]))
+    query = torch.tensor([0.0, 1.0, 0.0, 0.0])  # cos 1 with candidate 1
+    result = select_by_feature(query, labels, candidates, features, SelectionConfig(fallback_min_cosine=0.9))
+    assert result.used_fallback and result.candidate is None and result.cosine == pytest.approx(1.0)
+    assert torch.equal(result.mask, torch.tensor([False, True, False, True]))
+    assert "candidate 1" in result.message and "no Gaussian carries" in result.message
+
+
 def test_select_by_feature_fallback_that_selects_nothing_says_so():
     features = unit(torch.eye(4)[:3])
     result = select_by_feature(torch.tensor([0.0, 0, 0, 1]), torch.full((3,), -1), torch.zeros(0, 4), features)
@@ -478,6 +489,9 @@ def test_api_click_maps_full_resolution_pixels_and_exports(tmp_path: Path):
     assert torch.equal(scene.segment_everything("coarse"), model.groups)
 
     scene.save_selection(tmp_path / "sel.npy")
+    assert scene.save_selection(tmp_path / "named") == tmp_path / "named.npy"  # numpy's suffix rule, not a 0-byte file
+    assert torch.equal(load_selection(tmp_path / "named.npy", model.groups.numel()), model.groups == 1)
+    assert not (tmp_path / "named").exists() and not list(tmp_path.glob(".*tmp*"))
     scene.clear()
     assert not bool(scene.selection.any())
     with pytest.raises(ValueError, match="Nothing is selected"):

@@ -126,8 +126,14 @@ class ClickGaussianScene:
         """Drop the cached features, labels and render (after changing the model)."""
         self.segmenter.refresh()
 
-    def save_selection(self, path: Path) -> None:
+    def save_selection(self, path: Path) -> Path:
+        """Save the selection as a [N] bool .npy (atomically); as ``numpy.save`` does, ``.npy`` is added to a path
+        without it. Returns the path written."""
+        path = Path(path)
+        if path.suffix != ".npy":
+            path = path.with_name(path.name + ".npy")
         save_selection(path, self.segmenter.selection)
+        return path
 
     def load_selection(self, path: Path, mode: Mode = "replace") -> Tensor:
         """Read a selection .npy (bool mask or indices) and apply it; an error when it fits another model."""

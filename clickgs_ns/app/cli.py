@@ -65,10 +65,9 @@ class RenderFeatures:
 
     def main(self) -> None:
         from clickgs_ns.segment.feature_maps import fit_pca_basis, pca_colors, save_png, side_by_side
-        from clickgs_ns.segment.run import load_run
         from nerfstudio.utils.rich_utils import CONSOLE
 
-        run = load_run(self.load_config)
+        run = load_scene(self.load_config).run
         features = run.model.click_features.detach()
         coarse_basis = fit_pca_basis(features[:, : run.model.config.coarse_dim])
         fine_basis = fit_pca_basis(features)
@@ -176,9 +175,9 @@ def load_clicks_file(path: Path) -> List[ClickSpec]:
     if not path.is_file():
         fail(f"Clicks file {path} does not exist.")
     try:
-        entries = json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        fail(f"{path} is not valid JSON ({err}).")
+        entries = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        fail(f"{path} is not valid JSON in UTF-8 ({err}).")
     if not isinstance(entries, list) or not entries:
         fail(f"{path} must hold a non-empty JSON list of clicks.")
     specs = []
@@ -354,6 +353,14 @@ class Export:
                  "folder path, or add --single-file for one .ply")
         if self.selection is not None and not self.selection.is_file():
             fail(f"--selection {self.selection} does not exist (write one with `clickgs segment`).")
+        if per_segment and self.output.exists() and not self.output.is_dir():
+            fail(f"--output {self.output} is a file: --segment-everything writes one .ply per segment into a folder")
+        if per_segment and self.include_features:
+            fail("--include-features goes with one .ply (--selection, the whole splat, or --segment-everything "
+                 "LEVEL --single-file), not with one file per segment.")
+        if self.min_gaussians != 1 and not per_segment:
+            fail("--min-gaussians skips small segments of --segment-everything LEVEL (one file per segment); it does "
+                 "nothing here.")
 
     def main(self) -> None:
         self.check()
@@ -386,6 +393,9 @@ class Export:
                 mask = scene.load_selection(self.selection)
             except ValueError as err:
                 fail(str(err))
+            except (OSError, EOFError) as err:  # an empty, truncated or non-.npy file
+                fail(f"--selection {self.selection} cannot be read as a selection .npy ({err}); save it again with "
+                     "`clickgs segment` or the viewer's Export button.")
             what = f"{'everything but ' if self.invert else ''}the selection {self.selection}"
             if not bool(mask.any()):
                 fail(f"{self.selection} selects no Gaussian: nothing to export.")

@@ -163,9 +163,9 @@ def load_prompts(path: Path) -> List[Prompt]:
         raise PromptError(f"Prompts file {path} does not exist (``clickgs synth`` writes prompts.json into a "
                           "synthetic scene; see clickgs_ns/segment/evaluate.py for the format).")
     try:
-        entries = json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise _fail(path, None, f"not valid JSON ({err})") from err
+        entries = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise _fail(path, None, f"not valid JSON in UTF-8 ({err})") from err
     if not isinstance(entries, list) or not entries:
         raise _fail(path, None, "must hold a non-empty JSON list of prompts")
     prompts = []
@@ -223,13 +223,18 @@ def parse_click(path: Path, index: int, click: Any) -> Click:
 
 
 def read_mask_png(path: Path) -> np.ndarray:
-    """[H, W] bool: the non-zero pixels of a mask PNG (any mode; colour images count a pixel non-zero in any
-    channel)."""
+    """[H, W] bool: the non-zero pixels of a mask PNG. Colour images count a pixel non-zero in any colour channel;
+    an alpha channel counts only where the colour channels are zero everywhere (a mask drawn in alpha alone);
+    palette images are read by their palette index."""
     from PIL import Image
 
     with Image.open(path) as image:
         array = np.asarray(image)
-    return array.reshape(array.shape[0], array.shape[1], -1).any(axis=-1)
+        has_alpha = image.mode in ("RGBA", "LA", "PA")
+    channels = array.reshape(array.shape[0], array.shape[1], -1)
+    if has_alpha and channels[..., :-1].any():
+        channels = channels[..., :-1]
+    return channels.any(axis=-1)
 
 
 def check_prompts(prompts: Sequence[Prompt], views: ViewIndex, prompts_path: Path) -> None:
@@ -274,7 +279,11 @@ def score_target(scene: Any, selection: Any, target: Target, prompts_path: Path,
     """
     target_view = scene.views.get(target.image)
     assert target_view is not None  # check_prompts
-    gt = read_mask_png(target.mask)
+    try:
+        gt = read_mask_png(target.mask)
+    except (OSError, ValueError, SyntaxError) as err:  # PIL's errors for damaged or non-image files
+        raise _fail(prompts_path, prompt_index, f"target {number}: mask {target.mask} cannot be read as an image "
+                    f"({err}); give a PNG, non-zero where the object is.") from err
     if gt.shape != tuple(target_view.full_size):
         raise _fail(prompts_path, prompt_index,
                     f"target {number}: mask {target.mask} is {gt.shape[1]}x{gt.shape[0]} but {target.image} is "
@@ -291,14 +300,20 @@ def run_prompt(scene: Any, prompt: Prompt, prompts_path: Path, config: EvalConfi
     """Clear the selection, make ``prompt``'s clicks in order and score the result in every target view.
 
     Returns the prompt's record (``evaluate_prompts``' "prompts" entries): its clicks and their messages, what the
-    first click selected, the per-target records (``score_target``), their mean IoU and boundary IoU, the
+    first click selected (its candidate and message; "used_fallback" and "hit_background" when any click did),
+    the per-target records (``score_target``), their mean IoU and boundary IoU, the
     selected-to-true area ratio over the targets, and the seconds it took.
     """
     start = time.perf_counter()
     segmenter = scene.segmenter
     segmenter.clear()
-    results = [click_view(segmenter, scene.views.get(click.image), click.xy[0], click.xy[1], prompt.level, click.mode)
-               for click in prompt.clicks]
+    results = []
+    for number, click in enumerate(prompt.clicks):
+        try:
+            results.append(click_view(segmenter, scene.views.get(click.image), click.xy[0], click.xy[1],
+                                      prompt.level, click.mode))
+        except ValueError as err:  # e.g. a pixel the lens model maps outside the rendered view
+            raise _fail(prompts_path, prompt.index, f"click {number}: {err}") from err
     selection = segmenter.selection.clone()
     targets = [score_target(scene, selection, target, prompts_path, prompt.index, number, config)
                for number, target in enumerate(prompt.targets)]
@@ -309,7 +324,8 @@ def run_prompt(scene: Any, prompt: Prompt, prompts_path: Path, config: EvalConfi
         "clicks": [{"image": c.image, "xy": list(c.xy), "mode": c.mode, "message": r.message}
                    for c, r in zip(prompt.clicks, results)],
         "num_selected": int(selection.sum()), "candidate": first.candidate,
-        "used_fallback": first.used_fallback, "hit_background": first.hit_background, "message": first.message,
+        "used_fallback": any(r.used_fallback for r in results),
+        "hit_background": any(r.hit_background for r in results), "message": first.message,
         "iou": float(np.mean([t["iou"] for t in targets])), "biou": float(np.mean([t["biou"] for t in targets])),
         "area_ratio": sum(t["pred_pixels"] for t in targets) / max(1, sum(t["gt_pixels"] for t in targets)),
         "targets": targets, "seconds": time.perf_counter() - start,

@@ -53,8 +53,14 @@ class LoadedRun:
 
 
 def check_config_path(config_path: Path) -> Path:
-    """``config_path`` as a Path, or FileNotFoundError saying what to give."""
+    """``config_path`` as a Path (a run folder stands for the ``config.yml`` in it), or FileNotFoundError saying what
+    to give."""
     config_path = Path(config_path)
+    if config_path.is_dir() and (config_path / "config.yml").is_file():
+        return config_path / "config.yml"
+    if config_path.is_dir():
+        raise FileNotFoundError(f"{config_path} is a folder without a config.yml: give the config.yml of a "
+                                "click-gaussian run (outputs/<data>/click-gaussian/<timestamp>/config.yml).")
     if not config_path.is_file():
         raise FileNotFoundError(f"{config_path} does not exist: give the config.yml of a click-gaussian run "
                                 "(outputs/<data>/click-gaussian/<timestamp>/config.yml).")

@@ -156,8 +156,9 @@ def select_by_feature(
     """Select the Gaussians that a pixel feature ``query`` points at.
 
     c* = argmax_c cos(query, g_c). When cos(query, g_c*) >= ``candidate_min_cosine`` the selection is
-    ``gaussian_labels == c*`` (one comparison over N). Otherwise, or when C == 0, it falls back to
-    cos(level_features, query) > ``fallback_min_cosine`` and the message says so.
+    ``gaussian_labels == c*`` (one comparison over N). Otherwise, when C == 0, or when no Gaussian carries c*
+    (a candidate that no view's vote gave a Gaussian), it falls back to cos(level_features, query) >
+    ``fallback_min_cosine`` and the message says so.
 
     Args:
         query: [D] rendered feature of the clicked pixel (any length; normalised here).
@@ -180,10 +181,13 @@ def select_by_feature(
         if best_cos >= config.candidate_min_cosine:
             mask = gaussian_labels == candidate
             count = int(mask.sum())
-            message = f"Selected {count} Gaussians: global candidate {candidate} (cos {best_cos:.2f})."
-            return ClickResult(mask, candidate, best_cos, False, message, count)
-        reason = (f"The click matches no global candidate well (best: {candidate}, cos {best_cos:.2f} < "
-                  f"{config.candidate_min_cosine:g})")
+            if count > 0:
+                message = f"Selected {count} Gaussians: global candidate {candidate} (cos {best_cos:.2f})."
+                return ClickResult(mask, candidate, best_cos, False, message, count)
+            reason = f"The click matches global candidate {candidate} (cos {best_cos:.2f}), which no Gaussian carries"
+        else:
+            reason = (f"The click matches no global candidate well (best: {candidate}, cos {best_cos:.2f} < "
+                      f"{config.candidate_min_cosine:g})")
     else:
         reason = "There are no global candidates at this level (GFL has not run)"
     mask = (level_features @ query) > config.fallback_min_cosine  # [N]
