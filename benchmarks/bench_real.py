@@ -146,8 +146,7 @@ def level_clicks(scene: Any, image: str, gt: np.ndarray, level: str, max_clicks:
     from scipy.ndimage import label as connected_regions
 
     from clickgs_ns.segment.evaluate import mask_iou
-    from clickgs_ns.segment.selection import selection_mask
-    from clickgs_ns.segment.views import click_view, distorted_mask, full_resolution_camera
+    from clickgs_ns.segment.views import click_view, full_resolution_camera, photo_selection_mask
 
     view = scene.views.get(image)
     camera = full_resolution_camera(view.camera, view.full_size)
@@ -157,7 +156,7 @@ def level_clicks(scene: Any, image: str, gt: np.ndarray, level: str, max_clicks:
         scene.segmenter.clear()
         for click in clicks:
             click_view(scene.segmenter, view, *click["xy"], level, click["mode"])
-        pred = distorted_mask(selection_mask(scene.model, scene.segmenter.selection, camera), view, camera)
+        pred = photo_selection_mask(scene.model, scene.segmenter.selection, view, camera)
         iou = mask_iou(pred, gt)
         if len(clicks) >= max_clicks or iou >= target_iou:
             return clicks, iou
@@ -219,8 +218,7 @@ def oracle_scores(config_path: Path, scene: Path, names: Dict[str, str], prompts
     from clickgs_ns.app.api import load
     from clickgs_ns.method.lifting import add_votes, vote_labels
     from clickgs_ns.segment.evaluate import load_prompts, mask_iou, read_mask_png
-    from clickgs_ns.segment.selection import selection_mask
-    from clickgs_ns.segment.views import distorted_mask, full_resolution_camera
+    from clickgs_ns.segment.views import full_resolution_camera, photo_selection_mask
 
     loaded = load(config_path)
     model, views = loaded.model, loaded.views
@@ -237,7 +235,7 @@ def oracle_scores(config_path: Path, scene: Path, names: Dict[str, str], prompts
         for target in prompt.targets:
             view = views.get(target.image)
             camera = full_resolution_camera(view.camera, view.full_size)
-            pred = distorted_mask(selection_mask(model, object_gaussians, camera), view, camera)
+            pred = photo_selection_mask(model, object_gaussians, view, camera)
             ious.append(mask_iou(pred, read_mask_png(target.mask)))
         scores.append(float(np.mean(ious)))
     return scores

@@ -143,6 +143,8 @@ def test_distorted_dataset_trains_clicks_and_scores(distorted_scene, tiny_scene,
     compared with ground truth in the distorted photos: as good as on the pinhole scene."""
     from clickgs_ns.app.api import load
     from clickgs_ns.segment.evaluate import evaluate_prompts, load_prompts
+    from clickgs_ns.segment.selection import selection_mask
+    from clickgs_ns.segment.views import full_resolution_camera, photo_pixels_in_pinhole, photo_selection_mask
 
     root, _ = distorted_scene
     config = make_trainer_config(root, tmp_path, init_ply=tiny_scene.scene_ply_path, feature_stage_steps=200)
@@ -164,3 +166,40 @@ def test_distorted_dataset_trains_clicks_and_scores(distorted_scene, tiny_scene,
     selected = objects[result.mask.cpu()]
     majority = torch.mode(selected).values
     assert (selected == majority).float().mean() > 0.8 and int(majority) != 0, "one object, not the ground"
+    # the photo's corner lies outside the pinhole frame (barrel distortion): clicked on a grown canvas, not refused
+    _, _, inside = photo_pixels_in_pinhole(view, view.camera, *view.full_size)
+    assert not inside[0], "the corner is outside the pinhole frame"
+    corner = scene.click(view.index, 0.5, 0.5, level="coarse")
+    assert corner.pixel == (0, 0), "the photo's corner lands on the grown canvas's corner"
+    # masks in the photo: the pinhole frame's pixels as before, and the border beyond it rendered too
+    camera = full_resolution_camera(view.camera, view.full_size)
+    everything = torch.ones(scene.num_gaussians, dtype=torch.bool)
+    mask = photo_selection_mask(scene.model, everything, view, camera)
+    row, column, inside = photo_pixels_in_pinhole(view, camera, *view.full_size)
+    framed = (selection_mask(scene.model, everything, camera)[row, column] & inside).reshape(view.full_size)
+    assert (mask >= framed).all() and mask.sum() > framed.sum()
+
+
+@pytest.mark.parametrize("kind", ["perspective", "fisheye"])
+def test_photo_canvas_holds_every_pixel_of_a_barrel_distorted_photo(kind):
+    from nerfstudio.cameras.cameras import CameraType, Cameras
+
+    from clickgs_ns.segment.views import View, photo_canvas, photo_pixels, photo_pixels_in_pinhole
+
+    distortion = PERSPECTIVE_DISTORTION if kind == "perspective" else FISHEYE_DISTORTION
+    camera_type = CameraType.PERSPECTIVE if kind == "perspective" else CameraType.FISHEYE
+    camera = Cameras(camera_to_worlds=torch.eye(4)[None, :3], fx=50.0, fy=50.0, cx=40.0, cy=30.0, width=80, height=60,
+                     camera_type=camera_type)
+    view = View("images/a.png", "train", 0, camera, (60, 80), torch.from_numpy(distortion), camera_type.value)
+    _, _, inside = photo_pixels_in_pinhole(view, camera, 60, 80)
+    if kind == "perspective":
+        assert not inside.all(), "barrel distortion: the photo's corners lie outside the pinhole frame"
+    canvas, row, column, inside = photo_canvas(view, camera, 60, 80)
+    assert inside.all()
+    # the canvas is the same camera with more image around it: every photo pixel keeps its ray
+    shift = (canvas.cx - camera.cx).item(), (canvas.cy - camera.cy).item()
+    assert shift[0] >= 0 and shift[1] >= 0 and (canvas.fx == camera.fx).all()
+    assert int(canvas.width) >= 80 + shift[0] and int(canvas.height) >= 60 + shift[1]
+    points = photo_pixels(view, camera, 60, 80)
+    np.testing.assert_array_equal(column, np.floor(points[:, 0] + shift[0]).astype(int))
+    np.testing.assert_array_equal(row, np.floor(points[:, 1] + shift[1]).astype(int))

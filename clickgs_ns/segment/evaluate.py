@@ -39,8 +39,7 @@ import numpy as np
 
 from clickgs_ns.io.atomic import atomic_write_text
 from clickgs_ns.io.id_maps import LEVELS, check_level
-from clickgs_ns.segment.selection import selection_mask
-from clickgs_ns.segment.views import ViewIndex, click_view, distorted_mask, full_resolution_camera
+from clickgs_ns.segment.views import ViewIndex, click_view, full_resolution_camera, photo_selection_mask
 
 # ------------------------------------------------------------------------------------------------ metrics
 
@@ -289,8 +288,7 @@ def score_target(scene: Any, selection: Any, target: Target, prompts_path: Path,
                     f"target {number}: mask {target.mask} is {gt.shape[1]}x{gt.shape[0]} but {target.image} is "
                     f"{target_view.full_size[1]}x{target_view.full_size[0]} at full resolution")
     camera = full_resolution_camera(target_view.camera, target_view.full_size)
-    pred = distorted_mask(selection_mask(scene.model, selection, camera, config.mask_alpha_threshold),
-                          target_view, camera)
+    pred = photo_selection_mask(scene.model, selection, target_view, camera, config.mask_alpha_threshold)
     return {"image": target.image, "mask": str(target.mask), "split": target_view.split,
             "iou": mask_iou(pred, gt), "biou": boundary_iou(pred, gt, config.boundary_dilation_ratio),
             "pred_pixels": int(pred.sum()), "gt_pixels": int(gt.sum())}

@@ -4,7 +4,8 @@ as in transforms.json, with the size of its full-resolution image. Users click f
 
 A camera with lens distortion is rendered as the pinhole camera of its own intrinsics (the rasterizer has no lens
 model), and a pixel of its photo is moved through the lens model into that pinhole image (``undistort_pixels``);
-rendered masks go the other way (``distorted_mask``).
+rendered masks go the other way (``photo_selection_mask``), on a pinhole canvas grown to hold the whole photo
+(barrel distortion moves the photo's border outside the pinhole frame: ``photo_canvas``).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from torch import Tensor
 
 from clickgs_ns.data.datamanager import has_distortion, undistort_pixels
 from clickgs_ns.io.images import full_resolution_path, full_resolution_size
-from clickgs_ns.segment.selection import ClickResult, Segmenter, camera_size
+from clickgs_ns.segment.selection import ClickResult, Segmenter, camera_size, selection_mask
 
 
 def image_key(name: str) -> str:
@@ -69,28 +70,70 @@ def distorted_view(view: View, dataset: Any) -> View:
                 int(original.camera_type.reshape(-1)[0]))
 
 
-def photo_pixels_in_pinhole(view: View, camera: Any, height: int, width: int) -> Tuple[np.ndarray, np.ndarray,
-                                                                                        np.ndarray]:
+def photo_pixels(view: View, camera: Any, height: int, width: int) -> np.ndarray:
     """Where each pixel of the photo (at ``height`` x ``width``) lands in the pinhole render of ``camera`` through
-    ``view``'s lens model: the pinhole pixel's row [H * W] and column [H * W] (clipped to the image) and whether it
-    lies inside the image [H * W] bool."""
+    ``view``'s lens model: [H * W, 2] (x, y; nerfstudio's pixel coordinates), row by row."""
     rows, columns = np.mgrid[0:height, 0:width] + 0.5
-    pinhole = undistort_pixels(np.stack([columns.ravel(), rows.ravel()], -1), view.camera_type,
-                               camera.get_intrinsics_matrices()[0].numpy(), view.distortion.numpy())
-    inside = (pinhole[:, 0] >= 0) & (pinhole[:, 0] < width) & (pinhole[:, 1] >= 0) & (pinhole[:, 1] < height)
-    column = np.clip(np.floor(pinhole[:, 0]), 0, width - 1).astype(int)
-    row = np.clip(np.floor(pinhole[:, 1]), 0, height - 1).astype(int)
+    return undistort_pixels(np.stack([columns.ravel(), rows.ravel()], -1), view.camera_type,
+                            camera.get_intrinsics_matrices()[0].numpy(), view.distortion.numpy())
+
+
+def pixels_in_image(points: np.ndarray, height: int, width: int) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Points [M, 2] (x, y) as the row [M] and column [M] of the image pixel holding each (clipped to the image)
+    and whether it lies inside the image [M] bool."""
+    finite = np.isfinite(points).all(axis=-1)
+    points = np.where(finite[:, None], points, -1.0)
+    inside = finite & (points[:, 0] >= 0) & (points[:, 0] < width) & (points[:, 1] >= 0) & (points[:, 1] < height)
+    column = np.clip(np.floor(points[:, 0]), 0, width - 1).astype(int)
+    row = np.clip(np.floor(points[:, 1]), 0, height - 1).astype(int)
     return row, column, inside
 
 
-def distorted_mask(mask: np.ndarray, view: View, camera: Any) -> np.ndarray:
-    """A mask [H, W] rendered by the pinhole ``camera`` (``view.camera`` at the mask's size) as the photo's lens
-    records it: each photo pixel takes the nearest pinhole pixel it sees. Unchanged without distortion."""
+def photo_pixels_in_pinhole(view: View, camera: Any, height: int, width: int) -> Tuple[np.ndarray, np.ndarray,
+                                                                                        np.ndarray]:
+    """``photo_pixels`` in the pinhole image of ``camera`` itself: row [H * W], column [H * W] (clipped to the
+    image) and whether each lies inside it [H * W] bool (barrel distortion moves the photo's border outside)."""
+    return pixels_in_image(photo_pixels(view, camera, height, width), height, width)
+
+
+def grown_camera(camera: Any, left: int, top: int, right: int, bottom: int) -> Any:
+    """``camera`` [1] with its image grown by that many pixels on each side: the same rays, the principal point
+    moved with the image's corner."""
+    height, width = camera_size(camera)
+    return camera_with_intrinsics(camera, camera.fx, camera.fy, camera.cx + left, camera.cy + top,
+                                  (height + top + bottom, width + left + right))
+
+
+def photo_canvas(view: View, camera: Any, height: int, width: int, max_margin: float = 0.5
+                 ) -> Tuple[Any, np.ndarray, np.ndarray, np.ndarray]:
+    """The pinhole render of ``camera`` (at ``height`` x ``width``) grown to hold every pixel of ``view``'s photo
+    through its lens model: the grown camera (``grown_camera``) and each photo pixel's row [H * W] and column
+    [H * W] in it and whether it lies inside [H * W] bool. A margin is at most ``max_margin`` of the image's size
+    (a fisheye lens sees past any pinhole frame)."""
+    points = photo_pixels(view, camera, height, width)  # [H * W, 2]
+    finite = points[np.isfinite(points).all(axis=-1)]
+    low = np.floor(finite.min(axis=0)) if len(finite) else np.zeros(2)
+    high = np.floor(finite.max(axis=0)) if len(finite) else np.zeros(2)
+    left, top = (int(np.clip(-low[axis], 0, max_margin * size)) for axis, size in ((0, width), (1, height)))
+    right, bottom = (int(np.clip(high[axis] - (size - 1), 0, max_margin * size))
+                     for axis, size in ((0, width), (1, height)))
+    row, column, inside = pixels_in_image(points + np.array([left, top]), height + top + bottom,
+                                          width + left + right)
+    return grown_camera(camera, left, top, right, bottom), row, column, inside
+
+
+def photo_selection_mask(model: Any, selection: Tensor, view: View, camera: Any, threshold: float = 0.5
+                         ) -> np.ndarray:
+    """[H, W] bool: the photo pixels of ``view`` where the selected Gaussians ([N] bool) render with accumulated
+    opacity above ``threshold``, seen by ``camera`` (``view.camera`` at the photo's size, H x W). A photo with lens
+    distortion is rendered on a pinhole canvas that holds all its pixels (``photo_canvas``) and each photo pixel
+    takes the canvas pixel it sees; without distortion this is ``selection_mask``."""
     if view.distortion is None:
-        return mask
-    height, width = mask.shape
-    row, column, inside = photo_pixels_in_pinhole(view, camera, height, width)
-    return (mask[row, column] & inside).reshape(height, width)
+        return selection_mask(model, selection, camera, threshold)
+    height, width = camera_size(camera)
+    canvas, row, column, inside = photo_canvas(view, camera, height, width)
+    rendered = selection_mask(model, selection, canvas, threshold)
+    return (rendered[row, column] & inside).reshape(height, width)
 
 
 class ViewIndex:
@@ -153,20 +196,24 @@ class ViewIndex:
         return f"{len(names)} views: {shown}"
 
 
-def full_resolution_camera(camera: Any, full_size: Tuple[int, int]) -> Any:
-    """``camera`` [1] with its intrinsics and size scaled to the full-resolution image (H, W)."""
+def camera_with_intrinsics(camera: Any, fx: Tensor, fy: Tensor, cx: Tensor, cy: Tensor, size: Tuple[int, int]
+                           ) -> Any:
+    """``camera`` [1] (its pose, lens and type) with these intrinsics [1, 1] and image size (H, W)."""
     from nerfstudio.cameras.cameras import Cameras
 
+    return Cameras(camera_to_worlds=camera.camera_to_worlds, fx=fx, fy=fy, cx=cx, cy=cy,
+                   width=torch.full_like(camera.width, size[1]), height=torch.full_like(camera.height, size[0]),
+                   distortion_params=camera.distortion_params, camera_type=camera.camera_type)
+
+
+def full_resolution_camera(camera: Any, full_size: Tuple[int, int]) -> Any:
+    """``camera`` [1] with its intrinsics and size scaled to the full-resolution image (H, W)."""
     height, width = camera_size(camera)
     if (height, width) == tuple(full_size):
         return camera
     sx, sy = full_size[1] / width, full_size[0] / height
-    return Cameras(
-        camera_to_worlds=camera.camera_to_worlds, fx=camera.fx * sx, fy=camera.fy * sy, cx=camera.cx * sx,
-        cy=camera.cy * sy, width=torch.full_like(camera.width, full_size[1]),
-        height=torch.full_like(camera.height, full_size[0]), distortion_params=camera.distortion_params,
-        camera_type=camera.camera_type,
-    )
+    return camera_with_intrinsics(camera, camera.fx * sx, camera.fy * sy, camera.cx * sx, camera.cy * sy,
+                                  tuple(full_size))
 
 
 def camera_pixel(x: float, y: float, full_size: Tuple[int, int], size: Tuple[int, int]) -> Tuple[float, float]:
@@ -183,11 +230,16 @@ def click_view(segmenter: Segmenter, view: View, x: float, y: float, level: str,
     height, width = view.full_size
     if not (0 <= x < width and 0 <= y < height):
         raise ValueError(f"Pixel ({x:g}, {y:g}) lies outside {view.key} ({width}x{height})")
-    size = camera_size(view.camera)
+    camera, size = view.camera, camera_size(view.camera)
     column, row = camera_pixel(x, y, view.full_size, size)
     if view.distortion is not None:  # the photo's pixel, through the lens model, in the pinhole render
         column, row = undistort_pixels(np.array([[column, row]]), view.camera_type,
                                        view.camera.get_intrinsics_matrices()[0].numpy(), view.distortion.numpy())[0]
-        if not (0 <= column < size[1] and 0 <= row < size[0]):
-            raise ValueError(f"Pixel ({x:g}, {y:g}) of {view.key} lies outside its undistorted view")
-    return segmenter.click(view.camera, column, row, level, mode)  # type: ignore[arg-type]
+        left, top = max(0, math.ceil(-column)), max(0, math.ceil(-row))
+        right, bottom = max(0, math.floor(column) - size[1] + 1), max(0, math.floor(row) - size[0] + 1)
+        if not (math.isfinite(column) and math.isfinite(row)) or max(left, right) > size[1] // 2 \
+                or max(top, bottom) > size[0] // 2:
+            raise ValueError(f"Pixel ({x:g}, {y:g}) of {view.key} lies outside what its lens model can undistort")
+        if left or top or right or bottom:  # barrel distortion: the photo's border lies outside the pinhole frame
+            camera, column, row = grown_camera(camera, left, top, right, bottom), column + left, row + top
+    return segmenter.click(camera, column, row, level, mode)  # type: ignore[arg-type]
