@@ -11,6 +11,7 @@ import textwrap
 from pathlib import Path
 
 import torch
+import yaml
 
 from conftest import make_trainer_config
 
@@ -70,8 +71,11 @@ def test_killed_lifting_keeps_the_features_and_the_named_command_finishes_the_la
     resumed = torch.load(checkpoint, map_location="cpu", weights_only=True)["pipeline"]
     assert bool(resumed["_model.labels_final"])
 
-    # the other: the command the run printed
+    # the other: the command the run printed, after the splat the run started from has moved away
     checkpoint.write_bytes(stopped)
+    run_config = yaml.load((run_dir / "config.yml").read_text(), Loader=yaml.Loader)
+    run_config.pipeline.model.init_ply = tmp_path / "moved_away.ply"
+    (run_dir / "config.yml").write_text(yaml.dump(run_config))
     finished = subprocess.run([str(BIN / "clickgs"), *command.group(1).split()[1:]], capture_output=True, text=True,
                               timeout=600)
     assert finished.returncode == 0, finished.stdout[-3000:] + finished.stderr[-3000:]

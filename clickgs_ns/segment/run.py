@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import torch
 from torch import Tensor
@@ -67,6 +67,14 @@ def check_config_path(config_path: Path) -> Path:
     return config_path
 
 
+def without_initial_splat(config: Any) -> Any:
+    """A run's ``TrainerConfig`` without the splat its feature stage started from (``init_ply`` /
+    ``init_checkpoint``): the run's own checkpoint holds the Gaussians, so a run loads after that file has moved."""
+    config.pipeline.model.init_ply = None
+    config.pipeline.model.init_checkpoint = None
+    return config
+
+
 def lift_saved_labels(config_path: Path) -> Tuple[Path, Dict[str, int]]:
     """(Re)compute the labels clicks select for the latest checkpoint of a run, as the end of training does
     (``ClickGaussianPipeline.finish_labels``: candidates clustered once more, labels lifted from the training views
@@ -74,7 +82,8 @@ def lift_saved_labels(config_path: Path) -> Tuple[Path, Dict[str, int]]:
     resumes). Returns the checkpoint and the number of labelled Gaussians per level."""
     from nerfstudio.utils.eval_utils import eval_setup
 
-    _, pipeline, checkpoint_path, step = eval_setup(check_config_path(config_path), test_mode="val")
+    _, pipeline, checkpoint_path, step = eval_setup(check_config_path(config_path), test_mode="val",
+                                                    update_config_callback=without_initial_splat)
     if not isinstance(pipeline.model, ClickGaussianModel):
         raise TypeError(f"{config_path} is a {type(pipeline.model).__name__} run, not a click-gaussian one.")
     labelled = pipeline.finish_labels(step)
