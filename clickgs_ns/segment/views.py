@@ -104,6 +104,17 @@ def grown_camera(camera: Any, left: int, top: int, right: int, bottom: int) -> A
                                   (height + top + bottom, width + left + right))
 
 
+def canvas_margins(points: np.ndarray, height: int, width: int) -> Tuple[int, int, int, int]:
+    """Pixels to add on each side (left, top, right, bottom) of a ``height`` x ``width`` image so that it holds
+    every finite point of ``points`` [M, 2] (x, y; a point at x = -0.3 needs one column on the left)."""
+    finite = points[np.isfinite(points).all(axis=-1)]
+    if not len(finite):
+        return 0, 0, 0, 0
+    (low_x, low_y), (high_x, high_y) = np.floor(finite.min(axis=0)), np.floor(finite.max(axis=0))
+    return (max(0, int(-low_x)), max(0, int(-low_y)), max(0, int(high_x) - (width - 1)),
+            max(0, int(high_y) - (height - 1)))
+
+
 def photo_canvas(view: View, camera: Any, height: int, width: int, max_margin: float = 0.5
                  ) -> Tuple[Any, np.ndarray, np.ndarray, np.ndarray]:
     """The pinhole render of ``camera`` (at ``height`` x ``width``) grown to hold every pixel of ``view``'s photo
@@ -111,12 +122,9 @@ def photo_canvas(view: View, camera: Any, height: int, width: int, max_margin: f
     [H * W] in it and whether it lies inside [H * W] bool. A margin is at most ``max_margin`` of the image's size
     (a fisheye lens sees past any pinhole frame)."""
     points = photo_pixels(view, camera, height, width)  # [H * W, 2]
-    finite = points[np.isfinite(points).all(axis=-1)]
-    low = np.floor(finite.min(axis=0)) if len(finite) else np.zeros(2)
-    high = np.floor(finite.max(axis=0)) if len(finite) else np.zeros(2)
-    left, top = (int(np.clip(-low[axis], 0, max_margin * size)) for axis, size in ((0, width), (1, height)))
-    right, bottom = (int(np.clip(high[axis] - (size - 1), 0, max_margin * size))
-                     for axis, size in ((0, width), (1, height)))
+    margins = canvas_margins(points, height, width)
+    left, top, right, bottom = (min(margin, int(max_margin * size))
+                                for margin, size in zip(margins, (width, height, width, height)))
     row, column, inside = pixels_in_image(points + np.array([left, top]), height + top + bottom,
                                           width + left + right)
     return grown_camera(camera, left, top, right, bottom), row, column, inside
@@ -235,8 +243,7 @@ def click_view(segmenter: Segmenter, view: View, x: float, y: float, level: str,
     if view.distortion is not None:  # the photo's pixel, through the lens model, in the pinhole render
         column, row = undistort_pixels(np.array([[column, row]]), view.camera_type,
                                        view.camera.get_intrinsics_matrices()[0].numpy(), view.distortion.numpy())[0]
-        left, top = max(0, math.ceil(-column)), max(0, math.ceil(-row))
-        right, bottom = max(0, math.floor(column) - size[1] + 1), max(0, math.floor(row) - size[0] + 1)
+        left, top, right, bottom = canvas_margins(np.array([[column, row]]), *size)
         if not (math.isfinite(column) and math.isfinite(row)) or max(left, right) > size[1] // 2 \
                 or max(top, bottom) > size[0] // 2:
             raise ValueError(f"Pixel ({x:g}, {y:g}) of {view.key} lies outside what its lens model can undistort")
