@@ -64,14 +64,14 @@ class RenderFeatures:
     """Folder for the PNGs (one per training view)."""
 
     def main(self) -> None:
-        from clickgs_ns.segment.feature_maps import fit_pca_basis, pca_colors, save_png, side_by_side
+        from clickgs_ns.segment.feature_maps import fit_pca_basis, pca_colors, png_paths, save_png, side_by_side
         from nerfstudio.utils.rich_utils import CONSOLE
 
         run = load_scene(self.load_config).run
         features = run.model.click_features.detach()
         coarse_basis = fit_pca_basis(features[:, : run.model.config.coarse_dim])
         fine_basis = fit_pca_basis(features)
-        for index, name in enumerate(run.image_names):
+        for index, path in enumerate(png_paths(run.image_paths, self.output_dir)):
             outputs = run.render(index)
             alpha = outputs["accumulation"]
             picture = side_by_side([
@@ -79,8 +79,8 @@ class RenderFeatures:
                 pca_colors(outputs["coarse_features"], coarse_basis, alpha),
                 pca_colors(outputs["fine_features"], fine_basis, alpha),
             ])
-            save_png(picture, self.output_dir / (Path(name).stem + ".png"))
-        CONSOLE.print(f"[bold green]Wrote {len(run.image_names)} feature maps to {self.output_dir}[/]")
+            save_png(picture, path)
+        CONSOLE.print(f"[bold green]Wrote {len(run.image_paths)} feature maps to {self.output_dir}[/]")
 
 
 # ------------------------------------------------------------------------------------------------ segment / export

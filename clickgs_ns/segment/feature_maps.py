@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List
+from typing import List, Sequence
 
 import numpy as np
 import torch
@@ -44,6 +45,15 @@ def pca_colors(feature_map: Tensor, basis: PcaBasis, alpha: Tensor = None) -> Te
     if alpha is not None:
         rgb = rgb * (alpha >= 0.5)
     return rgb
+
+
+def png_paths(image_paths: Sequence[Path], output_dir: Path) -> List[Path]:
+    """One PNG path per image below ``output_dir``: its path relative to the images' common folder, suffix .png
+    ("images/cam0/0001.jpg" and "images/cam1/0001.jpg" -> "cam0/0001.png" and "cam1/0001.png": never one name
+    for two images)."""
+    parents = [str(Path(path).parent) for path in image_paths]
+    common = Path(os.path.commonpath(parents)) if parents else Path(".")
+    return [output_dir / Path(path).relative_to(common).with_suffix(".png") for path in image_paths]
 
 
 def save_png(image: Tensor, path: Path) -> None:

@@ -39,8 +39,13 @@ class LoadedRun:
         return self.datamanager.train_dataset.cameras
 
     @property
+    def image_paths(self) -> List[Path]:
+        """The training views' image files, by ``camera_index``."""
+        return [Path(p) for p in self.datamanager.train_dataset.image_filenames]
+
+    @property
     def image_names(self) -> List[str]:
-        return [Path(p).name for p in self.datamanager.train_dataset.image_filenames]
+        return [path.name for path in self.image_paths]
 
     @torch.no_grad()
     def render(self, camera_index: int) -> Dict[str, Tensor]:
