@@ -142,7 +142,8 @@ def test_prompt_errors_name_the_file_the_prompt_and_the_item(tmp_path: Path):
     assert prompt.targets[0].mask == tmp_path / "m.png"
     cases = [
         ({**good, "level": "middle"}, r"prompt 1: 'level': level must be one of"),
-        ({**good, "click": {"image": "images/a.png", "xy": [1]}}, r"prompt 1: 'click.xy'"),
+        ({**good, "click": {"image": "images/a.png", "xy": [1]}}, r"prompt 1: click images/a\.png: 'xy' must be two"),
+        ({**good, "click": {"image": "images/a.png", "xy": [True, 2]}}, r"prompt 1: click images/a\.png: 'xy'"),
         ({**good, "targets": []}, r"prompt 1: needs a non-empty 'targets'"),
         ({**good, "targets": [{"image": "images/b.png", "mask": "gone.png"}]}, r"prompt 1: target 0: mask gone\.png"),
     ]
@@ -166,7 +167,8 @@ def test_prompts_with_several_clicks_parse_in_order(tmp_path: Path):
                                                                 ("images/c.png", (3.0, 0.0), "subtract")]
     assert prompt.image == "images/a.png" and prompt.extra == {}
     cases = [({**entry, "click": entry["clicks"][0]}, "needs 'click'"), ({**entry, "clicks": []}, "non-empty"),
-             ({**entry, "clicks": [{"image": "images/a.png", "xy": [1, 2], "mode": "toggle"}]}, "'click.mode'")]
+             ({**entry, "clicks": [{"image": "images/a.png", "xy": [1, 2], "mode": "toggle"}]},
+              "mode must be one of add, subtract, replace, got 'toggle'")]
     for bad, message in cases:
         path.write_text(json.dumps([bad]))
         with pytest.raises(PromptError, match=rf"prompt 0: .*{message}"):

@@ -16,7 +16,8 @@ from clickgs_ns.data.sam_masks import Masks
 from clickgs_ns.data.synth import SynthConfig
 from clickgs_ns.io.id_maps import Level, check_level
 from clickgs_ns.segment.evaluate import EvalConfig
-from clickgs_ns.segment.selection import MODES
+from clickgs_ns.segment.selection import check_mode
+from clickgs_ns.segment.views import pixel_xy
 
 
 @dataclass
@@ -162,10 +163,9 @@ def parse_click_args(clicks: List[List[str]]) -> List[ClickSpec]:
 def check_click(spec: ClickSpec, where: str) -> None:
     try:
         check_level(spec.level)
+        check_mode(spec.mode)
     except ValueError as err:
         fail(f"{where}: {err}")
-    if spec.mode not in MODES:
-        fail(f"{where}: mode must be one of {', '.join(MODES)}, got {spec.mode!r}")
 
 
 def load_clicks_file(path: Path) -> List[ClickSpec]:
@@ -185,10 +185,10 @@ def load_clicks_file(path: Path) -> List[ClickSpec]:
         where = f"{path}, click {index}"
         if not isinstance(entry, dict):
             fail(f"{where}: must be an object, got {entry!r}")
-        xy = entry.get("xy")
-        if (not isinstance(xy, (list, tuple)) or len(xy) != 2
-                or not all(isinstance(v, (int, float)) and math.isfinite(v) for v in xy)):
-            fail(f"{where}: 'xy' must be two finite numbers [x, y], got {xy!r}")
+        try:
+            xy = pixel_xy(entry.get("xy"))
+        except ValueError as err:
+            fail(f"{where}: {err}")
         has_image, has_index = "image" in entry, "camera_index" in entry
         if has_image == has_index:
             fail(f"{where}: give exactly one of 'image' (a path as in transforms.json) and 'camera_index'")
@@ -196,7 +196,7 @@ def load_clicks_file(path: Path) -> List[ClickSpec]:
             fail(f"{where}: 'camera_index' must be an integer, got {entry['camera_index']!r}")
         if has_image and not isinstance(entry["image"], str):
             fail(f"{where}: 'image' must be a string, got {entry['image']!r}")
-        spec = ClickSpec((float(xy[0]), float(xy[1])), entry.get("level", "coarse"), entry.get("mode", "add"),
+        spec = ClickSpec(xy, entry.get("level", "coarse"), entry.get("mode", "add"),
                          camera_index=entry.get("camera_index"), image=entry.get("image"))
         check_click(spec, where)
         specs.append(spec)

@@ -10,9 +10,9 @@ A prompts file is a JSON list; each entry is one click at one level and the view
 ``image`` is a file path as in the dataset's transforms.json (a view of the train OR the eval split); ``xy`` is
 (x right, y down); ``mask`` is a PNG (non-zero = the object) at the image's full resolution, relative to the prompts
 file. Where one click cannot select what the mask covers, ``"clicks"`` replaces ``"click"``: a list of clicks made in
-order, each with an optional ``"mode"``, ``"add"`` (the default) or ``"subtract"``, as ``clickgs segment`` takes
-them. Other keys (e.g. ``segment``, a name) are carried into the report. ``clickgs synth`` writes such a file
-(``prompts.json``) for its scenes.
+order, each with an optional ``"mode"``, ``"add"`` (the default), ``"subtract"`` or ``"replace"``, as ``clickgs
+segment`` takes them. Other keys (e.g. ``segment``, a name) are carried into the report. ``clickgs synth`` writes
+such a file (``prompts.json``) for its scenes.
 
 For each prompt the selection is cleared, the click is made (``clickgs_ns.segment.selection.Segmenter``), and in each
 target view the selected Gaussians alone are rendered at the image's full resolution; where their accumulated
@@ -39,7 +39,9 @@ import numpy as np
 
 from clickgs_ns.io.atomic import atomic_write_text
 from clickgs_ns.io.id_maps import LEVELS, check_level
-from clickgs_ns.segment.views import ViewIndex, click_view, full_resolution_camera, photo_selection_mask
+from clickgs_ns.segment.selection import check_mode
+from clickgs_ns.segment.views import (ViewIndex, click_view, full_resolution_camera, photo_selection_mask,
+                                      pixel_xy)
 
 # ------------------------------------------------------------------------------------------------ metrics
 
@@ -124,7 +126,7 @@ class Click:
     xy: Tuple[float, float]
     """Clicked pixel (x right, y down) of the full-resolution image."""
     mode: str = "add"
-    """"add" or "subtract"."""
+    """"add", "subtract" or "replace" (``selection.MODES``)."""
 
 
 @dataclass
@@ -200,7 +202,8 @@ def entry_clicks(path: Path, index: int, entry: Dict[str, Any]) -> List[Any]:
     """The clicks of a prompt entry: its "click", or its "clicks" list (exactly one of them)."""
     if ("click" in entry) == ("clicks" in entry):
         raise _fail(path, index, "needs 'click': {\"image\": \"images/NAME.png\", \"xy\": [x, y]} or a non-empty "
-                                 "'clicks' list of such objects (with an optional \"mode\": \"add\" | \"subtract\")")
+                                 "'clicks' list of such objects (with an optional \"mode\": \"add\" | \"subtract\" | "
+                                 "\"replace\")")
     clicks = [entry["click"]] if "click" in entry else entry["clicks"]
     if not isinstance(clicks, list) or not clicks:
         raise _fail(path, index, "'clicks' must be a non-empty list of {\"image\": ..., \"xy\": [x, y]}")
@@ -211,14 +214,10 @@ def parse_click(path: Path, index: int, click: Any) -> Click:
     """One click of a prompt entry, checked."""
     if not isinstance(click, dict) or not isinstance(click.get("image"), str):
         raise _fail(path, index, "needs 'click': {\"image\": \"images/NAME.png\", \"xy\": [x, y]}")
-    xy = click.get("xy")
-    if (not isinstance(xy, (list, tuple)) or len(xy) != 2
-            or not all(isinstance(v, (int, float)) and math.isfinite(v) for v in xy)):
-        raise _fail(path, index, f"'click.xy' must be two finite numbers [x, y], got {xy!r}")
-    mode = click.get("mode", "add")
-    if mode not in ("add", "subtract"):
-        raise _fail(path, index, f"'click.mode' must be \"add\" or \"subtract\", got {mode!r}")
-    return Click(click["image"], (float(xy[0]), float(xy[1])), mode)
+    try:
+        return Click(click["image"], pixel_xy(click.get("xy")), check_mode(click.get("mode", "add")))
+    except ValueError as err:
+        raise _fail(path, index, f"click {click['image']}: {err}") from None
 
 
 def read_mask_png(path: Path) -> np.ndarray:

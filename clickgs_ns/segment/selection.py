@@ -37,6 +37,13 @@ Mode = Literal["add", "subtract", "replace"]
 MODES: Tuple[str, ...] = ("add", "subtract", "replace")
 
 
+def check_mode(mode: Any) -> str:
+    """``mode`` if it is one of ``MODES``; else a ValueError that lists them."""
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+    return mode
+
+
 @dataclass
 class SelectionConfig:
     """Thresholds of click selection and of "segment everything" (docs/method.md, section 6)."""
@@ -345,8 +352,7 @@ class SelectionState:
 
     def apply(self, result: Union[ClickResult, Tensor], mode: Mode = "add") -> Tensor:
         """Combine a click's mask (or a [N] bool mask) with the selection; returns the new selection [N]."""
-        if mode not in MODES:
-            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        check_mode(mode)
         mask = result.mask if isinstance(result, ClickResult) else result
         if mask.shape != self.mask.shape:
             raise ValueError(f"The mask covers {mask.shape[0]} Gaussians; the selection has {self.num_gaussians}")
@@ -506,8 +512,7 @@ class Segmenter:
         changes. ``pixel`` (column, row) is only reported."""
         start = time.perf_counter()
         check_level(level)
-        if mode not in MODES:
-            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        check_mode(mode)
         if alpha < self.config.background_alpha:
             where = "" if pixel is None else f" at pixel ({pixel[0]}, {pixel[1]})"
             mask = torch.zeros(self.num_gaussians, dtype=torch.bool, device=self.model.click_features.device)

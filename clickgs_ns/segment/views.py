@@ -224,6 +224,14 @@ def full_resolution_camera(camera: Any, full_size: Tuple[int, int]) -> Any:
                                   tuple(full_size))
 
 
+def pixel_xy(value: Any) -> Tuple[float, float]:
+    """A click's pixel as JSON gives it ([x, y], two finite numbers) as floats; else a ValueError that says so."""
+    if (not isinstance(value, (list, tuple)) or len(value) != 2
+            or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in value)):
+        raise ValueError(f"'xy' must be two finite numbers [x, y], got {value!r}")
+    return float(value[0]), float(value[1])
+
+
 def camera_pixel(x: float, y: float, full_size: Tuple[int, int], size: Tuple[int, int]) -> Tuple[float, float]:
     """The centre (x, y) of the camera-resolution pixel that holds full-resolution pixel (x, y); sizes are (H, W)."""
     (full_h, full_w), (h, w) = full_size, size
