@@ -23,7 +23,6 @@ from clickgs_ns.segment.selection import (
     SelectionConfig,
     SelectionState,
     Segmenter,
-    agreeing_labels,
     level_features,
     render_selection_alpha,
     segment_everything,
@@ -144,16 +143,6 @@ def test_select_by_feature_falls_back_when_no_gaussian_carries_the_matched_candi
     assert result.used_fallback and result.candidate is None and result.cosine == pytest.approx(1.0)
     assert torch.equal(result.mask, torch.tensor([False, True, False, True]))
     assert "candidate 1" in result.message and "no Gaussian carries" in result.message
-
-
-def test_agreeing_labels_drop_labels_that_the_gaussians_own_features_contradict():
-    candidates = torch.eye(2, 3)  # [C=2, D=3] unit rows
-    features = unit(torch.tensor([[1.0, 0, 0], [1.0, 1.0, 0], [0, 1.0, 0], [0, 0, 1.0], [0, 1.0, 0]]))  # [N=5, 3]
-    labels = torch.tensor([0, 0, 0, 1, -1])  # Gaussian 2 renders where candidate 0 is seen, its feature is 1's
-    assert agreeing_labels(labels, features, candidates, 0.5).tolist() == [0, 0, -1, -1, -1]  # cos 1, 0.71, 0, 0
-    assert agreeing_labels(labels, features, candidates, 0.8).tolist() == [0, -1, -1, -1, -1]
-    assert agreeing_labels(labels, features, candidates, -1.0).tolist() == labels.tolist()
-    assert agreeing_labels(labels, features, torch.zeros(0, 3), 0.5).tolist() == labels.tolist()
 
 
 def test_select_by_feature_fallback_that_selects_nothing_says_so():

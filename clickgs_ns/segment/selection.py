@@ -70,14 +70,6 @@ class SelectionConfig:
     development scenes), which confident labels would select in scattered bits. Objects sit at 28% and above
     there: at 0.5 a third of their candidates counted as weak, and their clicks took the ground around them
     with the object (garden06 fine mIoU 0.735 at 0.5, 0.815 at 0.15; clutter09 coarse 0.829, 0.882)."""
-    label_min_cosine: float = 0.75
-    """A Gaussian's confident label counts for clicks only where its own feature has cosine at least this with that
-    label's candidate (``agreeing_labels``); -1 keeps every label. A Gaussian of the ground next to an object can
-    render mostly into pixels that show the object's feature (the view vote) while its own feature says ground
-    (cosine about 0.5-0.7 with the object's candidate; the object's own Gaussians: 1.0, 10th percentile 0.7).
-    Measured on the development scenes (garden06 / clutter09 / the room scene, coarse and fine mIoU, weak share
-    0.15): off 0.805 / 0.815, 0.882 / 0.781, 0.935 / 0.939; 0.5: 0.844 / 0.831, 0.904 / 0.798, 0.944 / 0.940; 0.75: 0.860 / 0.859,
-    0.882 / 0.812, 0.946 / 0.941; 0.9: 0.850 / 0.864, 0.847 / 0.792, 0.948 / 0.940."""
     converged_cosine: float = 0.9
     """A Gaussian's feature has converged when its cosine with its nearest candidate exceeds this."""
     min_convergence: float = 0.03
@@ -163,17 +155,6 @@ def level_features(features: Tensor, level: Level, coarse_dim: int) -> Tensor:
     check_level(level)
     selected = features[:, :coarse_dim] if level == "coarse" else features
     return torch.nn.functional.normalize(selected.detach().float(), dim=-1)
-
-
-def agreeing_labels(labels: Tensor, level_features: Tensor, candidates: Tensor, min_cosine: float) -> Tensor:
-    """``labels`` [N] (candidate ids, -1 = none) with -1 wherever the Gaussian's own unit feature
-    ``level_features`` [N, D] has cosine below ``min_cosine`` with its label's candidate (``candidates`` [C, D],
-    unit rows): the labels on which where a Gaussian renders and what its own feature says agree."""
-    if candidates.shape[0] == 0:
-        return labels
-    labelled = labels >= 0
-    cosine = (level_features * candidates[labels.clamp(min=0)]).sum(dim=-1)  # [N]
-    return torch.where(labelled & (cosine < min_cosine), -1, labels)
 
 
 def select_by_feature(
@@ -486,26 +467,16 @@ class Segmenter:
             use_saved = (saved is not None and saved.shape == (features.shape[0],) and candidates.shape[0] > 0
                          and bool((saved >= 0).any()) and int(saved.max()) < candidates.shape[0])
             labels = saved.to(features.device).long() if use_saved else assign_candidates(features, candidates)[0]
-            if use_saved:
-                labels = self.click_labels(level, labels, features, candidates)
+            segment_labels = getattr(self.model, f"{level}_segment_labels", None)
+            if use_saved and segment_labels is not None and segment_labels.shape == labels.shape:
+                labels = click_labels(labels, segment_labels.to(labels.device).long(), candidates.shape[0],
+                                      self.config.weak_segment_share)
             opacities = getattr(self.model, "opacities", None)
             weights = (torch.sigmoid(opacities.detach().float()).reshape(-1) if opacities is not None
                        else features.new_ones(features.shape[0]))
             convergence = feature_convergence(features, candidates, weights, self.config.converged_cosine)
             self._levels[level] = LevelData(features, candidates, labels, use_saved, convergence)
         return self._levels[level]
-
-    def click_labels(self, level: str, labels: Tensor, features: Tensor, candidates: Tensor) -> Tensor:
-        """What clicks at ``level`` select, from the run's confident ``labels`` [N]: those that the Gaussian's own
-        feature agrees with (``agreeing_labels``), and for a surface whose features never became confident the
-        "segment everything" labels (``lifting.click_labels``), which are a fallback already and kept as they are."""
-        agreeing = agreeing_labels(labels, features, candidates, self.config.label_min_cosine)
-        segment_labels = getattr(self.model, f"{level}_segment_labels", None)
-        if segment_labels is None or segment_labels.shape != labels.shape:
-            return agreeing
-        filled = click_labels(labels, segment_labels.to(labels.device).long(), candidates.shape[0],
-                              self.config.weak_segment_share)
-        return torch.where(filled != labels, filled, agreeing)
 
     def render(self, camera: "Cameras") -> Tuple[Dict[str, Tensor], float]:
         """The view's outputs (reused while the camera stays the same) and the seconds spent rendering."""
