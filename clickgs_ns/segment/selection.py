@@ -68,8 +68,8 @@ class SelectionConfig:
     selected by the latter (``lifting.click_labels``); 0 = always by the confident labels. Such a candidate is a
     surface whose rendered features never became confident (the ground: 2-5% of its Gaussians confident on the
     development scenes), which confident labels would select in scattered bits. Objects sit at 28% and above
-    there: at 0.5 a third of their candidates counted as weak, and their clicks took the ground around them
-    with the object (garden06 fine mIoU 0.735 at 0.5, 0.815 at 0.15; clutter09 coarse 0.829, 0.882)."""
+    there: at 0.5 some of theirs counted as weak (4 of garden06's 19), and clicks on them took the ground around
+    the object with it (garden06 fine mIoU 0.735 at 0.5, 0.815 at 0.15; clutter09 coarse 0.829, 0.882)."""
     converged_cosine: float = 0.9
     """A Gaussian's feature has converged when its cosine with its nearest candidate exceeds this."""
     min_convergence: float = 0.03
