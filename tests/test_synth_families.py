@@ -387,6 +387,19 @@ def test_room_preset_and_its_cli_are_unchanged():
     assert override == family_config("garden", num_objects=3)
 
 
+def test_synth_keeps_an_option_given_at_its_default_value():
+    from clickgs_ns.app.cli import Synth, options_given
+
+    given = options_given(["out", "--preset", "room", "--num-views", "24", "--no-ground-plane", "--seed=3"])
+    assert {"preset", "num_views", "ground_plane", "seed"} <= given and "out" not in given
+    default_views = SynthConfig().num_views
+    assert family_config("room").num_views != default_views  # else this test says nothing
+    config = Synth(Path("out"), preset="room", scene=SynthConfig(num_views=default_views)).resolved_config(given)
+    assert config.num_views == default_views
+    assert config == family_config("room", num_views=default_views, ground_plane=SynthConfig().ground_plane,
+                                   seed=SynthConfig().seed)
+
+
 # ------------------------------------------------------------------------------------------------------------------
 # bench_accuracy --set: its report, without training
 # ------------------------------------------------------------------------------------------------------------------

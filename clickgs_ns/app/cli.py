@@ -7,7 +7,7 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, List, Literal, NoReturn, Optional, Union
+from typing import Any, Collection, List, Literal, NoReturn, Optional, Sequence, Set, Union
 
 import tyro
 from typing_extensions import Annotated
@@ -18,6 +18,17 @@ from clickgs_ns.io.id_maps import Level, check_level
 from clickgs_ns.segment.evaluate import EvalConfig
 from clickgs_ns.segment.selection import check_mode
 from clickgs_ns.segment.views import pixel_xy
+
+
+def options_given(argv: Sequence[str]) -> Set[str]:
+    """The field names of the ``--option`` tokens in ``argv`` ("--num-views", "--num_views=24", "--no-ground-plane"
+    -> num_views, ground_plane)."""
+    names = set()
+    for token in argv:
+        if token.startswith("--"):
+            name = token[2:].split("=", 1)[0].replace("-", "_")
+            names.update({name, name[3:]} if name.startswith("no_") else {name})
+    return names
 
 
 @dataclass
@@ -35,8 +46,9 @@ class Synth:
     override the preset's values."""
     scene: Annotated[SynthConfig, tyro.conf.OmitArgPrefixes] = field(default_factory=SynthConfig)
 
-    def resolved_config(self) -> SynthConfig:
-        """``scene`` with the preset's values for every field left at its default."""
+    def resolved_config(self, given: Collection[str] = ()) -> SynthConfig:
+        """``scene`` with the preset's values for every field left at its default, except the fields ``given`` on the
+        command line (``--num-views 24`` keeps 24 although it is SynthConfig's default and the preset's is 40)."""
         import dataclasses
 
         from clickgs_ns.data.synth import FAMILY_PRESETS
@@ -44,14 +56,16 @@ class Synth:
         defaults = SynthConfig()
         return dataclasses.replace(self.scene, **{  # type: ignore[arg-type]
             name: value for name, value in FAMILY_PRESETS[self.preset].items()
-            if getattr(self.scene, name) == getattr(defaults, name)
+            if name not in given and getattr(self.scene, name) == getattr(defaults, name)
         })
 
     def main(self) -> None:
+        import sys
+
         from clickgs_ns.data.synth import generate_scene
         from nerfstudio.utils.rich_utils import CONSOLE
 
-        scene = generate_scene(self.resolved_config(), self.out_dir)
+        scene = generate_scene(self.resolved_config(options_given(sys.argv[1:])), self.out_dir)
         CONSOLE.print(f"[bold green]Wrote the synthetic scene to {self.out_dir}[/]: {scene}")
 
 
