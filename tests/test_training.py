@@ -177,7 +177,7 @@ def test_feature_stage_from_ply_separates_objects(tiny_scene, tmp_path):
     assert outputs["coarse_features"].shape == (72, 96, 12) and outputs["fine_features"].shape == (72, 96, 24)
     result = run(BIN / "clickgs", "render-features", "--load-config", config_path, "--output-dir", tmp_path / "pca")
     assert result.returncode == 0, result.stderr[-2000:]
-    assert len(list((tmp_path / "pca").glob("*.png"))) == len(scene.image_names) == 11  # 90% train split
+    assert len(list((tmp_path / "pca").glob("*.png"))) == len(scene.image_paths) == 11  # 90% train split
 
 
 def test_ns_train_runs_both_stages_and_resumes(tiny_scene, tmp_path):

@@ -43,10 +43,6 @@ class LoadedRun:
         """The training views' image files, by ``camera_index``."""
         return [Path(p) for p in self.datamanager.train_dataset.image_filenames]
 
-    @property
-    def image_names(self) -> List[str]:
-        return [path.name for path in self.image_paths]
-
     @torch.no_grad()
     def render(self, camera_index: int) -> Dict[str, Tensor]:
         """Outputs of training view ``camera_index``: rgb [H,W,3], coarse_features [H,W,12], fine_features [H,W,24],
