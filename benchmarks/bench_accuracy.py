@@ -28,12 +28,16 @@ then per prompt IoU and area ratio next to the oracle's; then the mean over the 
 over all prompts; every figure also goes to ``WORK/set_SPLIT.json``. Its last line reads
 ``accuracy SPLIT: coarse mean 0.NNN (oracle 0.NNN), worst 0.NNN (oracle 0.NNN, SCENE); fine mean ...; area ratio
 max N.NN``.
-Reruns reuse what ``--work`` already holds (scenes, splat, runs) only where it was made by the same code and flags:
-each folder is named ``NAME_KEY``, KEY (``benchmarks/cache.py``) a hash of the content of every .py file under
-clickgs_ns/ and method_configs/, this script, cache.py and pyproject.toml, of the installed versions of Python,
-torch, nerfstudio, gsplat and numpy, and of every setting of that artefact (the scene's ``SynthConfig``; the
-ns-train flags; the keys of the scene and splat it is made from), and holds ``cache_key.json``, written last; any
-other folder is recomputed. ``# cache:`` lines say what was reused and what recomputed, with its key. ``--fresh``
+Reruns reuse what ``--work`` already holds (scenes, splats, runs) only where it was made by the same code and flags:
+each folder is named ``NAME_KEY``, KEY (``benchmarks/cache.py``) a hash of the code that makes it, of the installed
+versions of Python, torch, nerfstudio, gsplat and numpy, and of every setting of that artefact (the scene's
+``SynthConfig``; the ns-train flags; the keys of the scene and splat it is made from), and holds ``cache_key.json``,
+written last; any other folder is recomputed. The code of a scene and of an RGB-stage splat is every .py file under
+clickgs_ns/ that training runs (``cache.TRAINING_SOURCES``), method_configs/ and pyproject.toml, without the
+functions only the feature stage calls (``cache.FEATURE_STAGE_FUNCTIONS``: GFL, the feature losses, label
+lifting); that of a feature run is all of it. So a change to GFL, the losses or the lifting retrains the feature
+runs from the cached splats, and one to the selection or the scoring retrains nothing.
+``# cache:`` lines say what was reused and what recomputed, with its key. ``--fresh``
 starts over. The last line reads
 ``accuracy: coarse mIoU 0.NNN, fine mIoU 0.NNN (noisy masks, GFL on); oracle 0.NNN / 0.NNN``.
 """
@@ -48,19 +52,37 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from cache import (PROJECT_ROOT, TRAINING_SOURCES, code_fingerprint, environment, is_cached,  # noqa: E402
-                   mark_cached, run_key)
+from cache import (PROJECT_ROOT, environment, is_cached, labels_fingerprint, lift_labels_stage,  # noqa: E402
+                   mark_cached, rgb_stage_fingerprint, run_key, training_fingerprint)
 
 VENV_BIN = Path(sys.executable).parent
-SOURCES = [*TRAINING_SOURCES, Path(__file__).resolve(), Path(__file__).resolve().parent / "cache.py"]
-"""Everything whose content can change a scene, the splat or a feature run (folders: their .py files); the
-selection and scoring code is not among them: scores are recomputed on every run."""
+
+
+class CodeKeys(NamedTuple):
+    """The code fingerprints that key this script's artefacts (``benchmarks/cache.py``)."""
+
+    rgb_stage: str
+    """Scenes and RGB-stage splats: ``cache.rgb_stage_fingerprint`` (the training sources without the functions
+    that only the feature stage and the end of training call)."""
+    feature_stage: str
+    """Feature runs: ``cache.training_fingerprint`` (without the functions that only the end of training calls)."""
+    labels: str
+    """The labels saved in a feature run: ``cache.labels_fingerprint`` (every training source); a run whose labels
+    other code lifted is relabelled by ``clickgs lift-labels`` (``cache.lift_labels_stage``)."""
+
+
+def code_keys() -> CodeKeys:
+    """This checkout's ``CodeKeys``. The selection and scoring code is in none: scores are recomputed on every
+    run. Nor are this script and cache.py: what they decide about an artefact is among its flags (the scene's
+    ``SynthConfig``, the ns-train flags, the keys of the artefacts it is made from, the environment)."""
+    return CodeKeys(rgb_stage_fingerprint(), training_fingerprint(), labels_fingerprint())
+
 NS_TRAIN_FLAGS = ["--machine.device-type", "cpu", "--vis", "tensorboard", "--pipeline.model.num-downscales", "0",
                   "--steps-per-eval-image", "1000000", "--steps-per-eval-all-images", "1000000",
                   "--steps-per-save", "1000000"]
@@ -90,12 +112,14 @@ def make_scene(work: Path, name: str, config, code_fp: str, env: Dict[str, str])
 
 
 def ns_train(data: Path, output_dir: Path, name: str, args: Sequence[str], log_dir: Path, code_fp: str,
-             inputs: Dict[str, object], init_checkpoint: Optional[Path] = None) -> Tuple[Path, str]:
+             inputs: Dict[str, object], init_checkpoint: Optional[Path] = None, labels_fp: Optional[str] = None
+             ) -> Tuple[Path, str]:
     """Run ``ns-train click-gaussian`` (CPU) as the run ``NAME_KEY`` unless that run finished (its last checkpoint,
     DONE and its cache key file exist); returns its config.yml and KEY. KEY hashes the code ``code_fp``, the flags
     (``NS_TRAIN_FLAGS`` and ``args``) and ``inputs``: the keys of the dataset ``data`` and of the run that wrote
     ``init_checkpoint``, and the environment; of the paths only ``init_checkpoint``'s below ``output_dir`` (its
-    run's folder, named by that run's key, and its step). Its log: ``log_dir/NAME_KEY.log``."""
+    run's folder, named by that run's key, and its step). Its log: ``log_dir/NAME_KEY.log``. With ``labels_fp``
+    (a feature run), the labels saved in the run are those that code lifts (``cache.lift_labels_stage``)."""
     flags: Dict[str, object] = {"ns_train": ["click-gaussian", *NS_TRAIN_FLAGS, *args], "inputs": inputs}
     if init_checkpoint is not None:  # its path below output_dir names its run (and that run's key) and step
         below = init_checkpoint.is_relative_to(output_dir)
@@ -107,22 +131,36 @@ def ns_train(data: Path, output_dir: Path, name: str, args: Sequence[str], log_d
     reused = (config.exists() and any((run_dir / "nerfstudio_models").glob("*.ckpt")) and (run_dir / "DONE").exists()
               and is_cached(run_dir, key))
     cache_note(reused, f"run {name}", run_dir, key)
-    if reused:
-        return config, key
+    if not reused:
+        train_run(command_for(data, output_dir, run_name, args, init_checkpoint), run_dir, log_dir / f"{run_name}.log")
+        mark_cached(run_dir, key, code_fp, flags)
+    if labels_fp is not None:
+        seconds, labels_reused = lift_labels_stage(run_dir, config, key, labels_fp, not reused,
+                                                   log_dir / f"{run_name}_labels.log")
+        if reused:  # a run trained just now lifted its labels at its end
+            how = "reused    " if labels_reused else f"relabelled by clickgs lift-labels in {seconds:.0f} s:"
+            print(f"# cache: {how} labels of run {name} (labels code {labels_fp[:12]})", flush=True)
+    return config, key
+
+
+def command_for(data: Path, output_dir: Path, run_name: str, args: Sequence[str],
+                init_checkpoint: Optional[Path]) -> List[str]:
+    """The ``ns-train click-gaussian`` command of the run ``run_name``."""
+    init = ["--pipeline.model.init-checkpoint", str(init_checkpoint)] if init_checkpoint is not None else []
+    return [str(VENV_BIN / "ns-train"), "click-gaussian", "--data", str(data), "--output-dir", str(output_dir),
+            "--timestamp", run_name, *NS_TRAIN_FLAGS, *init, *args]
+
+
+def train_run(command: Sequence[str], run_dir: Path, log: Path) -> None:
+    """Run ``command`` (ns-train) into ``run_dir`` afresh, its output in ``log``; ``run_dir/DONE`` holds its seconds."""
     if run_dir.exists():
         shutil.rmtree(run_dir)
-    init = ["--pipeline.model.init-checkpoint", str(init_checkpoint)] if init_checkpoint is not None else []
-    command = [str(VENV_BIN / "ns-train"), "click-gaussian", "--data", str(data), "--output-dir", str(output_dir),
-               "--timestamp", run_name, *NS_TRAIN_FLAGS, *init, *args]
-    log = log_dir / f"{run_name}.log"
     started = time.perf_counter()
     with open(log, "w") as out:
         code = subprocess.call(command, stdout=out, stderr=subprocess.STDOUT)
     if code != 0:
         raise SystemExit(f"ns-train failed ({code}); see {log}")
     (run_dir / "DONE").write_text(f"{time.perf_counter() - started:.1f}\n")
-    mark_cached(run_dir, key, code_fp, flags)
-    return config, key
 
 
 def run_seconds(config: Path) -> float:
@@ -337,7 +375,7 @@ def set_summary(records: Sequence[Dict[str, Any]], split: str) -> Tuple[List[str
     return lines, figures
 
 
-def run_set(args: argparse.Namespace, code_fp: str, env: Dict[str, str], started: float) -> None:
+def run_set(args: argparse.Namespace, codes: CodeKeys, env: Dict[str, str], started: float) -> None:
     """``--set dev|test``: every scene of that split through its own splat and one feature run (module doc)."""
     import gc
 
@@ -353,14 +391,14 @@ def run_set(args: argparse.Namespace, code_fp: str, env: Dict[str, str], started
     print(f"# {args.scene_set} set: {len(scenes)} scenes ({', '.join(name for name, _ in scenes)})", flush=True)
     records: List[Dict[str, Any]] = []
     for name, config in scenes:
-        scene_dir, scene_key = make_scene(args.work, f"{args.scene_set}_{name}", config, code_fp, env)
+        scene_dir, scene_key = make_scene(args.work, f"{args.scene_set}_{name}", config, codes.rgb_stage, env)
         splat, splat_key = ns_train(scene_dir, outputs, "rgb",
                                     ["--pipeline.model.rgb-stage-steps", str(args.rgb_steps),
                                      "--pipeline.model.feature-stage-steps", "0"],
-                                    args.work, code_fp, {"data": scene_key, "environment": env})
-        run, _ = ns_train(scene_dir, outputs, "gfl", feature_flags, args.work, code_fp,
+                                    args.work, codes.rgb_stage, {"data": scene_key, "environment": env})
+        run, _ = ns_train(scene_dir, outputs, "gfl", feature_flags, args.work, codes.feature_stage,
                           {"data": scene_key, "init_checkpoint": splat_key, "environment": env},
-                          init_checkpoint=last_checkpoint(splat))
+                          init_checkpoint=last_checkpoint(splat), labels_fp=codes.labels)
         result = evaluate_run(run, scene_dir)
         oracle = oracle_prompt_scores(result["scene"], result["prompts"], scene_dir)
         record = scene_record(name, result, oracle, {"rgb": run_seconds(splat), "feature": run_seconds(run)})
@@ -419,32 +457,33 @@ def main() -> None:
               f"{torch.get_num_threads()} threads; RGB stage {args.rgb_steps} steps from seed points, feature stage "
               f"{args.feature_steps} steps (GFL from {args.gfl_start} every {args.gfl_every}, {args.pixels} pixels)",
               flush=True)
-    code_fp = code_fingerprint(SOURCES)
+    codes = code_keys()
     env = environment()
-    print(f"# cache: code fingerprint {code_fp[:12]} (what trains: cache.TRAINING_SOURCES; this script, "
-          f"cache.py); {', '.join(f'{k} {v}' for k, v in env.items())}", flush=True)
+    print(f"# cache: code fingerprints {codes.rgb_stage[:12]} (scenes, RGB stage), {codes.feature_stage[:12]} "
+          f"(feature runs), {codes.labels[:12]} (their labels); {', '.join(f'{k} {v}' for k, v in env.items())}",
+          flush=True)
     if args.scene_set is not None:
-        run_set(args, code_fp, env, started)
+        run_set(args, codes, env, started)
         return
 
     scenes: Dict[float, Path] = {}
     scene_keys: Dict[Path, str] = {}
     for noise in args.noise:
         scene_dir, scene_keys[scene_dir] = make_scene(args.work, "room_noise" + f"{noise:g}".replace(".", ""),
-                                                      room_config(seed=args.seed, mask_noise=noise), code_fp, env)
+                                                      room_config(seed=args.seed, mask_noise=noise), codes.rgb_stage, env)
         scenes[noise] = scene_dir
     noisy = args.noise[-1]
     scene_variant = None
     if args.scene_segments > 0:  # the same images, and the noisiest masks with a whole-scene segment added
         scene_variant, scene_keys[scene_variant] = make_scene(
             args.work, ("room_noise" + f"{noisy:g}_scene{args.scene_segments:g}").replace(".", ""),
-            room_config(seed=args.seed, mask_noise=noisy, scene_segment_prob=args.scene_segments), code_fp, env)
+            room_config(seed=args.seed, mask_noise=noisy, scene_segment_prob=args.scene_segments), codes.rgb_stage, env)
     outputs = args.work / "runs"
 
     splat, splat_key = ns_train(scenes[noisy], outputs, "rgb",
                                 ["--pipeline.model.rgb-stage-steps", str(args.rgb_steps),
                                  "--pipeline.model.feature-stage-steps", "0"],
-                                args.work, code_fp, {"data": scene_keys[scenes[noisy]], "environment": env})
+                                args.work, codes.rgb_stage, {"data": scene_keys[scenes[noisy]], "environment": env})
     checkpoint = last_checkpoint(splat)
     print(f"# RGB stage: {run_seconds(splat) / 60:.1f} min", flush=True)
     common = ["--pipeline.model.feature-stage-steps", str(args.feature_steps),
@@ -480,9 +519,9 @@ def main() -> None:
     for _, scene, run_name, extra, _ in runs:
         if (scene, run_name) not in configs:
             configs[(scene, run_name)], _ = ns_train(
-                scene, outputs, run_name, common + extra, args.work, code_fp,
+                scene, outputs, run_name, common + extra, args.work, codes.feature_stage,
                 {"data": scene_keys[scene], "init_checkpoint": splat_key, "environment": env},
-                init_checkpoint=checkpoint)
+                init_checkpoint=checkpoint, labels_fp=codes.labels)
 
     print(f"{'run':<42} | coarse mIoU mBIoU | fine mIoU mBIoU | converged c/f | cands | train min", flush=True)
     results = {}

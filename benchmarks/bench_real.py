@@ -21,8 +21,9 @@ For each capture in ``../shared/data/real`` (its README: DTU scan 37, SPIn-NeRF 
 It prints per scene the time of each stage, per prompt IoU, boundary IoU and the selected-to-true area ratio, the
 oracle's, and last ``real: SCENE mIoU 0.NNN (oracle 0.NNN), ...``. Every stage is cached under ``--work`` by a
 fingerprint of what can change it (the photos and flags; for the masks also the code of clickgs_ns/data and
-clickgs_ns/io, for training the code an ns-train run executes,
-cache.TRAINING_SOURCES); prompts, scores and the oracle are recomputed
+clickgs_ns/io, for training the code an ns-train run executes, ``cache.training_fingerprint``); the labels
+saved at the end of training are keyed by all of that code (``cache.labels_fingerprint``), and a cached run whose
+labels other code lifted is relabelled by ``clickgs lift-labels``; prompts, scores and the oracle are recomputed
 on every run. A rerun after a change is a real rerun.
 
 Usage: python benchmarks/bench_real.py [--work bench_real_work] [--scenes dtu_scan37 spinnerf_1] [--checkpoint PATH]
@@ -47,7 +48,8 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from cache import TRAINING_SOURCES, code_fingerprint, is_cached, mark_cached, run_key  # noqa: E402
+from cache import (code_fingerprint, is_cached, labels_fingerprint, lift_labels_stage, mark_cached,  # noqa: E402
+                   run_key, training_fingerprint)
 from sam_weights import HOW_TO_SUPPLY, mobile_sam_checkpoint  # noqa: E402
 
 BIN = Path(sys.executable).parent
@@ -241,7 +243,8 @@ def oracle_scores(config_path: Path, scene: Path, names: Dict[str, str], prompts
     return scores
 
 
-def bench_scene(name: str, args: argparse.Namespace, checkpoint: Path, code_fp: str) -> Tuple[float, float]:
+def bench_scene(name: str, args: argparse.Namespace, checkpoint: Path, code_fp: str, labels_fp: str
+                ) -> Tuple[float, float]:
     """All stages of one capture; prints its table; returns (mIoU, oracle mIoU)."""
     scene = REAL / name
     photos = scene / "images"
@@ -288,6 +291,8 @@ def bench_scene(name: str, args: argparse.Namespace, checkpoint: Path, code_fp: 
                                         "--output-dir", folder, "--timestamp", "run", *train_flags],
                            folder / "train.log"))
     config = trained / "DATA" / "click-gaussian" / "run" / "config.yml"
+    labels_s, labels_cached = lift_labels_stage(trained, config, train_key, labels_fp, not train_cached,
+                                                trained / "lift_labels.log")
 
     prompts_path = trained / "prompts.json"
     write_prompts(scene, names, dataset_split(config), config, args, prompts_path)
@@ -302,8 +307,9 @@ def bench_scene(name: str, args: argparse.Namespace, checkpoint: Path, code_fp: 
         return f"{seconds:.0f} s" + (" (cached)" if cached else "")
 
     print(f"## {name}: {len(names)} photos; ns-process-data {when(process_s, process_cached)}, clickgs masks "
-          f"{when(masks_s, masks_cached)}, ns-train {when(train_s, train_cached)}, eval {eval_s:.0f} s, oracle "
-          f"{oracle_s:.0f} s")
+          f"{when(masks_s, masks_cached)}, ns-train {when(train_s, train_cached)}, "
+          f"{'labels cached' if labels_cached else f'clickgs lift-labels {labels_s:.0f} s' if labels_s else ''}"
+          f"{', ' if labels_cached or labels_s else ''}eval {eval_s:.0f} s, oracle {oracle_s:.0f} s")
     print("| prompt | level | clicks (view: x y mode) | selected Gaussians | IoU | boundary IoU | area ratio | "
           "oracle IoU |")
     print("| --- | --- | --- | ---: | ---: | ---: | ---: | ---: |")
@@ -341,9 +347,9 @@ def main() -> None:
     if checkpoint is None:
         raise SystemExit(HOW_TO_SUPPLY)
     args.work = args.work.resolve()
-    code_fp = code_fingerprint(TRAINING_SOURCES, root=ROOT)  # what trains
-    print(f"# bench_real: code {code_fp[:12]}, work {args.work}")
-    results = {name: bench_scene(name, args, checkpoint, code_fp) for name in args.scenes}
+    code_fp, labels_fp = training_fingerprint(ROOT), labels_fingerprint(ROOT)  # what trains; what lifts the labels
+    print(f"# bench_real: code {code_fp[:12]} (training), {labels_fp[:12]} (labels), work {args.work}")
+    results = {name: bench_scene(name, args, checkpoint, code_fp, labels_fp) for name in args.scenes}
     print("real: " + ", ".join(f"{name} mIoU {miou:.3f} (oracle {oracle:.3f})"
                                for name, (miou, oracle) in results.items()))
 

@@ -6,6 +6,12 @@ key in the artefact's folder name and also store it in ``KEY_FILE`` inside that 
 artefact's commit marker (``is_cached`` / ``mark_cached``): a folder of a killed run, of other code or of other
 flags is never reused.
 
+Training has two stages (docs/method.md): the RGB stage trains the splat, the feature stage its click features,
+GFL and the labels. An RGB-stage artefact is keyed by ``rgb_stage_fingerprint``: the training sources with the
+functions that only the feature stage calls (``FEATURE_STAGE_FUNCTIONS``) left out, so that changing GFL, the
+losses or label lifting retrains the feature stage from the cached splat instead of the splat too;
+tests/test_bench_cache.py traces an RGB-stage run and checks that it calls none of them.
+
 The hashing is ``clickgs_ns.data.sam_masks``' (``file_sha1``, ``settings_fingerprint``: sha1 of canonical JSON),
 the same the SAM mask cache keys its files with.
 
@@ -19,12 +25,17 @@ Usage (from a script in benchmarks/)::
 
 from __future__ import annotations
 
+import ast
 import dataclasses
+import hashlib
 import json
 import platform
+import subprocess
+import sys
+import time
 from importlib import metadata
 from pathlib import Path, PurePath
-from typing import Any, Dict, Iterable, List, Optional, Sequence
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 from clickgs_ns.data.sam_masks import file_sha1, settings_fingerprint
 from clickgs_ns.io.atomic import atomic_write_text
@@ -38,6 +49,51 @@ pipeline (``app/viewer.py``: the method's pipeline with click controls attached)
 and the rest of ``app`` (clicks, scores, export, the CLI) run on a finished run and do not enter a trained run's key,
 so that changing how clicks select re-scores cached splats instead of retraining them; tests/test_bench_cache.py
 checks that a training process imports nothing else of this project that it calls."""
+FEATURE_STAGE_FUNCTIONS: Dict[str, Sequence[str]] = {
+    "clickgs_ns/method/gfl.py": (
+        "_rows_per_chunk", "min_cluster_size_for", "mask_average_features", "ClusterResult.num_candidates",
+        "_hdbscan_min_cluster_size", "_usable_unit_rows", "_subsample_points", "_too_few_points_outcome",
+        "_hdbscan_outcome", "_cluster_means", "_labels_outcome", "_all_noise_outcome", "_cluster_result",
+        "cluster_candidates", "cluster_level_candidates", "assign_candidates", "gfl_losses", "gfl_level_losses",
+        "gfl_loss"),
+    "clickgs_ns/method/lifting.py": ("feature_convergence",),
+    "clickgs_ns/method/losses.py": (
+        "graph_zero", "_safe_mean", "_unit", "_segment_counts", "sample_pixels", "positive_mean_cosine",
+        "negative_mean_cosine", "contrastive_losses", "pair_counts", "contrastive_loss", "norm3d_loss", "norm2d_loss",
+        "build_knn_index", "spatial_loss", "feature_stage_losses"),
+    "clickgs_ns/method/model.py": (
+        "ClickGaussianModel.has_candidates", "ClickGaussianModel.set_candidates", "ClickGaussianModel.update_labels",
+        "ClickGaussianModel.feature_convergence", "ClickGaussianModel.render_features",
+        "ClickGaussianModel.render_colors", "ClickGaussianModel.gfl_active"),
+    "clickgs_ns/method/pipeline.py": (
+        "ClickGaussianPipeline.rendered_training_views", "ClickGaussianPipeline.mask_averages",
+        "ClickGaussianPipeline.update_global_candidates", "ClickGaussianPipeline.finish_labels_after_checkpoint"),
+}
+"""Per source file (relative to the project root), the functions (qualified names: ``Class.method``) that the
+feature stage calls and the RGB stage does not: GFL's clustering and loss, the feature losses, the feature render.
+Their source does not enter ``rgb_stage_fingerprint``; everything else of those files does (module-level code,
+class bodies, config defaults, every other function, any function added later). tests/test_bench_cache.py trains
+an RGB stage under a tracer and checks that none of them is called; a name that is not in its file is an error
+when a key is computed, so that a renamed function cannot drop out unnoticed."""
+LABEL_STAGE_FUNCTIONS: Dict[str, Sequence[str]] = {
+    "clickgs_ns/method/lifting.py": (
+        "segment_sharing", "merge_candidates", "pixel_label_maps", "coalesce_votes", "add_votes", "gaussian_votes",
+        "vote_labels", "fill_unlabelled", "click_labels", "labels_per_pass"),
+    "clickgs_ns/method/model.py": (
+        "ClickGaussianModel.label_votes", "ClickGaussianModel.candidate_label_maps", "ClickGaussianModel.label_columns",
+        "ClickGaussianModel.lift_labels"),
+    "clickgs_ns/method/pipeline.py": (
+        "ClickGaussianPipeline.finish_labels",
+        "ClickGaussianPipeline.mask_coverage", "ClickGaussianPipeline.candidate_sharing",
+        "ClickGaussianPipeline.merged_candidates"),
+}
+"""The functions that only the end of training calls, once the features are trained and saved: the last clustering's
+merge and the lifting of the labels that clicks select (``ClickGaussianPipeline.finish_labels``, which
+``clickgs lift-labels`` runs on a saved run). Their source enters neither stage's key: a trained run is relabelled
+with ``clickgs lift-labels`` when the labels' code changed (``labels_key``); tests/test_bench_cache.py traces a
+training run and checks that none of them is called before ``finish_labels``."""
+LABELS_KEY_FILE = "labels_key.json"
+"""Beside ``KEY_FILE`` in a trained run's folder: the key (``labels_key``) of the code its saved labels were lifted by."""
 SOURCE_SUFFIXES = (".py",)
 """Files of these kinds are taken from a folder given to ``code_fingerprint``."""
 KEY_LENGTH = 12
@@ -60,10 +116,39 @@ def source_files(paths: Iterable[Path], suffixes: Sequence[str] = SOURCE_SUFFIXE
     return sorted(files)
 
 
-def code_fingerprint(paths: Iterable[Path], root: Optional[Path] = None) -> str:
+def source_without_functions(path: Path, qualnames: Sequence[str]) -> bytes:
+    """The bytes of the Python file ``path`` with the definitions (decorators included) of the functions
+    ``qualnames`` (``name`` or ``Class.name``, as ``__qualname__`` has them) cut out. A name that the file does not
+    define is a ValueError."""
+    text = Path(path).read_text()
+    spans, found = [], set()
+
+    def visit(node: ast.AST, prefix: str) -> None:
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef)) and prefix + child.name in qualnames:
+                found.add(prefix + child.name)
+                first = min([child.lineno] + [d.lineno for d in child.decorator_list])
+                spans.append((first, child.end_lineno))
+            elif isinstance(child, ast.ClassDef):
+                visit(child, prefix + child.name + ".")
+
+    visit(ast.parse(text, filename=str(path)), "")
+    missing = sorted(set(qualnames) - found)
+    if missing:
+        raise ValueError(f"{path} defines no {', '.join(missing)}: update cache.FEATURE_STAGE_FUNCTIONS")
+    lines = text.splitlines(keepends=True)
+    for first, last in sorted(spans, reverse=True):
+        del lines[first - 1:last]
+    return "".join(lines).encode()
+
+
+def code_fingerprint(paths: Iterable[Path], root: Optional[Path] = None,
+                     without_functions: Mapping[str, Sequence[str]] = {}) -> str:
     """sha1 (hex) of the content of the source files ``paths`` (files, or folders: their .py files), each named by its
     path relative to ``root`` (default: the project root; absolute where outside it), so that it does not depend on
-    where the checkout lies. Files not among ``paths`` do not enter it."""
+    where the checkout lies. Files not among ``paths`` do not enter it. ``without_functions`` maps such a name to
+    functions of that file whose source is left out (``source_without_functions``); every name it holds must be
+    among the files."""
     root = Path(root).resolve() if root is not None else PROJECT_ROOT
     contents = {}
     for path in source_files(paths):
@@ -71,8 +156,40 @@ def code_fingerprint(paths: Iterable[Path], root: Optional[Path] = None) -> str:
             name = path.relative_to(root).as_posix()
         except ValueError:
             name = path.as_posix()
-        contents[name] = file_sha1(path)
+        if name in without_functions:
+            contents[name] = hashlib.sha1(source_without_functions(path, without_functions[name])).hexdigest()
+        else:
+            contents[name] = file_sha1(path)
+    unknown = sorted(set(without_functions) - set(contents))
+    if unknown:
+        raise ValueError(f"functions to leave out of files that are not among the sources: {', '.join(unknown)}")
     return settings_fingerprint({"files": contents})
+
+
+def _merged(*tables: Mapping[str, Sequence[str]]) -> Dict[str, List[str]]:
+    merged: Dict[str, List[str]] = {}
+    for table in tables:
+        for name, functions in table.items():
+            merged.setdefault(name, []).extend(functions)
+    return merged
+
+
+def rgb_stage_fingerprint(root: Optional[Path] = None) -> str:
+    """``code_fingerprint`` of ``TRAINING_SOURCES`` without ``FEATURE_STAGE_FUNCTIONS`` and ``LABEL_STAGE_FUNCTIONS``:
+    the key of what an RGB-stage run (``--pipeline.model.feature-stage-steps 0``) executes, and of the synthetic
+    scenes it trains on."""
+    return code_fingerprint(TRAINING_SOURCES, root, _merged(FEATURE_STAGE_FUNCTIONS, LABEL_STAGE_FUNCTIONS))
+
+
+def training_fingerprint(root: Optional[Path] = None) -> str:
+    """``code_fingerprint`` of ``TRAINING_SOURCES`` without ``LABEL_STAGE_FUNCTIONS``: the key of a run's trained
+    splat and features (both stages), not of the labels lifted at its end (``labels_fingerprint``)."""
+    return code_fingerprint(TRAINING_SOURCES, root, LABEL_STAGE_FUNCTIONS)
+
+
+def labels_fingerprint(root: Optional[Path] = None) -> str:
+    """``code_fingerprint`` of all of ``TRAINING_SOURCES``: the key of the labels lifted at the end of training."""
+    return code_fingerprint(TRAINING_SOURCES, root)
 
 
 def environment() -> Dict[str, str]:
@@ -109,17 +226,38 @@ def run_key(code_fp: str, flags: Dict[str, Any]) -> str:
     return settings_fingerprint({"code": code_fp, "flags": _canonical(flags)})[:KEY_LENGTH]
 
 
-def is_cached(directory: Path, key: str) -> bool:
-    """Whether ``directory`` holds a finished artefact of ``key`` (its ``KEY_FILE`` says so)."""
+def is_cached(directory: Path, key: str, key_file: str = KEY_FILE) -> bool:
+    """Whether ``directory`` holds a finished artefact of ``key`` (its ``key_file`` says so)."""
     try:
-        stored = json.loads((Path(directory) / KEY_FILE).read_text())
+        stored = json.loads((Path(directory) / key_file).read_text())
     except (OSError, ValueError):
         return False
     return isinstance(stored, dict) and stored.get("key") == key
 
 
-def mark_cached(directory: Path, key: str, code_fp: str, flags: Dict[str, Any]) -> None:
-    """Write ``directory``'s ``KEY_FILE`` (atomically, once the artefact is complete): the key, and the code
+def mark_cached(directory: Path, key: str, code_fp: str, flags: Dict[str, Any], key_file: str = KEY_FILE) -> None:
+    """Write ``directory``'s ``key_file`` (atomically, once the artefact is complete): the key, and the code
     fingerprint and flags it was made from, so that the folder says how it was made."""
     text = json.dumps({"key": key, "code": code_fp, "flags": _canonical(flags)}, indent=1, sort_keys=True)
-    atomic_write_text(Path(directory) / KEY_FILE, text + "\n")
+    atomic_write_text(Path(directory) / key_file, text + "\n")
+
+
+def lift_labels_stage(run_dir: Path, config: Path, train_key: str, labels_fp: str, trained_now: bool,
+                      log: Path) -> Tuple[float, bool]:
+    """Make the labels saved in the trained run ``run_dir`` (its ``config``, trained as ``train_key``) those that
+    the labels' code ``labels_fp`` lifts. A run trained just now lifted them at its end with this code; an older one
+    whose ``LABELS_KEY_FILE`` names other code is relabelled in place by ``clickgs lift-labels`` (the user's command
+    for it; its output in ``log``). Returns the seconds spent and whether the saved labels were reused."""
+    key = run_key(labels_fp, {"run": train_key})
+    if trained_now or is_cached(run_dir, key, LABELS_KEY_FILE):
+        if trained_now:
+            mark_cached(run_dir, key, labels_fp, {"run": train_key}, LABELS_KEY_FILE)
+        return 0.0, not trained_now
+    started = time.perf_counter()
+    with open(log, "w") as out:
+        code = subprocess.call([str(Path(sys.executable).parent / "clickgs"), "lift-labels", "--load-config",
+                                str(config)], stdout=out, stderr=subprocess.STDOUT)
+    if code != 0:
+        raise SystemExit(f"clickgs lift-labels failed ({code}); see {log}")
+    mark_cached(run_dir, key, labels_fp, {"run": train_key}, LABELS_KEY_FILE)
+    return time.perf_counter() - started, False

@@ -9,7 +9,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from cache import code_fingerprint, is_cached, mark_cached, run_key, source_files  # noqa: E402
+from cache import (code_fingerprint, is_cached, mark_cached, run_key, source_files,  # noqa: E402
+                   source_without_functions)
 
 
 @pytest.fixture
@@ -126,18 +127,168 @@ def test_key_file_marks_a_finished_artefact(tmp_path):
     assert not is_cached(tmp_path, key)
 
 
+MODULE = """import functools
+
+STEPS = 3000
+
+
+@functools.lru_cache()
+def loss(x):
+    return x * 2
+
+
+class Model:
+    scale = 1.0
+
+    def render(self, x):
+        return x
+
+    def lift(self, x):
+        def inner(y):
+            return y
+        return inner(x)
+"""
+
+
+def test_source_without_functions_cuts_exactly_the_named_definitions(tmp_path):
+    path = tmp_path / "module.py"
+    path.write_text(MODULE)
+    text = source_without_functions(path, ["loss", "Model.lift"]).decode()
+    assert "def loss" not in text and "lru_cache" not in text  # its decorator goes with it
+    assert "def lift" not in text and "def inner" not in text
+    assert "STEPS = 3000" in text and "scale = 1.0" in text and "def render(self, x):" in text
+    assert source_without_functions(path, []).decode() == MODULE
+
+
+def test_fingerprint_without_functions_ignores_only_their_bodies(tmp_path):
+    path = tmp_path / "module.py"
+    path.write_text(MODULE)
+    skip = {"module.py": ["loss", "Model.lift"]}
+    before = code_fingerprint([path], root=tmp_path, without_functions=skip)
+    assert before != code_fingerprint([path], root=tmp_path)
+    path.write_text(MODULE.replace("return x * 2", "return x * 3").replace("return y", "return -y"))
+    assert code_fingerprint([path], root=tmp_path, without_functions=skip) == before
+    for changed in (MODULE.replace("STEPS = 3000", "STEPS = 2000"), MODULE.replace("scale = 1.0", "scale = 2.0"),
+                    MODULE.replace("        return x\n\n    def lift", "        return -x\n\n    def lift")):
+        path.write_text(changed)
+        assert code_fingerprint([path], root=tmp_path, without_functions=skip) != before
+
+
+def test_fingerprint_without_functions_refuses_names_it_cannot_find(tmp_path):
+    path = tmp_path / "module.py"
+    path.write_text(MODULE)
+    with pytest.raises(ValueError, match="Model.fit"):
+        code_fingerprint([path], root=tmp_path, without_functions={"module.py": ["Model.fit"]})
+    with pytest.raises(ValueError, match="other.py"):
+        code_fingerprint([path], root=tmp_path, without_functions={"other.py": ["loss"]})
+
+
 def test_bench_accuracy_fingerprints_what_trains():
     import bench_accuracy
-    from cache import TRAINING_SOURCES
+    from cache import FEATURE_STAGE_FUNCTIONS, LABEL_STAGE_FUNCTIONS, TRAINING_SOURCES
 
-    files = set(source_files(bench_accuracy.SOURCES))
-    expected = set(source_files(TRAINING_SOURCES))
-    assert expected and expected <= files
+    codes = bench_accuracy.code_keys()
+    assert codes.labels == code_fingerprint(TRAINING_SOURCES)
+    assert len({codes.rgb_stage, codes.feature_stage, codes.labels}) == 3
+    files = set(source_files(TRAINING_SOURCES))
     assert (ROOT / "clickgs_ns" / "data" / "synth.py").resolve() in files  # the scenes themselves
     assert (ROOT / "method_configs" / "click_gaussian.py").resolve() in files
     assert (ROOT / "clickgs_ns" / "segment" / "selection.py").resolve() not in files  # scores are recomputed
-    assert (ROOT / "benchmarks" / "bench_accuracy.py").resolve() in files
-    assert (ROOT / "benchmarks" / "cache.py").resolve() in files
+    assert {(ROOT / name).resolve() for name in [*FEATURE_STAGE_FUNCTIONS, *LABEL_STAGE_FUNCTIONS]} <= files
+
+
+def traced_calls(run, stop_at: str = ""):
+    """``run()`` under a profiler: every Python function called, as (file, qualified name) with the file relative
+    to the project root where it lies inside; with ``stop_at`` (a qualified name), only the calls before it."""
+    import threading
+
+    called = set()
+    stopped = []
+
+    def profile(frame, event, arg):
+        if event != "call" or stopped:
+            return
+        code = frame.f_code
+        if code.co_qualname == stop_at:
+            stopped.append(code)
+            return
+        path = Path(code.co_filename)
+        called.add((path.relative_to(ROOT).as_posix() if path.is_relative_to(ROOT) else code.co_filename,
+                    code.co_qualname))
+
+    sys.setprofile(profile)
+    threading.setprofile(profile)
+    try:
+        run()
+    finally:
+        sys.setprofile(None)
+        threading.setprofile(None)
+    return called
+
+
+def stage_functions(*tables):
+    return {(name, function) for table in tables for name, functions in table.items() for function in functions}
+
+
+def test_an_rgb_stage_run_calls_no_feature_or_label_stage_function(tiny_scene, tmp_path):
+    """``cache.FEATURE_STAGE_FUNCTIONS`` and ``LABEL_STAGE_FUNCTIONS`` stay out of the RGB-stage key because an
+    RGB-stage run (as bench_accuracy trains its splats: ``feature_stage_steps=0``) never calls them: traced here
+    from the seed points through splitting, duplicating and pruning and an opacity reset, to its last checkpoint."""
+    from cache import FEATURE_STAGE_FUNCTIONS, LABEL_STAGE_FUNCTIONS
+    from conftest import make_trainer_config, train
+
+    # thresholds that make gsplat's strategy split, duplicate and prune at step 30 and reset opacities at step 40
+    config = make_trainer_config(tiny_scene.root, tmp_path, rgb_stage_steps=50, feature_stage_steps=0,
+                                 warmup_length=5, refine_every=10, reset_alpha_every=4, densify_grad_thresh=1e-9,
+                                 cull_alpha_thresh=0.2)
+    called = traced_calls(lambda: train(config))
+    assert ("clickgs_ns/method/model.py", "ClickGaussianModel._rasterize") in called  # the tracer saw the run
+    densified = {function for path, function in called if path.endswith("gsplat/strategy/ops.py")}
+    assert {"split", "duplicate", "remove", "reset_opa"} <= densified, densified
+    assert ("clickgs_ns/method/losses.py", "nearest_neighbours") in called  # the RGB stage seeds features by it
+    outside = stage_functions(FEATURE_STAGE_FUNCTIONS, LABEL_STAGE_FUNCTIONS) & called
+    assert not outside, sorted(outside)
+
+
+def test_training_calls_no_label_stage_function_before_its_end_and_relabelling_gives_its_labels(tiny_scene,
+                                                                                                 tmp_path):
+    """``cache.LABEL_STAGE_FUNCTIONS`` stay out of a trained run's key because training calls none of them before
+    ``finish_labels`` (traced through a feature stage with GFL); and ``cache.lift_labels_stage`` on that run, which
+    relabels it with ``clickgs lift-labels`` as a cached run whose labels' code changed, gives the labels that the
+    end of training saved: relabelling a cached run is the same as training it anew."""
+    import torch
+
+    from cache import FEATURE_STAGE_FUNCTIONS, LABEL_STAGE_FUNCTIONS, LABELS_KEY_FILE, is_cached, lift_labels_stage
+    from clickgs_ns.method.gfl import GFLConfig
+    from conftest import make_trainer_config, train
+
+    config = make_trainer_config(tiny_scene.root, tmp_path, init_ply=tiny_scene.scene_ply_path,
+                                 feature_stage_steps=12, gfl=GFLConfig(start_step=4, update_every=4))
+    config_path = []
+    before_end = traced_calls(lambda: config_path.append(train(config)), stop_at="ClickGaussianPipeline.finish_labels")
+    assert ("clickgs_ns/method/pipeline.py", "ClickGaussianPipeline.update_global_candidates") in before_end  # GFL
+    assert stage_functions(FEATURE_STAGE_FUNCTIONS) & before_end
+    inside = stage_functions(LABEL_STAGE_FUNCTIONS) & before_end
+    assert not inside, sorted(inside)
+
+    run_dir = config_path[0].parent
+    (checkpoint,) = (run_dir / "nerfstudio_models").glob("*.ckpt")
+    names = [f"_model.{level}_{what}" for level in ("coarse", "fine") for what in ("candidates", "labels",
+                                                                                   "segment_labels")]
+    trained = torch.load(checkpoint, map_location="cpu", weights_only=True)["pipeline"]
+    assert all((trained[name] >= 0).any() for name in names if "segment_labels" in name)  # labels to compare
+    seconds, reused = lift_labels_stage(run_dir, config_path[0], "trained", "other labels code", False,
+                                        tmp_path / "lift_labels.log")
+    assert not reused and seconds > 0 and is_cached(run_dir, cache_run_key("other labels code"), LABELS_KEY_FILE)
+    relabelled = torch.load(checkpoint, map_location="cpu", weights_only=True)["pipeline"]
+    for name in names:
+        assert torch.equal(relabelled[name], trained[name]), name
+    assert lift_labels_stage(run_dir, config_path[0], "trained", "other labels code", False,
+                             tmp_path / "again.log") == (0.0, True)
+
+
+def cache_run_key(labels_fp: str) -> str:
+    return run_key(labels_fp, {"run": "trained"})
 
 
 CLICK_TIME_MODULES = ("clickgs_ns/segment/", "clickgs_ns/app/api.py", "clickgs_ns/app/cli.py",
