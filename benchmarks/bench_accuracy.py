@@ -135,7 +135,7 @@ def ns_train(data: Path, output_dir: Path, name: str, args: Sequence[str], log_d
         train_run(command_for(data, output_dir, run_name, args, init_checkpoint), run_dir, log_dir / f"{run_name}.log")
         mark_cached(run_dir, key, code_fp, flags)
     if labels_fp is not None:
-        seconds, labels_reused = lift_labels_stage(run_dir, config, key, labels_fp, not reused,
+        seconds, labels_reused = lift_labels_stage(run_dir, config, key, labels_fp, args, not reused,
                                                    log_dir / f"{run_name}_labels.log")
         if reused:  # a run trained just now lifted its labels at its end
             how = "reused    " if labels_reused else f"relabelled by clickgs lift-labels in {seconds:.0f} s:"

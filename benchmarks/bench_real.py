@@ -291,8 +291,8 @@ def bench_scene(name: str, args: argparse.Namespace, checkpoint: Path, code_fp: 
                                         "--output-dir", folder, "--timestamp", "run", *train_flags],
                            folder / "train.log"))
     config = trained / "DATA" / "click-gaussian" / "run" / "config.yml"
-    labels_s, labels_cached = lift_labels_stage(trained, config, train_key, labels_fp, not train_cached,
-                                                trained / "lift_labels.log")
+    labels_s, labels_cached = lift_labels_stage(trained, config, train_key, labels_fp, [str(f) for f in train_flags],
+                                                not train_cached, trained / "lift_labels.log")
 
     prompts_path = trained / "prompts.json"
     write_prompts(scene, names, dataset_split(config), config, args, prompts_path)

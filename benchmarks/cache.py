@@ -75,9 +75,9 @@ Their source does not enter ``rgb_stage_fingerprint``; everything else of those 
 class bodies, config defaults, every other function, any function added later). tests/test_bench_cache.py trains
 an RGB stage under a tracer and checks that none of them is called; a name that is not in its file is an error
 when a key is computed, so that a renamed function cannot drop out unnoticed."""
-LABEL_STAGE_FUNCTIONS: Dict[str, Sequence[str]] = {
+LABEL_STAGE_DEFINITIONS: Dict[str, Sequence[str]] = {
     "clickgs_ns/method/lifting.py": (
-        "segment_sharing", "merge_candidates", "pixel_label_maps", "coalesce_votes", "add_votes", "gaussian_votes",
+        "LabellingConfig", "segment_sharing", "merge_candidates", "pixel_label_maps", "coalesce_votes", "add_votes", "gaussian_votes",
         "vote_labels", "fill_unlabelled", "click_labels", "labels_per_pass"),
     "clickgs_ns/method/model.py": (
         "ClickGaussianModel.label_votes", "ClickGaussianModel.candidate_label_maps", "ClickGaussianModel.label_columns",
@@ -87,11 +87,13 @@ LABEL_STAGE_FUNCTIONS: Dict[str, Sequence[str]] = {
         "ClickGaussianPipeline.mask_coverage", "ClickGaussianPipeline.candidate_sharing",
         "ClickGaussianPipeline.merged_candidates"),
 }
-"""The functions that only the end of training calls, once the features are trained and saved: the last clustering's
-merge and the lifting of the labels that clicks select (``ClickGaussianPipeline.finish_labels``, which
-``clickgs lift-labels`` runs on a saved run). Their source enters neither stage's key: a trained run is relabelled
-with ``clickgs lift-labels`` when the labels' code changed (``labels_key``); tests/test_bench_cache.py traces a
-training run and checks that none of them is called before ``finish_labels``."""
+"""The definitions that only the end of training uses, once the features are trained and saved: the functions of the
+last clustering's merge and of the lifting of the labels that clicks select (``ClickGaussianPipeline.finish_labels``,
+which ``clickgs lift-labels`` runs on a saved run), and their settings (``LabellingConfig``). Their source enters
+neither stage's key: a trained run is relabelled with ``clickgs lift-labels`` when the labels' code changed
+(``lift_labels_stage``). tests/test_bench_cache.py traces a training run and checks that none of these functions is
+called before ``finish_labels``, and reads the training sources to check that the settings are read only inside
+them."""
 LABELS_KEY_FILE = "labels_key.json"
 """Beside ``KEY_FILE`` in a trained run's folder: the key (``labels_key``) of the code its saved labels were lifted by."""
 SOURCE_SUFFIXES = (".py",)
@@ -116,8 +118,8 @@ def source_files(paths: Iterable[Path], suffixes: Sequence[str] = SOURCE_SUFFIXE
     return sorted(files)
 
 
-def source_without_functions(path: Path, qualnames: Sequence[str]) -> bytes:
-    """The bytes of the Python file ``path`` with the definitions (decorators included) of the functions
+def source_without_definitions(path: Path, qualnames: Sequence[str]) -> bytes:
+    """The bytes of the Python file ``path`` with the definitions (decorators included) of the functions or classes
     ``qualnames`` (``name`` or ``Class.name``, as ``__qualname__`` has them) cut out. A name that the file does not
     define is a ValueError."""
     text = Path(path).read_text()
@@ -125,7 +127,8 @@ def source_without_functions(path: Path, qualnames: Sequence[str]) -> bytes:
 
     def visit(node: ast.AST, prefix: str) -> None:
         for child in ast.iter_child_nodes(node):
-            if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef)) and prefix + child.name in qualnames:
+            definition = isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
+            if definition and prefix + child.name in qualnames:
                 found.add(prefix + child.name)
                 first = min([child.lineno] + [d.lineno for d in child.decorator_list])
                 spans.append((first, child.end_lineno))
@@ -135,7 +138,8 @@ def source_without_functions(path: Path, qualnames: Sequence[str]) -> bytes:
     visit(ast.parse(text, filename=str(path)), "")
     missing = sorted(set(qualnames) - found)
     if missing:
-        raise ValueError(f"{path} defines no {', '.join(missing)}: update cache.FEATURE_STAGE_FUNCTIONS")
+        raise ValueError(f"{path} defines no {', '.join(missing)}: update cache.FEATURE_STAGE_FUNCTIONS or "
+                         "LABEL_STAGE_DEFINITIONS")
     lines = text.splitlines(keepends=True)
     for first, last in sorted(spans, reverse=True):
         del lines[first - 1:last]
@@ -143,12 +147,12 @@ def source_without_functions(path: Path, qualnames: Sequence[str]) -> bytes:
 
 
 def code_fingerprint(paths: Iterable[Path], root: Optional[Path] = None,
-                     without_functions: Mapping[str, Sequence[str]] = {}) -> str:
+                     without_definitions: Mapping[str, Sequence[str]] = {}) -> str:
     """sha1 (hex) of the content of the source files ``paths`` (files, or folders: their .py files), each named by its
     path relative to ``root`` (default: the project root; absolute where outside it), so that it does not depend on
-    where the checkout lies. Files not among ``paths`` do not enter it. ``without_functions`` maps such a name to
-    functions of that file whose source is left out (``source_without_functions``); every name it holds must be
-    among the files."""
+    where the checkout lies. Files not among ``paths`` do not enter it. ``without_definitions`` maps such a name to
+    definitions (functions, classes) of that file whose source is left out (``source_without_definitions``); every
+    name it holds must be among the files."""
     root = Path(root).resolve() if root is not None else PROJECT_ROOT
     contents = {}
     for path in source_files(paths):
@@ -156,13 +160,13 @@ def code_fingerprint(paths: Iterable[Path], root: Optional[Path] = None,
             name = path.relative_to(root).as_posix()
         except ValueError:
             name = path.as_posix()
-        if name in without_functions:
-            contents[name] = hashlib.sha1(source_without_functions(path, without_functions[name])).hexdigest()
+        if name in without_definitions:
+            contents[name] = hashlib.sha1(source_without_definitions(path, without_definitions[name])).hexdigest()
         else:
             contents[name] = file_sha1(path)
-    unknown = sorted(set(without_functions) - set(contents))
+    unknown = sorted(set(without_definitions) - set(contents))
     if unknown:
-        raise ValueError(f"functions to leave out of files that are not among the sources: {', '.join(unknown)}")
+        raise ValueError(f"definitions to leave out of files that are not among the sources: {', '.join(unknown)}")
     return settings_fingerprint({"files": contents})
 
 
@@ -175,16 +179,16 @@ def _merged(*tables: Mapping[str, Sequence[str]]) -> Dict[str, List[str]]:
 
 
 def rgb_stage_fingerprint(root: Optional[Path] = None) -> str:
-    """``code_fingerprint`` of ``TRAINING_SOURCES`` without ``FEATURE_STAGE_FUNCTIONS`` and ``LABEL_STAGE_FUNCTIONS``:
+    """``code_fingerprint`` of ``TRAINING_SOURCES`` without ``FEATURE_STAGE_FUNCTIONS`` and ``LABEL_STAGE_DEFINITIONS``:
     the key of what an RGB-stage run (``--pipeline.model.feature-stage-steps 0``) executes, and of the synthetic
     scenes it trains on."""
-    return code_fingerprint(TRAINING_SOURCES, root, _merged(FEATURE_STAGE_FUNCTIONS, LABEL_STAGE_FUNCTIONS))
+    return code_fingerprint(TRAINING_SOURCES, root, _merged(FEATURE_STAGE_FUNCTIONS, LABEL_STAGE_DEFINITIONS))
 
 
 def training_fingerprint(root: Optional[Path] = None) -> str:
-    """``code_fingerprint`` of ``TRAINING_SOURCES`` without ``LABEL_STAGE_FUNCTIONS``: the key of a run's trained
+    """``code_fingerprint`` of ``TRAINING_SOURCES`` without ``LABEL_STAGE_DEFINITIONS``: the key of a run's trained
     splat and features (both stages), not of the labels lifted at its end (``labels_fingerprint``)."""
-    return code_fingerprint(TRAINING_SOURCES, root, LABEL_STAGE_FUNCTIONS)
+    return code_fingerprint(TRAINING_SOURCES, root, LABEL_STAGE_DEFINITIONS)
 
 
 def labels_fingerprint(root: Optional[Path] = None) -> str:
@@ -242,11 +246,41 @@ def mark_cached(directory: Path, key: str, code_fp: str, flags: Dict[str, Any], 
     atomic_write_text(Path(directory) / key_file, text + "\n")
 
 
-def lift_labels_stage(run_dir: Path, config: Path, train_key: str, labels_fp: str, trained_now: bool,
-                      log: Path) -> Tuple[float, bool]:
-    """Make the labels saved in the trained run ``run_dir`` (its ``config``, trained as ``train_key``) those that
-    the labels' code ``labels_fp`` lifts. A run trained just now lifted them at its end with this code; an older one
-    whose ``LABELS_KEY_FILE`` names other code is relabelled in place by ``clickgs lift-labels`` (the user's command
+def labelling_flags(ns_train_args: Sequence[str]) -> Dict[str, str]:
+    """The ``--pipeline.model.labelling.NAME VALUE`` (or ``=VALUE``) options among ``ns_train_args``: {field: value}."""
+    prefix, flags = "--pipeline.model.labelling.", {}
+    for index, arg in enumerate(ns_train_args):
+        if arg.startswith(prefix):
+            name, _, value = arg[len(prefix):].partition("=")
+            flags[name.replace("-", "_")] = value if value else ns_train_args[index + 1]
+    return flags
+
+
+def with_current_labelling(config: Path, ns_train_args: Sequence[str]) -> None:
+    """Rewrite the labelling settings in a run's ``config.yml`` to those ``ns-train click-gaussian ns_train_args``
+    saves with this code: ``LabellingConfig``'s defaults, with the options ``ns_train_args`` sets
+    (``labelling_flags``). A run keeps the settings it was trained with, defaults included; relabelled for this
+    code, it must get this code's."""
+    import yaml
+
+    from clickgs_ns.method.lifting import LabellingConfig
+
+    labelling = LabellingConfig()
+    for name, value in labelling_flags(ns_train_args).items():
+        current = getattr(labelling, name)  # an unknown name is an AttributeError
+        parsed = value in ("True", "true", "1") if isinstance(current, bool) else type(current)(value)
+        setattr(labelling, name, parsed)
+    run = yaml.load(Path(config).read_text(), Loader=yaml.Loader)
+    run.pipeline.model.labelling = labelling
+    atomic_write_text(Path(config), yaml.dump(run))
+
+
+def lift_labels_stage(run_dir: Path, config: Path, train_key: str, labels_fp: str, ns_train_args: Sequence[str],
+                      trained_now: bool, log: Path) -> Tuple[float, bool]:
+    """Make the labels saved in the trained run ``run_dir`` (its ``config``, trained as ``train_key`` by ns-train
+    with ``ns_train_args``) those that the labels' code ``labels_fp`` lifts. A run trained just now lifted them at
+    its end with this code; an older one whose ``LABELS_KEY_FILE`` names other code gets this code's labelling
+    settings (``with_current_labelling``) and is relabelled in place by ``clickgs lift-labels`` (the user's command
     for it; its output in ``log``). Returns the seconds spent and whether the saved labels were reused."""
     key = run_key(labels_fp, {"run": train_key})
     if trained_now or is_cached(run_dir, key, LABELS_KEY_FILE):
@@ -254,6 +288,7 @@ def lift_labels_stage(run_dir: Path, config: Path, train_key: str, labels_fp: st
             mark_cached(run_dir, key, labels_fp, {"run": train_key}, LABELS_KEY_FILE)
         return 0.0, not trained_now
     started = time.perf_counter()
+    with_current_labelling(config, ns_train_args)
     with open(log, "w") as out:
         code = subprocess.call([str(Path(sys.executable).parent / "clickgs"), "lift-labels", "--load-config",
                                 str(config)], stdout=out, stderr=subprocess.STDOUT)

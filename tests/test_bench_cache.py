@@ -10,7 +10,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from cache import (code_fingerprint, is_cached, mark_cached, run_key, source_files,  # noqa: E402
-                   source_without_functions)
+                   source_without_definitions)
 
 
 @pytest.fixture
@@ -150,42 +150,42 @@ class Model:
 """
 
 
-def test_source_without_functions_cuts_exactly_the_named_definitions(tmp_path):
+def test_source_without_definitions_cuts_exactly_the_named_definitions(tmp_path):
     path = tmp_path / "module.py"
     path.write_text(MODULE)
-    text = source_without_functions(path, ["loss", "Model.lift"]).decode()
+    text = source_without_definitions(path, ["loss", "Model.lift"]).decode()
     assert "def loss" not in text and "lru_cache" not in text  # its decorator goes with it
     assert "def lift" not in text and "def inner" not in text
     assert "STEPS = 3000" in text and "scale = 1.0" in text and "def render(self, x):" in text
-    assert source_without_functions(path, []).decode() == MODULE
+    assert source_without_definitions(path, []).decode() == MODULE
 
 
-def test_fingerprint_without_functions_ignores_only_their_bodies(tmp_path):
+def test_fingerprint_without_definitions_ignores_only_their_bodies(tmp_path):
     path = tmp_path / "module.py"
     path.write_text(MODULE)
     skip = {"module.py": ["loss", "Model.lift"]}
-    before = code_fingerprint([path], root=tmp_path, without_functions=skip)
+    before = code_fingerprint([path], root=tmp_path, without_definitions=skip)
     assert before != code_fingerprint([path], root=tmp_path)
     path.write_text(MODULE.replace("return x * 2", "return x * 3").replace("return y", "return -y"))
-    assert code_fingerprint([path], root=tmp_path, without_functions=skip) == before
+    assert code_fingerprint([path], root=tmp_path, without_definitions=skip) == before
     for changed in (MODULE.replace("STEPS = 3000", "STEPS = 2000"), MODULE.replace("scale = 1.0", "scale = 2.0"),
                     MODULE.replace("        return x\n\n    def lift", "        return -x\n\n    def lift")):
         path.write_text(changed)
-        assert code_fingerprint([path], root=tmp_path, without_functions=skip) != before
+        assert code_fingerprint([path], root=tmp_path, without_definitions=skip) != before
 
 
-def test_fingerprint_without_functions_refuses_names_it_cannot_find(tmp_path):
+def test_fingerprint_without_definitions_refuses_names_it_cannot_find(tmp_path):
     path = tmp_path / "module.py"
     path.write_text(MODULE)
     with pytest.raises(ValueError, match="Model.fit"):
-        code_fingerprint([path], root=tmp_path, without_functions={"module.py": ["Model.fit"]})
+        code_fingerprint([path], root=tmp_path, without_definitions={"module.py": ["Model.fit"]})
     with pytest.raises(ValueError, match="other.py"):
-        code_fingerprint([path], root=tmp_path, without_functions={"other.py": ["loss"]})
+        code_fingerprint([path], root=tmp_path, without_definitions={"other.py": ["loss"]})
 
 
 def test_bench_accuracy_fingerprints_what_trains():
     import bench_accuracy
-    from cache import FEATURE_STAGE_FUNCTIONS, LABEL_STAGE_FUNCTIONS, TRAINING_SOURCES
+    from cache import FEATURE_STAGE_FUNCTIONS, LABEL_STAGE_DEFINITIONS, TRAINING_SOURCES
 
     codes = bench_accuracy.code_keys()
     assert codes.labels == code_fingerprint(TRAINING_SOURCES)
@@ -194,7 +194,7 @@ def test_bench_accuracy_fingerprints_what_trains():
     assert (ROOT / "clickgs_ns" / "data" / "synth.py").resolve() in files  # the scenes themselves
     assert (ROOT / "method_configs" / "click_gaussian.py").resolve() in files
     assert (ROOT / "clickgs_ns" / "segment" / "selection.py").resolve() not in files  # scores are recomputed
-    assert {(ROOT / name).resolve() for name in [*FEATURE_STAGE_FUNCTIONS, *LABEL_STAGE_FUNCTIONS]} <= files
+    assert {(ROOT / name).resolve() for name in [*FEATURE_STAGE_FUNCTIONS, *LABEL_STAGE_DEFINITIONS]} <= files
 
 
 def traced_calls(run, stop_at: str = ""):
@@ -231,10 +231,10 @@ def stage_functions(*tables):
 
 
 def test_an_rgb_stage_run_calls_no_feature_or_label_stage_function(tiny_scene, tmp_path):
-    """``cache.FEATURE_STAGE_FUNCTIONS`` and ``LABEL_STAGE_FUNCTIONS`` stay out of the RGB-stage key because an
+    """``cache.FEATURE_STAGE_FUNCTIONS`` and ``LABEL_STAGE_DEFINITIONS`` stay out of the RGB-stage key because an
     RGB-stage run (as bench_accuracy trains its splats: ``feature_stage_steps=0``) never calls them: traced here
     from the seed points through splitting, duplicating and pruning and an opacity reset, to its last checkpoint."""
-    from cache import FEATURE_STAGE_FUNCTIONS, LABEL_STAGE_FUNCTIONS
+    from cache import FEATURE_STAGE_FUNCTIONS, LABEL_STAGE_DEFINITIONS
     from conftest import make_trainer_config, train
 
     # thresholds that make gsplat's strategy split, duplicate and prune at step 30 and reset opacities at step 40
@@ -246,19 +246,19 @@ def test_an_rgb_stage_run_calls_no_feature_or_label_stage_function(tiny_scene, t
     densified = {function for path, function in called if path.endswith("gsplat/strategy/ops.py")}
     assert {"split", "duplicate", "remove", "reset_opa"} <= densified, densified
     assert ("clickgs_ns/method/losses.py", "nearest_neighbours") in called  # the RGB stage seeds features by it
-    outside = stage_functions(FEATURE_STAGE_FUNCTIONS, LABEL_STAGE_FUNCTIONS) & called
+    outside = stage_functions(FEATURE_STAGE_FUNCTIONS, LABEL_STAGE_DEFINITIONS) & called
     assert not outside, sorted(outside)
 
 
 def test_training_calls_no_label_stage_function_before_its_end_and_relabelling_gives_its_labels(tiny_scene,
                                                                                                  tmp_path):
-    """``cache.LABEL_STAGE_FUNCTIONS`` stay out of a trained run's key because training calls none of them before
+    """``cache.LABEL_STAGE_DEFINITIONS`` stay out of a trained run's key because training calls none of them before
     ``finish_labels`` (traced through a feature stage with GFL); and ``cache.lift_labels_stage`` on that run, which
     relabels it with ``clickgs lift-labels`` as a cached run whose labels' code changed, gives the labels that the
     end of training saved: relabelling a cached run is the same as training it anew."""
     import torch
 
-    from cache import FEATURE_STAGE_FUNCTIONS, LABEL_STAGE_FUNCTIONS, LABELS_KEY_FILE, is_cached, lift_labels_stage
+    from cache import FEATURE_STAGE_FUNCTIONS, LABEL_STAGE_DEFINITIONS, LABELS_KEY_FILE, is_cached, lift_labels_stage
     from clickgs_ns.method.gfl import GFLConfig
     from conftest import make_trainer_config, train
 
@@ -268,7 +268,7 @@ def test_training_calls_no_label_stage_function_before_its_end_and_relabelling_g
     before_end = traced_calls(lambda: config_path.append(train(config)), stop_at="ClickGaussianPipeline.finish_labels")
     assert ("clickgs_ns/method/pipeline.py", "ClickGaussianPipeline.update_global_candidates") in before_end  # GFL
     assert stage_functions(FEATURE_STAGE_FUNCTIONS) & before_end
-    inside = stage_functions(LABEL_STAGE_FUNCTIONS) & before_end
+    inside = stage_functions(LABEL_STAGE_DEFINITIONS) & before_end
     assert not inside, sorted(inside)
 
     run_dir = config_path[0].parent
@@ -277,14 +277,69 @@ def test_training_calls_no_label_stage_function_before_its_end_and_relabelling_g
                                                                                    "segment_labels")]
     trained = torch.load(checkpoint, map_location="cpu", weights_only=True)["pipeline"]
     assert all((trained[name] >= 0).any() for name in names if "segment_labels" in name)  # labels to compare
-    seconds, reused = lift_labels_stage(run_dir, config_path[0], "trained", "other labels code", False,
+    seconds, reused = lift_labels_stage(run_dir, config_path[0], "trained", "other labels code", [], False,
                                         tmp_path / "lift_labels.log")
     assert not reused and seconds > 0 and is_cached(run_dir, cache_run_key("other labels code"), LABELS_KEY_FILE)
     relabelled = torch.load(checkpoint, map_location="cpu", weights_only=True)["pipeline"]
     for name in names:
         assert torch.equal(relabelled[name], trained[name]), name
-    assert lift_labels_stage(run_dir, config_path[0], "trained", "other labels code", False,
+    assert lift_labels_stage(run_dir, config_path[0], "trained", "other labels code", [], False,
                              tmp_path / "again.log") == (0.0, True)
+
+
+def test_labelling_settings_are_read_only_at_the_end_of_training():
+    """``LabellingConfig`` is among ``LABEL_STAGE_DEFINITIONS`` (its defaults do not enter a trained run's key), so no
+    training source may read it outside those definitions: every ``.labelling`` attribute and every use of the name
+    lies inside one, but for the model config's field that holds it."""
+    import ast
+
+    from cache import LABEL_STAGE_DEFINITIONS, TRAINING_SOURCES
+
+    outside = []
+    for path in source_files(TRAINING_SOURCES):
+        if path.suffix != ".py":  # pyproject.toml
+            continue
+        name = path.relative_to(ROOT).as_posix()
+        label_stage = set(LABEL_STAGE_DEFINITIONS.get(name, ()))
+
+        def visit(node, qualname):
+            for child in ast.iter_child_nodes(node):
+                inner = qualname
+                if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                    inner = f"{qualname}.{child.name}" if qualname else child.name
+                    if inner in label_stage:
+                        continue
+                uses = ((isinstance(child, ast.Attribute) and child.attr == "labelling")
+                        or (isinstance(child, ast.Name) and child.id == "LabellingConfig"))
+                if uses and qualname != "ClickGaussianModelConfig":
+                    outside.append(f"{name}:{child.lineno} in {qualname or 'the module'}")
+                visit(child, inner)
+
+        visit(ast.parse(path.read_text()), "")
+    assert not outside, outside
+
+
+def test_a_relabelled_run_gets_this_codes_labelling_settings_with_its_own_options(tmp_path):
+    import yaml
+
+    from cache import labelling_flags, with_current_labelling
+    from clickgs_ns.method.lifting import LabellingConfig
+    from conftest import make_trainer_config
+
+    args = ["--vis", "tensorboard", "--pipeline.model.labelling.merge-cosine", "2.0",
+            "--pipeline.model.labelling.use-mask-coverage=False", "--pipeline.model.labelling.method", "view_vote"]
+    assert labelling_flags(args) == {"merge_cosine": "2.0", "use_mask_coverage": "False", "method": "view_vote"}
+    config = make_trainer_config(tmp_path / "data", tmp_path / "out")
+    config.pipeline.model.labelling = LabellingConfig(min_weight=123.0, min_cosine=0.5)  # as an older version saved
+    path = tmp_path / "config.yml"
+    path.write_text(yaml.dump(config))
+    with_current_labelling(path, args)
+    run = yaml.load(path.read_text(), Loader=yaml.Loader)
+    expected = LabellingConfig(merge_cosine=2.0, use_mask_coverage=False)
+    assert run.pipeline.model.labelling == expected and expected != LabellingConfig()
+    assert run.pipeline.datamanager.data == tmp_path / "data" and run.timestamp == "test"  # the rest as it was
+    with pytest.raises(AttributeError):
+        with_current_labelling(path, ["--pipeline.model.labelling.no-such-setting", "1"])
 
 
 def cache_run_key(labels_fp: str) -> str:
