@@ -180,6 +180,25 @@ def test_distorted_dataset_trains_clicks_and_scores(distorted_scene, tiny_scene,
     assert (mask >= framed).all() and mask.sum() > framed.sum()
 
 
+def test_labels_of_a_distorted_run_are_lifted_again_as_its_training_lifted_them(distorted_scene, tiny_scene, tmp_path):
+    """``clickgs lift-labels`` on a saved run with lens distortion: its views must be rendered at the size of their
+    undistorted, cropped images, as in training (it once rendered them at the photo's size and failed)."""
+    from clickgs_ns.segment.run import lift_saved_labels
+
+    root, _ = distorted_scene
+    config = make_trainer_config(root, tmp_path, init_ply=tiny_scene.scene_ply_path, feature_stage_steps=8)
+    config_path = train(config)
+    (checkpoint_path,) = (config_path.parent / "nerfstudio_models").glob("*.ckpt")
+    names = [f"_model.{level}_{what}" for level in ("coarse", "fine") for what in ("labels", "segment_labels")]
+    trained = torch.load(checkpoint_path, map_location="cpu", weights_only=True)["pipeline"]
+    assert any((trained[name] >= 0).any() for name in names)
+    checkpoint, _ = lift_saved_labels(config_path)
+    assert checkpoint == checkpoint_path
+    relabelled = torch.load(checkpoint, map_location="cpu", weights_only=True)["pipeline"]
+    for name in names:
+        assert torch.equal(relabelled[name], trained[name]), name
+
+
 @pytest.mark.parametrize("kind", ["perspective", "fisheye"])
 def test_photo_canvas_holds_every_pixel_of_a_barrel_distorted_photo(kind):
     from nerfstudio.cameras.cameras import CameraType, Cameras

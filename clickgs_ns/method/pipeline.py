@@ -171,6 +171,9 @@ class ClickGaussianPipeline(VanillaPipeline):
         """The labels clicks select, from the final features: candidates clustered once more (also when GFL is
         off), then each Gaussian labelled by ``labelling.method`` (clickgs_ns/method/lifting.py). Returns the number of
         labelled Gaussians per level."""
+        # nerfstudio loads the training images on first use and then gives undistorted views the size of their
+        # cropped images: load them before their cameras are rendered (a resumed or relabelled run has not yet)
+        self.datamanager.cached_train  # type: ignore[attr-defined]  # noqa: B018
         self.update_global_candidates(step, merge=True)
         model = self.click_model
         if self.config.model.labelling.method == "nearest_feature":
