@@ -447,6 +447,7 @@ def lifting_stage(args: argparse.Namespace, device: torch.device) -> Tuple[Dict[
     model, c2w = synthetic_model(args.gaussians, args.views, args.candidates)
     model.to(device)
     model.config.labelling.vote_pass_megabytes = args.vote_pass_megabytes
+    model.config.labelling.min_visibility = 0.0  # the dense lifting it is compared with votes without it
     width, height = size_of(args.size)
     cameras = cameras_of(c2w, width, height)
     if args.stage == "render":

@@ -78,7 +78,7 @@ when a key is computed, so that a renamed function cannot drop out unnoticed."""
 LABEL_STAGE_DEFINITIONS: Dict[str, Sequence[str]] = {
     "clickgs_ns/method/lifting.py": (
         "LabellingConfig", "segment_sharing", "merge_candidates", "pixel_label_maps", "coalesce_votes", "add_votes", "gaussian_votes",
-        "vote_labels", "fill_unlabelled", "click_labels", "labels_per_pass"),
+        "vote_labels", "total_weights", "unoccluded_weights", "fill_unlabelled", "click_labels", "labels_per_pass"),
     "clickgs_ns/method/model.py": (
         "ClickGaussianModel.label_votes", "ClickGaussianModel.candidate_label_maps", "ClickGaussianModel.label_columns",
         "ClickGaussianModel.lift_labels"),
@@ -119,9 +119,10 @@ def source_files(paths: Iterable[Path], suffixes: Sequence[str] = SOURCE_SUFFIXE
 
 
 def source_without_definitions(path: Path, qualnames: Sequence[str]) -> bytes:
-    """The bytes of the Python file ``path`` with the definitions (decorators included) of the functions or classes
-    ``qualnames`` (``name`` or ``Class.name``, as ``__qualname__`` has them) cut out. A name that the file does not
-    define is a ValueError."""
+    """The bytes of the Python file ``path`` with the definitions (decorators and the blank lines after them
+    included) of the functions or classes ``qualnames`` (``name`` or ``Class.name``, as ``__qualname__`` has them) cut
+    out, so that adding or removing such a definition leaves them unchanged. A name that the file does not define is
+    a ValueError."""
     text = Path(path).read_text()
     spans, found = [], set()
 
@@ -142,6 +143,8 @@ def source_without_definitions(path: Path, qualnames: Sequence[str]) -> bytes:
                          "LABEL_STAGE_DEFINITIONS")
     lines = text.splitlines(keepends=True)
     for first, last in sorted(spans, reverse=True):
+        while last < len(lines) and not lines[last].strip():  # the blank lines after it go with it
+            last += 1
         del lines[first - 1:last]
     return "".join(lines).encode()
 

@@ -20,6 +20,8 @@ from clickgs_ns.method.lifting import (
     merge_candidates,
     pixel_label_maps,
     segment_sharing,
+    total_weights,
+    unoccluded_weights,
     vote_labels,
 )
 from clickgs_ns.render import rasterize
@@ -146,6 +148,34 @@ def test_gaussian_votes_through_the_rasterizer_follow_occlusion():
     assert votes[0, 0] > 1.0 and votes[0, 0] > 5 * votes[0, 1], "the front Gaussian sits in label 0"
     assert votes[1].sum() < 0.05 * votes[0].sum(), "the occluded one is (almost) never seen"
     assert votes[2, 1] > 5 * votes[2, 0], "the right one sits in label 1"
+
+
+def test_unoccluded_weights_are_opacity_times_the_projected_area_and_show_what_is_hidden():
+    """The same three Gaussians: unoccluded, each would weigh opacity * 2 pi sqrt(det cov2d) pixels (cov2d: its
+    projected covariance plus the rasterizer's 0.3 pixel blur; off the axis the projection stretches it by
+    1 + x^2 / z^2 along x), zero behind the camera; their actual weight over that is near 1 for the front one and
+    near 0 for the one hidden behind it."""
+    means = torch.tensor([[0.0, 0.0, 2.0], [0.0, 0.0, 4.0], [1.2, 0.0, 3.0], [0.0, 0.0, -2.0]])
+    quats = torch.tensor([[1.0, 0.0, 0.0, 0.0]]).repeat(4, 1)
+    scales = torch.tensor([[0.3], [0.15], [0.15], [0.3]]).repeat(1, 3)  # on screen: sigma 3, 0.75 and 1 pixels
+    opacities = torch.tensor([0.99, 0.99, 0.99, 0.99])
+    viewmats = torch.eye(4)[None]
+    Ks = torch.tensor([[[20.0, 0.0, 16.0], [0.0, 20.0, 16.0], [0.0, 0.0, 1.0]]])
+    unoccluded = unoccluded_weights(means, quats, scales, opacities, viewmats.repeat(2, 1, 1), Ks.repeat(2, 1, 1),
+                                    32, 32)  # two views: twice the weight
+    variances = [(9.0, 9.0), (0.5625, 0.5625), (1.0 * (1 + 0.4**2), 1.0)]  # (x, y) on screen, pixels^2
+    expected = [2 * 0.99 * 2 * math.pi * math.sqrt((vx + 0.3) * (vy + 0.3)) for vx, vy in variances] + [0.0]
+    assert unoccluded.tolist() == pytest.approx(expected, rel=1e-5)
+
+    def render(colors):
+        return rasterize(means, quats, scales, opacities, colors, viewmats, Ks, 32, 32, backend="torch")[0]
+
+    labels = torch.zeros(1, 32, 32, dtype=torch.long)
+    labels[..., 20:] = 1
+    votes = gaussian_votes(render, labels, num_labels=2, num_gaussians=4, labels_per_pass=2)
+    seen = total_weights(votes, 0, 2) / unoccluded_weights(means, quats, scales, opacities, viewmats, Ks, 32, 32)
+    assert seen[0] > 0.9 and seen[2] > 0.9 and seen[1] < 0.15, seen  # the back one: behind 88-99% opacity
+    assert total_weights(votes, 0, 1).sum() < total_weights(votes, 0, 2).sum(), "a range's total: its labels only"
 
 
 def test_vote_labels_take_the_heaviest_label_and_leave_unseen_and_uncovered_out():

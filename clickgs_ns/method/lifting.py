@@ -62,6 +62,15 @@ class LabellingConfig:
     background, what SAM missed), so whatever candidate they happen to be near says nothing."""
     min_weight: float = 1e-4
     """Gaussians whose rendering weight summed over all training views is below this (never seen) get -1."""
+    min_visibility: float = 0.01
+    """Gaussians whose rendering weight summed over the training views is below this share of what they would weigh
+    unoccluded (``unoccluded_weights``) get -1: the views hardly see them, so whatever labels those views show says
+    nothing about them. They lie buried under a surface (floor Gaussians below the ground's visible layer) or
+    hidden behind one, and the few pixels where their weight is not quite zero lie on whatever covers them. A
+    selection renders only its own Gaussians, so buried ones that took the label of the object standing on them
+    showed as a halo on the floor around it (development scenes: their weight 0.001-0.04 pixels, the object's own
+    13-21). 0 keeps every Gaussian some view sees (``min_weight``). Chosen on the development scenes
+    (docs/benchmarks.md, "Buried Gaussians")."""
     merge_cosine: float = 0.97
     """At the end of training, global candidates of one level whose cosine exceeds this are merged into one (their
     size-weighted mean) before labelling: HDBSCAN often splits one object into several near-identical clusters
@@ -262,6 +271,34 @@ def vote_labels(votes: SparseVotes, first: int, stop: int, min_weight: float) ->
     best_label = labels.new_full((votes.num_gaussians,), none).scatter_reduce_(
         0, gaussians[is_best], labels[is_best], "amin")  # [N]
     return torch.where((best_label == none) | (total < min_weight), -1, best_label)
+
+
+def total_weights(votes: SparseVotes, first: int, stop: int) -> Tensor:
+    """[N] float64: each Gaussian's weight summed over the labels [first, stop) of ``votes`` (one range covers every
+    pixel once, "none" included: there, its whole rendering weight)."""
+    gaussians, labels = votes.keys // votes.num_labels, votes.keys % votes.num_labels  # [E]
+    inside = (labels >= first) & (labels < stop)
+    return votes.weights.new_zeros(votes.num_gaussians).index_add_(0, gaussians[inside], votes.weights[inside])
+
+
+def unoccluded_weights(means: Tensor, quats: Tensor, scales: Tensor, opacities: Tensor, viewmats: Tensor, Ks: Tensor,
+                       width: int, height: int) -> Tensor:
+    """[N] float64: the rendering weight each Gaussian would have in C views of one size if nothing covered it, summed
+    over the views: opacity times the integral of its projected 2D Gaussian, 2 pi sqrt(det cov2d), in pixels, for
+    every view whose image it overlaps (``render.projection.project_gaussians``; the 0.3 pixel blur included, the
+    part beyond the image's edge not taken off). Its rendering weight over those views divided by this is the share
+    of it that the views see.
+
+    Args:
+        means [N, 3], quats [N, 4], scales [N, 3] (activated), opacities [N] (activated): the splat.
+        viewmats [C, 4, 4], Ks [C, 3, 3]: world-to-camera matrices and intrinsics of the views.
+    """
+    from clickgs_ns.render.projection import project_gaussians  # here: the RGB stage's cache key hashes imports
+
+    radii, _, _, conics, _ = project_gaussians(means, quats, scales, viewmats, Ks, width, height)  # [C, N], [C, N, 3]
+    conic_det = (conics[..., 0] * conics[..., 2] - conics[..., 1] ** 2).double()  # [C, N]: 1 / det(cov2d)
+    area = 2 * torch.pi / conic_det.clamp_min(1e-30).sqrt()  # [C, N]
+    return (torch.where(radii > 0, area, 0.0) * opacities.double()[None]).sum(dim=0)  # [N]
 
 
 def fill_unlabelled(labels: Tensor, fallback: Tensor) -> Tensor:

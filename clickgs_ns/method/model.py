@@ -341,17 +341,23 @@ class ClickGaussianModel(SplatfactoModel):
             coverage: optional, maps camera indices [B] to [B, H, W, 2] bool, per level the pixels a SAM mask
                 covers (the others vote "none" when ``labelling.use_mask_coverage``).
         """
+        from clickgs_ns.method.lifting import total_weights, unoccluded_weights  # here: see unoccluded_weights
+
         cfg = self.config.labelling
         columns = self.label_columns()
         votes: Optional[SparseVotes] = None
+        unoccluded = torch.zeros(self.num_points, dtype=torch.float64, device=self.device)  # [N]
         for batch in views_by_size(cameras, cfg.render_batch_views, cfg.render_batch_pixels):
             covered = coverage(batch) if (coverage is not None and cfg.use_mask_coverage) else None
             batch_votes = self.label_votes(cameras[batch], self.candidate_label_maps(cameras[batch], covered),
                                            columns[-1])
             votes = add_votes(votes, batch_votes)
+            unoccluded += unoccluded_weights(**self.frozen_splat_view(cameras[batch]))
         assert votes is not None, "no training views"
+        hidden = total_weights(votes, columns[0], columns[1]) < cfg.min_visibility * unoccluded  # [N]
         coarse, coarse_confident, fine, fine_confident = (
-            vote_labels(votes, first, stop, cfg.min_weight) for first, stop in zip(columns[:-1], columns[1:]))
+            torch.where(hidden, -1, vote_labels(votes, first, stop, cfg.min_weight))
+            for first, stop in zip(columns[:-1], columns[1:]))
         self.coarse_labels, self.fine_labels = coarse_confident, fine_confident
         self.coarse_segment_labels = fill_unlabelled(self.coarse_labels, coarse)
         self.fine_segment_labels = fill_unlabelled(self.fine_labels, fine)
