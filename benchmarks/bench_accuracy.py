@@ -58,8 +58,8 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from cache import (PROJECT_ROOT, environment, is_cached, labels_fingerprint, lift_labels_stage,  # noqa: E402
-                   mark_cached, rgb_stage_fingerprint, run_key, training_fingerprint)
+from cache import (environment, is_cached, labels_fingerprint, lift_labels_stage, mark_cached,  # noqa: E402
+                   rgb_stage_fingerprint, run_key, training_fingerprint)
 
 VENV_BIN = Path(sys.executable).parent
 
@@ -172,8 +172,9 @@ def last_checkpoint(config: Path) -> Path:
 
 
 def oracle_labels(model, cameras, gt_maps: List[np.ndarray], num_segments: int) -> torch.Tensor:
-    """Each Gaussian's ground-truth segment by rendered weight over ``cameras`` (-1: none / unseen)."""
-    from clickgs_ns.method.lifting import add_votes, vote_labels
+    """Each Gaussian's ground-truth segment by rendered weight over ``cameras`` (-1: none, unseen, or seen too little,
+    by the rules of ``lift_labels``)."""
+    from clickgs_ns.method.lifting import add_votes, hardly_seen, vote_labels
     from clickgs_ns.method.model import views_by_size
 
     votes = None
@@ -182,7 +183,9 @@ def oracle_labels(model, cameras, gt_maps: List[np.ndarray], num_segments: int) 
         maps = torch.where(maps < 0, num_segments, maps)  # background -> "none"
         batch_votes = model.label_votes(cameras[batch], maps, num_segments + 1)
         votes = add_votes(votes, batch_votes)
-    return vote_labels(votes, 0, num_segments + 1, model.config.labelling.min_weight)
+    labelling = model.config.labelling
+    hidden = hardly_seen(votes, 0, num_segments + 1, model.unoccluded_weights(cameras), labelling.min_visibility)
+    return torch.where(hidden, -1, vote_labels(votes, 0, num_segments + 1, labelling.min_weight))
 
 
 def score_oracle(scene, prompts, prompts_path: Path, scene_dir: Path) -> Dict[str, Dict[str, float]]:

@@ -15,8 +15,8 @@ For each capture in ``../shared/data/real`` (its README: DTU scan 37, SPIn-NeRF 
    fine) whose selection fits that view's mask best, as a user tries both (``user_clicks``). Every held-out view
    with a non-empty mask is a target. ``clickgs eval`` replays the clicks and scores them.
 5. The oracle: the ground-truth masks of the training views voted onto the same splat (each Gaussian takes the
-   label, object or not, that receives most of its rendering weight), its object Gaussians rendered in the
-   held-out views.
+   label, object or not, that receives most of its rendering weight; those the views hardly see take none, as in
+   ``lift_labels``), its object Gaussians rendered in the held-out views.
 
 It prints per scene the time of each stage, per prompt IoU, boundary IoU and the selected-to-true area ratio, the
 oracle's, and last ``real: SCENE mIoU 0.NNN (oracle 0.NNN), ...``. Every stage is cached under ``--work`` by a
@@ -218,19 +218,22 @@ def oracle_scores(config_path: Path, scene: Path, names: Dict[str, str], prompts
     """IoU per prompt of the oracle: the training views' ground truth voted onto the run's splat, its object
     Gaussians rendered in each prompt's targets (the same for every prompt: one object)."""
     from clickgs_ns.app.api import load
-    from clickgs_ns.method.lifting import add_votes, vote_labels
+    from clickgs_ns.method.lifting import add_votes, hardly_seen, vote_labels
     from clickgs_ns.segment.evaluate import load_prompts, mask_iou, read_mask_png
     from clickgs_ns.segment.views import full_resolution_camera, photo_selection_mask
 
     loaded = load(config_path)
     model, views = loaded.model, loaded.views
-    votes = None
+    votes, unoccluded = None, 0.0
     for view in views.train_views:
         gt = np.asarray(Image.open(scene / "gt_masks" / f"{names[Path(view.key).name]}.png")) > 127
         labels = pinhole_label_map(gt, view)
         labels = torch.where(labels < 0, 2, labels)[None]  # outside every photo pixel: "none" (2)
         votes = add_votes(votes, model.label_votes(view.camera, labels, 3))
-    object_gaussians = vote_labels(votes, 0, 3, model.config.labelling.min_weight) == 0
+        unoccluded = unoccluded + model.unoccluded_weights(view.camera)
+    labelling = model.config.labelling
+    hidden = hardly_seen(votes, 0, 3, unoccluded, labelling.min_visibility)  # the rules of lift_labels
+    object_gaussians = (vote_labels(votes, 0, 3, labelling.min_weight) == 0) & ~hidden
     scores = []
     for prompt in load_prompts(prompts_path):
         ious = []

@@ -301,6 +301,13 @@ def unoccluded_weights(means: Tensor, quats: Tensor, scales: Tensor, opacities: 
     return (torch.where(radii > 0, area, 0.0) * opacities.double()[None]).sum(dim=0)  # [N]
 
 
+def hardly_seen(votes: SparseVotes, first: int, stop: int, unoccluded: Tensor, min_visibility: float) -> Tensor:
+    """[N] bool: the Gaussians whose rendering weight (``total_weights`` of the labels [first, stop) of ``votes``) is
+    below ``min_visibility`` times what they would weigh unoccluded (``unoccluded_weights`` [N], over the same
+    views): buried under a surface or hidden behind one (``LabellingConfig.min_visibility``)."""
+    return total_weights(votes, first, stop) < min_visibility * unoccluded.to(votes.weights.device)
+
+
 def fill_unlabelled(labels: Tensor, fallback: Tensor) -> Tensor:
     """``labels`` [N] with every -1 replaced by ``fallback`` [N]."""
     return torch.where(labels >= 0, labels, fallback)

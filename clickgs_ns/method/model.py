@@ -333,6 +333,17 @@ class ClickGaussianModel(SplatfactoModel):
         num_coarse, num_fine = self.coarse_candidates.shape[0] + 1, self.fine_candidates.shape[0] + 1
         return [0, num_coarse, 2 * num_coarse, 2 * num_coarse + num_fine, 2 * num_coarse + 2 * num_fine]
 
+    def unoccluded_weights(self, cameras: Cameras) -> Tensor:
+        """[N] float64: what each Gaussian would weigh in ``cameras`` (any sizes) with nothing in front of it
+        (``lifting.unoccluded_weights``), summed over them."""
+        from clickgs_ns.method import lifting  # here: see lift_labels
+
+        cfg = self.config.labelling
+        total = torch.zeros(self.num_points, dtype=torch.float64, device=self.device)  # [N]
+        for batch in views_by_size(cameras, cfg.render_batch_views, cfg.render_batch_pixels):
+            total += lifting.unoccluded_weights(**self.frozen_splat_view(cameras[batch]))
+        return total
+
     def lift_labels(self, cameras: Cameras, coverage: Optional[Callable[[Tensor], Tensor]] = None) -> Dict[str, int]:
         """Label every Gaussian with the candidate that receives most of its rendered weight over ``cameras`` (the
         training views; clickgs_ns/method/lifting.py). Returns the number of labelled Gaussians per level.
@@ -341,20 +352,18 @@ class ClickGaussianModel(SplatfactoModel):
             coverage: optional, maps camera indices [B] to [B, H, W, 2] bool, per level the pixels a SAM mask
                 covers (the others vote "none" when ``labelling.use_mask_coverage``).
         """
-        from clickgs_ns.method.lifting import total_weights, unoccluded_weights  # here: see unoccluded_weights
+        from clickgs_ns.method.lifting import hardly_seen  # here: the RGB stage's cache key hashes imports
 
         cfg = self.config.labelling
         columns = self.label_columns()
         votes: Optional[SparseVotes] = None
-        unoccluded = torch.zeros(self.num_points, dtype=torch.float64, device=self.device)  # [N]
         for batch in views_by_size(cameras, cfg.render_batch_views, cfg.render_batch_pixels):
             covered = coverage(batch) if (coverage is not None and cfg.use_mask_coverage) else None
             batch_votes = self.label_votes(cameras[batch], self.candidate_label_maps(cameras[batch], covered),
                                            columns[-1])
             votes = add_votes(votes, batch_votes)
-            unoccluded += unoccluded_weights(**self.frozen_splat_view(cameras[batch]))
         assert votes is not None, "no training views"
-        hidden = total_weights(votes, columns[0], columns[1]) < cfg.min_visibility * unoccluded  # [N]
+        hidden = hardly_seen(votes, columns[0], columns[1], self.unoccluded_weights(cameras), cfg.min_visibility)
         coarse, coarse_confident, fine, fine_confident = (
             torch.where(hidden, -1, vote_labels(votes, first, stop, cfg.min_weight))
             for first, stop in zip(columns[:-1], columns[1:]))
