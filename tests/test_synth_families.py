@@ -453,14 +453,15 @@ def test_bench_accuracy_set_run_wiring(tmp_path, monkeypatch, capsys):
     tiny = family_config("garden", num_objects=3, num_small_objects=1, num_views=8, image_width=80, image_height=60,
                          num_gaussians=2000, num_seed_points=200, prompt_train_fraction=0.75)
     monkeypatch.setattr(synth, "test_set_configs", lambda split, **overrides: [("garden03_touching_s7", tiny)])
-    trained = []
+    trained, keys = [], []
 
-    def fake_train(data, output_dir, name, args, log_dir, code_fp, inputs, init_checkpoint=None):
+    def fake_train(data, output_dir, name, args, log_dir, code_fp, inputs, init_checkpoint=None, labels_fp=None):
         run = output_dir / data.name / name
         (run / "nerfstudio_models").mkdir(parents=True, exist_ok=True)
         (run / "nerfstudio_models" / "step-000000001.ckpt").write_text("")
         (run / "DONE").write_text("60.0\n")
         trained.append((name, inputs, init_checkpoint))
+        keys.append((code_fp, labels_fp))
         return run / "config.yml", f"key_{name}"
 
     def fake_evaluate(config, scene_dir, relabel=None):
@@ -475,13 +476,15 @@ def test_bench_accuracy_set_run_wiring(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(bench_accuracy, "oracle_prompt_scores", lambda scene, prompts, scene_dir: [
         {"level": p.level, "iou": 0.95, "biou": 0.9, "area_ratio": 1.0} for p in prompts])
     args = bench_accuracy.build_parser().parse_args(["--set", "dev", "--work", str(tmp_path)])
-    bench_accuracy.run_set(args, "f" * 40, {"python": "test"}, time.perf_counter())
+    codes = bench_accuracy.CodeKeys(rgb_stage="r" * 40, feature_stage="f" * 40, labels="l" * 40)
+    bench_accuracy.run_set(args, codes, {"python": "test"}, time.perf_counter())
 
     out = capsys.readouterr().out.splitlines()
     scene_dirs = list(tmp_path.glob("dev_garden03_touching_s7_*"))
     assert len(scene_dirs) == 1 and (scene_dirs[0] / "cache_key.json").exists()
     scene_key = scene_dirs[0].name.rsplit("_", 1)[1]
     assert [name for name, _, _ in trained] == ["rgb", "gfl"]
+    assert keys == [("r" * 40, None), ("f" * 40, "l" * 40)], "each stage keyed by its code; the feature run's labels"
     assert trained[0][1]["data"] == trained[1][1]["data"] == scene_key and trained[1][1]["init_checkpoint"] == "key_rgb"
     assert trained[1][2].name == "step-000000001.ckpt"
     num_prompts = len(load_prompts(scene_dirs[0] / "prompts.json"))
