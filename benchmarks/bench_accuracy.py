@@ -172,9 +172,9 @@ def last_checkpoint(config: Path) -> Path:
 
 
 def oracle_labels(model, cameras, gt_maps: List[np.ndarray], num_segments: int) -> torch.Tensor:
-    """Each Gaussian's ground-truth segment by rendered weight over ``cameras`` (-1: none, unseen, or seen too little,
-    by the rules of ``lift_labels``)."""
-    from clickgs_ns.method.lifting import add_votes, hardly_seen, vote_labels
+    """Each Gaussian's ground-truth segment by rendered weight over ``cameras`` by the rules of ``lift_labels`` (-1:
+    none or unseen; a hardly seen Gaussian takes its seen neighbours' segment)."""
+    from clickgs_ns.method.lifting import add_votes, hardly_seen, nearest_seen, neighbour_labels, vote_labels
     from clickgs_ns.method.model import views_by_size
 
     votes = None
@@ -185,7 +185,8 @@ def oracle_labels(model, cameras, gt_maps: List[np.ndarray], num_segments: int) 
         votes = add_votes(votes, batch_votes)
     labelling = model.config.labelling
     hidden = hardly_seen(votes, 0, num_segments + 1, model.unoccluded_weights(cameras), labelling.min_visibility)
-    return torch.where(hidden, -1, vote_labels(votes, 0, num_segments + 1, labelling.min_weight))
+    neighbours = nearest_seen(model.means, hidden, labelling.hidden_neighbours)
+    return neighbour_labels(vote_labels(votes, 0, num_segments + 1, labelling.min_weight), hidden, neighbours)
 
 
 def score_oracle(scene, prompts, prompts_path: Path, scene_dir: Path) -> Dict[str, Dict[str, float]]:

@@ -218,7 +218,7 @@ def oracle_scores(config_path: Path, scene: Path, names: Dict[str, str], prompts
     """IoU per prompt of the oracle: the training views' ground truth voted onto the run's splat, its object
     Gaussians rendered in each prompt's targets (the same for every prompt: one object)."""
     from clickgs_ns.app.api import load
-    from clickgs_ns.method.lifting import add_votes, hardly_seen, vote_labels
+    from clickgs_ns.method.lifting import add_votes, hardly_seen, nearest_seen, neighbour_labels, vote_labels
     from clickgs_ns.segment.evaluate import load_prompts, mask_iou, read_mask_png
     from clickgs_ns.segment.views import full_resolution_camera, photo_selection_mask
 
@@ -233,7 +233,8 @@ def oracle_scores(config_path: Path, scene: Path, names: Dict[str, str], prompts
         unoccluded = unoccluded + model.unoccluded_weights(view.camera)
     labelling = model.config.labelling
     hidden = hardly_seen(votes, 0, 3, unoccluded, labelling.min_visibility)  # the rules of lift_labels
-    object_gaussians = (vote_labels(votes, 0, 3, labelling.min_weight) == 0) & ~hidden
+    neighbours = nearest_seen(model.means, hidden, labelling.hidden_neighbours)
+    object_gaussians = neighbour_labels(vote_labels(votes, 0, 3, labelling.min_weight), hidden, neighbours) == 0
     scores = []
     for prompt in load_prompts(prompts_path):
         ious = []

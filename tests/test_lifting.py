@@ -18,6 +18,8 @@ from clickgs_ns.method.lifting import (
     gaussian_votes,
     labels_per_pass,
     merge_candidates,
+    nearest_seen,
+    neighbour_labels,
     pixel_label_maps,
     segment_sharing,
     total_weights,
@@ -198,6 +200,26 @@ def test_feature_convergence_is_the_weighted_share_above_the_cosine():
 
 def test_fill_unlabelled_keeps_labels_and_fills_the_rest():
     assert fill_unlabelled(torch.tensor([2, -1, 0, -1]), torch.tensor([5, 1, 5, -1])).tolist() == [2, 1, 0, -1]
+
+
+def test_hidden_gaussians_take_the_most_common_label_of_their_nearest_seen_neighbours():
+    # seen: three of label 0 around x = 0, two of label 1 around x = 10, one -1 at x = 5.2; hidden at 0.5, 9 and 4.9
+    means = torch.tensor([[0.0, 0, 0], [0.2, 0, 0], [-0.3, 0, 0], [10.0, 0, 0], [10.4, 0, 0], [5.2, 0, 0],
+                          [0.5, 0, 0], [9.0, 0, 0], [4.9, 0, 0]])
+    labels = torch.tensor([0, 0, 0, 1, 1, -1, 1, 0, 0])  # the hidden ones' own votes say nothing
+    hidden = torch.tensor([False] * 6 + [True] * 3)
+    neighbours = nearest_seen(means, hidden, 3)
+    assert neighbours.tolist() == [[1, 0, 2], [3, 4, 5], [5, 1, 0]], "seen ones only, nearest first"
+    assert neighbour_labels(labels, hidden, neighbours).tolist() == [0, 0, 0, 1, 1, -1, 0, 1, 0], \
+        "majority of the neighbours (a -1 neighbour counts as one vote; seen Gaussians keep theirs)"
+    nearest_only = nearest_seen(means, hidden, 1)
+    assert neighbour_labels(labels, hidden, nearest_only).tolist()[6:] == [0, 1, -1]
+    tie = neighbour_labels(torch.tensor([0, 1, 5]), torch.tensor([False, False, True]), torch.tensor([[1, 0]]))
+    assert tie.tolist() == [0, 1, 1], "a tie goes to the nearest"
+    none = nearest_seen(means, hidden, 0)
+    assert none.shape == (3, 0) and neighbour_labels(labels, hidden, none).tolist()[6:] == [-1, -1, -1]
+    assert nearest_seen(means, torch.ones(9, dtype=torch.bool), 4).shape == (9, 0), "nothing seen: no neighbours"
+    assert nearest_seen(means[:7], hidden[:7], 8).shape == (1, 6), "fewer seen than k: all of them"
 
 
 def fake_model(saved_coarse, num=4, segment_coarse=None):

@@ -15,9 +15,11 @@ those over every candidate. This module labels the Gaussians by what the views s
    Gaussian's weight per label, only the labels a batch shows rendered, a bounded number of channels per pass); the
    sums are kept sparse, ``SparseVotes``, so that memory does not grow with the number of labels;
 3. its label is the one with the largest weight (``vote_labels``); Gaussians that no training view sees, or whose
-   weight falls mostly on pixels that vote "none", get -1. What a click selects is voted by confident pixels
-   only (feature cosine > 0.95 to the candidate); "segment everything" fills the Gaussians that this leaves out
-   with the vote of every pixel near a candidate (cosine > 0.75; ``fill_unlabelled``).
+   weight falls mostly on pixels that vote "none", get -1; those that the views hardly see (buried or inside an
+   object: ``hardly_seen``) take the most common label of their nearest seen neighbours (``neighbour_labels``).
+   What a click selects is voted by confident pixels only (feature cosine > 0.95 to the candidate); "segment
+   everything" fills the Gaussians that this leaves out with the vote of every pixel near a candidate (cosine >
+   0.75; ``fill_unlabelled``).
 
 Near-duplicate candidates (HDBSCAN often splits one object into several clusters whose centres have cosine
 0.99) are merged first (``merge_candidates``), where the views show them in the same SAM segments
@@ -64,13 +66,19 @@ class LabellingConfig:
     """Gaussians whose rendering weight summed over all training views is below this (never seen) get -1."""
     min_visibility: float = 0.01
     """Gaussians whose rendering weight summed over the training views is below this share of what they would weigh
-    unoccluded (``unoccluded_weights``) get -1: the views hardly see them, so whatever labels those views show says
-    nothing about them. They lie buried under a surface (floor Gaussians below the ground's visible layer) or
+    unoccluded (``unoccluded_weights``) do not take their own votes: the views hardly see them, so whatever labels
+    those views show says nothing about them (they take their seen neighbours', ``hidden_neighbours``). They lie buried under a surface (floor Gaussians below the ground's visible layer) or
     hidden behind one, and the few pixels where their weight is not quite zero lie on whatever covers them. A
     selection renders only its own Gaussians, so buried ones that took the label of the object standing on them
     showed as a halo on the floor around it (development scenes: their weight 0.001-0.04 pixels, the object's own
     13-21). 0 keeps every Gaussian some view sees (``min_weight``). Chosen on the development scenes
     (docs/benchmarks.md, "Buried Gaussians")."""
+    hidden_neighbours: int = 16
+    """The hardly seen Gaussians (``min_visibility``) take the most common label of this many nearest seen ones
+    (``nearest_seen``, ``neighbour_labels``): the inside of an object takes the object's label, a buried floor
+    Gaussian the floor's. A selection renders its own Gaussians alone: without its inside, an object shows through
+    wherever its surface's own Gaussians are thin, and an export is a shell. 0 leaves them unlabelled (-1). Chosen
+    on the development scenes (docs/benchmarks.md, "Hidden Gaussians")."""
     merge_cosine: float = 0.97
     """At the end of training, global candidates of one level whose cosine exceeds this are merged into one (their
     size-weighted mean) before labelling: HDBSCAN often splits one object into several near-identical clusters
@@ -306,6 +314,33 @@ def hardly_seen(votes: SparseVotes, first: int, stop: int, unoccluded: Tensor, m
     below ``min_visibility`` times what they would weigh unoccluded (``unoccluded_weights`` [N], over the same
     views): buried under a surface or hidden behind one (``LabellingConfig.min_visibility``)."""
     return total_weights(votes, first, stop) < min_visibility * unoccluded.to(votes.weights.device)
+
+
+def nearest_seen(means: Tensor, hidden: Tensor, k: int) -> Tensor:
+    """[H, k] long: for each of the H hidden Gaussians (``hidden`` [N] bool), the indices of its ``k`` nearest
+    Gaussians (by mean [N, 3]) that are not hidden, nearest first (fewer than ``k`` seen ones: repeated; none at all:
+    [H, 0])."""
+    from scipy.spatial import cKDTree  # here: the RGB stage's cache key hashes imports
+
+    seen = torch.nonzero(~hidden).squeeze(-1)  # [S]
+    k = min(k, int(seen.shape[0]))
+    if k == 0:
+        return seen.new_zeros(int(hidden.sum()), 0)
+    points = means.detach().double().cpu().numpy()
+    _, nearest = cKDTree(points[seen.cpu().numpy()]).query(points[hidden.cpu().numpy()], k=k)  # [H, k]
+    return seen[torch.from_numpy(nearest.reshape(-1, k)).to(seen.device)]
+
+
+def neighbour_labels(labels: Tensor, hidden: Tensor, neighbours: Tensor) -> Tensor:
+    """``labels`` [N] with each hidden Gaussian's (``hidden`` [N] bool, H of them) replaced by the most common label
+    of its ``neighbours`` [H, k] (``nearest_seen``; -1 counts as a label; on ties, the nearest one's); -1 where it
+    has none."""
+    if neighbours.shape[1] == 0:
+        return torch.where(hidden, -1, labels)
+    near = labels[neighbours]  # [H, k]
+    counts = (near[:, :, None] == near[:, None, :]).sum(dim=-1)  # [H, k]: how many neighbours share each one's label
+    best = counts.argmax(dim=-1)  # [H]: the first (nearest) of the most common
+    return labels.index_put((torch.nonzero(hidden).squeeze(-1),), near.gather(1, best[:, None]).squeeze(-1))
 
 
 def fill_unlabelled(labels: Tensor, fallback: Tensor) -> Tensor:

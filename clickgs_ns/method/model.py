@@ -352,7 +352,7 @@ class ClickGaussianModel(SplatfactoModel):
             coverage: optional, maps camera indices [B] to [B, H, W, 2] bool, per level the pixels a SAM mask
                 covers (the others vote "none" when ``labelling.use_mask_coverage``).
         """
-        from clickgs_ns.method.lifting import hardly_seen  # here: the RGB stage's cache key hashes imports
+        from clickgs_ns.method.lifting import hardly_seen, nearest_seen, neighbour_labels  # here: see unoccluded_weights
 
         cfg = self.config.labelling
         columns = self.label_columns()
@@ -364,8 +364,9 @@ class ClickGaussianModel(SplatfactoModel):
             votes = add_votes(votes, batch_votes)
         assert votes is not None, "no training views"
         hidden = hardly_seen(votes, columns[0], columns[1], self.unoccluded_weights(cameras), cfg.min_visibility)
+        neighbours = nearest_seen(self.means, hidden, cfg.hidden_neighbours)
         coarse, coarse_confident, fine, fine_confident = (
-            torch.where(hidden, -1, vote_labels(votes, first, stop, cfg.min_weight))
+            neighbour_labels(vote_labels(votes, first, stop, cfg.min_weight), hidden, neighbours)
             for first, stop in zip(columns[:-1], columns[1:]))
         self.coarse_labels, self.fine_labels = coarse_confident, fine_confident
         self.coarse_segment_labels = fill_unlabelled(self.coarse_labels, coarse)
