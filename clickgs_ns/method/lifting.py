@@ -15,11 +15,9 @@ those over every candidate. This module labels the Gaussians by what the views s
    Gaussian's weight per label, only the labels a batch shows rendered, a bounded number of channels per pass); the
    sums are kept sparse, ``SparseVotes``, so that memory does not grow with the number of labels;
 3. its label is the one with the largest weight (``vote_labels``); Gaussians that no training view sees, or whose
-   weight falls mostly on pixels that vote "none", get -1; those that the views hardly see (buried or inside an
-   object: ``hardly_seen``) take the most common label of their nearest seen neighbours (``neighbour_labels``).
-   What a click selects is voted by confident pixels only (feature cosine > 0.95 to the candidate); "segment
-   everything" fills the Gaussians that this leaves out with the vote of every pixel near a candidate (cosine >
-   0.75; ``fill_unlabelled``).
+   weight falls mostly on pixels that vote "none", get -1. What a click selects is voted by confident pixels
+   only (feature cosine > 0.95 to the candidate); "segment everything" fills the Gaussians that this leaves out
+   with the vote of every pixel near a candidate (cosine > 0.75; ``fill_unlabelled``).
 
 Near-duplicate candidates (HDBSCAN often splits one object into several clusters whose centres have cosine
 0.99) are merged first (``merge_candidates``), where the views show them in the same SAM segments
@@ -67,12 +65,13 @@ class LabellingConfig:
     min_visibility: float = 0.01
     """Gaussians whose rendering weight summed over the training views is below this share of what they would weigh
     unoccluded (``unoccluded_weights``) do not take their own votes: the views hardly see them, so whatever labels
-    those views show says nothing about them (they take their seen neighbours', ``hidden_neighbours``). They lie buried under a surface (floor Gaussians below the ground's visible layer) or
-    hidden behind one, and the few pixels where their weight is not quite zero lie on whatever covers them. A
-    selection renders only its own Gaussians, so buried ones that took the label of the object standing on them
-    showed as a halo on the floor around it (development scenes: their weight 0.001-0.04 pixels, the object's own
-    13-21). 0 keeps every Gaussian some view sees (``min_weight``). Chosen on the development scenes
-    (docs/benchmarks.md, "Buried Gaussians")."""
+    those views show says nothing about them (they take their seen neighbours', ``hidden_neighbours``). They lie
+    buried under a surface (floor Gaussians below the ground's visible layer) or hidden behind one, and the few
+    pixels where their weight is not quite zero lie on whatever covers them. A selection renders only its own
+    Gaussians, so buried ones that took the label of the object standing on them showed as a halo on the floor
+    around it (development scenes: their weight 0.001-0.04 pixels, the object's own 13-21). 0 lets every Gaussian
+    some view sees take its own votes (``min_weight``). Chosen on the development scenes (docs/benchmarks.md,
+    "Buried Gaussians")."""
     hidden_neighbours: int = 16
     """The hardly seen Gaussians (``min_visibility``) take the most common label of this many nearest seen ones
     (``nearest_seen``, ``neighbour_labels``): the inside of an object takes the object's label, a buried floor
