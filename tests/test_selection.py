@@ -23,7 +23,9 @@ from clickgs_ns.segment.selection import (
     SelectionConfig,
     SelectionState,
     Segmenter,
+    candidate_by_weight,
     level_features,
+    pixel_camera,
     render_selection_alpha,
     segment_everything,
     select_by_feature,
@@ -132,6 +134,45 @@ def test_select_by_feature_falls_back_when_no_candidate_matches_and_says_so():
     result = select_by_feature(query, labels, candidates[:0], features)
     assert result.used_fallback and "no global candidates" in result.message
     assert math.isnan(result.cosine) and result.num_selected == 2
+
+
+def test_candidate_by_weight_is_the_label_that_renders_most_of_the_pixel():
+    labels = torch.tensor([0, 1, 1, -1, 2])
+    gaussians, weights = torch.tensor([0, 1, 2, 3]), torch.tensor([0.3, 0.2, 0.2, 0.3])
+    candidate, share = candidate_by_weight(labels, gaussians, weights, 3)
+    assert candidate == 1 and share == pytest.approx(0.4), "1 has 0.2 + 0.2; unlabelled weight counts in the share"
+    assert candidate_by_weight(labels, torch.tensor([3]), torch.tensor([0.9]), 3) == (None, 0.0), "only unlabelled"
+    assert candidate_by_weight(labels, torch.tensor([], dtype=torch.long), torch.tensor([]), 3) == (None, 0.0)
+
+
+def test_a_click_that_matches_no_candidate_selects_the_one_rendered_under_it():
+    candidates = torch.eye(3)
+    features = torch.eye(3)[torch.tensor([0, 0, 1, 2])]
+    labels = torch.tensor([0, 0, 1, 2])
+    blended = unit(torch.tensor([1.0, 1.0, 0.9]))  # cos 0.6 with each: a blend of features that never converged
+    asked = []
+
+    def under_pixel():
+        asked.append(True)
+        return 1, 0.7
+
+    result = select_by_feature(blended, labels, candidates, features, pixel_candidate=under_pixel)
+    assert result.candidate == 1 and result.mask.tolist() == [False, False, True, False] and not result.used_fallback
+    assert "render 70% of the clicked pixel" in result.message and "matches no global candidate well" in result.message
+    strong = select_by_feature(unit(torch.tensor([1.0, 0.1, 0.0])), labels, candidates, features,
+                               pixel_candidate=under_pixel)
+    assert strong.candidate == 0 and len(asked) == 1, "a good feature match does not look under the pixel"
+    nothing = select_by_feature(blended, labels, candidates, features, pixel_candidate=lambda: (None, 0.0))
+    assert nothing.used_fallback and nothing.candidate is None, "nothing labelled under the pixel: the old fallback"
+
+
+def test_pixel_camera_sees_one_pixel_of_the_camera():
+    camera = make_camera(width=8, height=6, focal=10.0)
+    one = pixel_camera(camera, 5, 2)
+    assert (int(one.width), int(one.height)) == (1, 1)
+    ray = one.generate_rays(camera_indices=0).directions.reshape(-1)
+    full = camera.generate_rays(camera_indices=0).directions[2, 5]
+    assert torch.allclose(ray, full, atol=1e-6), "the same ray as the pixel's centre"
 
 
 def test_select_by_feature_falls_back_when_no_gaussian_carries_the_matched_candidate():
@@ -590,3 +631,12 @@ def test_segmenter_on_the_real_model_and_renderer():
     result = segmenter.click(camera, 29.0, 16.0, level="coarse")
     assert result.candidate == 1 and result.render_seconds == 0.0
     assert int(segmenter.selection.sum()) == n
+    gaussians, weights = segmenter.pixel_weights(camera, 19, 16)
+    assert float(weights.sum()) == pytest.approx(float(segmenter.render(camera)[0]["accumulation"][16, 19, 0]),
+                                                 abs=2e-3), "the weights of a pixel add up to its accumulation"
+    assert bool(left[gaussians[weights.argmax()]]), "left of centre: mostly left Gaussians"
+    model.set_candidates(torch.eye(COARSE_DIM)[2:4], model.fine_candidates)  # no coarse candidate matches any pixel
+    segmenter.refresh()
+    segmenter.clear()
+    result = segmenter.click(camera, 19.0, 16.0, level="coarse")
+    assert not result.used_fallback and "clicked pixel" in result.message, result.message

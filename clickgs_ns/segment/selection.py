@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Dict, List, Literal, Optional, Tuple, Union
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Literal, Optional, Tuple, Union
 
 import numpy as np
 import torch
@@ -163,12 +163,15 @@ def select_by_feature(
     candidates: Tensor,
     level_features: Tensor,
     config: SelectionConfig = SelectionConfig(),
+    pixel_candidate: Optional[Callable[[], Tuple[Optional[int], float]]] = None,
 ) -> ClickResult:
     """Select the Gaussians that a pixel feature ``query`` points at.
 
     c* = argmax_c cos(query, g_c). When cos(query, g_c*) >= ``candidate_min_cosine`` the selection is
-    ``gaussian_labels == c*`` (one comparison over N). Otherwise, when C == 0, or when no Gaussian carries c*
-    (a candidate that no view's vote gave a Gaussian), it falls back to cos(level_features, query) >
+    ``gaussian_labels == c*`` (one comparison over N). When the feature matches no candidate that well (it blends
+    features that never converged) and ``pixel_candidate`` is given, the candidate whose Gaussians render most of
+    the clicked pixel is selected instead (``candidate_by_weight``). Otherwise, when C == 0, or when no Gaussian carries
+    the candidate (one that no view's vote gave a Gaussian), it falls back to cos(level_features, query) >
     ``fallback_min_cosine`` and the message says so.
 
     Args:
@@ -176,6 +179,8 @@ def select_by_feature(
         gaussian_labels: [N] long, each Gaussian's candidate id (``assign_candidates``).
         candidates: [C, D] global candidates (C may be 0).
         level_features: [N, D] unit per-Gaussian features (used only by the fallback).
+        pixel_candidate: optional, called only when no candidate matches well: the candidate whose Gaussians render
+            most of the clicked pixel and its share of the pixel's weight, or (None, 0).
     """
     query = query.detach().float().reshape(-1).to(level_features.device)
     norm = float(query.norm())
@@ -199,6 +204,13 @@ def select_by_feature(
         else:
             reason = (f"The click matches no global candidate well (best: {candidate}, cos {best_cos:.2f} < "
                       f"{config.candidate_min_cosine:g})")
+            under, share = pixel_candidate() if pixel_candidate is not None else (None, 0.0)
+            if under is not None:
+                mask = gaussian_labels == under
+                count = int(mask.sum())
+                message = (f"{reason}: selected {count} Gaussians, global candidate {under}, whose Gaussians render "
+                           f"{100 * share:.0f}% of the clicked pixel.")
+                return ClickResult(mask, under, best_cos, False, message, count)
     else:
         reason = "There are no global candidates at this level (GFL has not run)"
     mask = (level_features @ query) > config.fallback_min_cosine  # [N]
@@ -209,6 +221,25 @@ def select_by_feature(
         message = f"{reason}, and no Gaussian's own feature is close to the click (cos > " \
                   f"{config.fallback_min_cosine:g}): nothing selected."
     return ClickResult(mask, None, best_cos, True, message, count)
+
+
+def candidate_by_weight(gaussian_labels: Tensor, gaussians: Tensor, weights: Tensor, num_candidates: int
+                        ) -> Tuple[Optional[int], float]:
+    """The candidate whose Gaussians give a pixel the most rendering weight, and its share of the pixel's weight
+    (None, 0 when no labelled Gaussian renders it).
+
+    Args:
+        gaussian_labels: [N] long in [-1, num_candidates).
+        gaussians: [M] long, the Gaussians that render the pixel; weights: [M] their weights (alpha_i T_i).
+    """
+    labels = gaussian_labels[gaussians.to(gaussian_labels.device)]  # [M]
+    per_label = torch.zeros(num_candidates + 1, dtype=torch.float64, device=labels.device).index_add_(
+        0, labels + 1, weights.to(labels.device).double())  # [C + 1]: "none" first
+    total = float(per_label.sum())
+    best_weight, best = per_label[1:].max(dim=0)
+    if float(best_weight) <= 0:
+        return None, 0.0
+    return int(best), float(best_weight) / total
 
 
 def leader_clusters(features: Tensor, min_cosine: float, max_samples: int, min_size: int) -> Tensor:
@@ -394,6 +425,9 @@ class LevelData:
     """[C, D] global candidates (C may be 0)."""
     labels: Tensor
     """[N] long candidate id of each Gaussian (-1 when C == 0, or for a Gaussian that belongs to no segment)."""
+    segment_labels: Tensor
+    """[N] long: the "segment everything" labels (``labels`` filled from every pixel near a candidate), which say
+    what renders a pixel where the click labels leave Gaussians out."""
     saved: bool = False
     """``labels`` are the model's saved labels (lifted from the training views at the end of training), not the
     nearest candidate of each Gaussian's own feature."""
@@ -404,6 +438,21 @@ class LevelData:
 def camera_size(camera: "Cameras") -> Tuple[int, int]:
     """(H, W) in pixels of a nerfstudio camera [1] (or the first of several)."""
     return int(camera.height.reshape(-1)[0]), int(camera.width.reshape(-1)[0])
+
+
+def camera_with_intrinsics(camera: Any, fx: Tensor, fy: Tensor, cx: Tensor, cy: Tensor, size: Tuple[int, int]
+                           ) -> Any:
+    """``camera`` [1] (its pose, lens and type) with these intrinsics [1, 1] and image size (H, W)."""
+    from nerfstudio.cameras.cameras import Cameras
+
+    return Cameras(camera_to_worlds=camera.camera_to_worlds, fx=fx, fy=fy, cx=cx, cy=cy,
+                   width=torch.full_like(camera.width, size[1]), height=torch.full_like(camera.height, size[0]),
+                   distortion_params=camera.distortion_params, camera_type=camera.camera_type)
+
+
+def pixel_camera(camera: "Cameras", column: int, row: int) -> "Cameras":
+    """A 1 x 1 camera that sees exactly pixel (``column``, ``row``) of ``camera`` [1]: the same rays."""
+    return camera_with_intrinsics(camera, camera.fx, camera.fy, camera.cx - column, camera.cy - row, (1, 1))
 
 
 def camera_key(camera: "Cameras") -> Tensor:
@@ -469,13 +518,15 @@ class Segmenter:
             labels = saved.to(features.device).long() if use_saved else assign_candidates(features, candidates)[0]
             segment_labels = getattr(self.model, f"{level}_segment_labels", None)
             if use_saved and segment_labels is not None and segment_labels.shape == labels.shape:
-                labels = click_labels(labels, segment_labels.to(labels.device).long(), candidates.shape[0],
-                                      self.config.weak_segment_share)
+                segment_labels = segment_labels.to(labels.device).long()
+                labels = click_labels(labels, segment_labels, candidates.shape[0], self.config.weak_segment_share)
+            else:
+                segment_labels = labels
             opacities = getattr(self.model, "opacities", None)
             weights = (torch.sigmoid(opacities.detach().float()).reshape(-1) if opacities is not None
                        else features.new_ones(features.shape[0]))
             convergence = feature_convergence(features, candidates, weights, self.config.converged_cosine)
-            self._levels[level] = LevelData(features, candidates, labels, use_saved, convergence)
+            self._levels[level] = LevelData(features, candidates, labels, segment_labels, use_saved, convergence)
         return self._levels[level]
 
     def render(self, camera: "Cameras") -> Tuple[Dict[str, Tensor], float]:
@@ -504,16 +555,18 @@ class Segmenter:
         if not (0 <= column < width and 0 <= row < height):
             raise ValueError(f"Pixel ({x}, {y}) lies outside the {width}x{height} view")
         alpha = float(outputs["accumulation"][row, column].reshape(-1)[0])
-        result = self.click_feature(feature_map[row, column], level, mode, alpha, (column, row))
+        result = self.click_feature(feature_map[row, column], level, mode, alpha, (column, row),
+                                    lambda: self.pixel_weights(camera, column, row))
         result.render_seconds = render_seconds
         result.seconds = time.perf_counter() - start
         return result
 
     def click_feature(self, query: Tensor, level: Level = "coarse", mode: Mode = "add", alpha: float = math.inf,
-                      pixel: Optional[Tuple[int, int]] = None) -> ClickResult:
+                      pixel: Optional[Tuple[int, int]] = None,
+                      pixel_weights: Optional[Callable[[], Optional[Tuple[Tensor, Tensor]]]] = None) -> ClickResult:
         """Select by an already rendered pixel: its feature ``query`` [D] of ``level`` and its accumulation
         ``alpha``, and update the selection. A pixel below ``background_alpha`` is empty background: nothing
-        changes. ``pixel`` (column, row) is only reported."""
+        changes. ``pixel`` (column, row) is only reported; ``pixel_weights`` as ``select_by_feature`` takes it."""
         start = time.perf_counter()
         check_level(level)
         check_mode(mode)
@@ -524,17 +577,34 @@ class Segmenter:
                                  f"Clicked empty background{where} (accumulation {alpha:.2f} < "
                                  f"{self.config.background_alpha:g}): selection unchanged.", 0, hit_background=True)
         else:
-            result = self._select(query, level, mode)
+            result = self._select(query, level, mode, pixel_weights)
         result.level, result.pixel = level, pixel
         result.total_selected = self.state.num_selected
         result.seconds = time.perf_counter() - start
         return result
 
-    def _select(self, query: Tensor, level: str, mode: str) -> ClickResult:
+    def pixel_weights(self, camera: "Cameras", column: int, row: int) -> Optional[Tuple[Tensor, Tensor]]:
+        """The Gaussians [M] that render pixel (``column``, ``row``) of ``camera`` [1] and their rendering weights
+        [M] (alpha_i T_i), or None for a model that cannot say (one without ``label_votes``)."""
+        label_votes = getattr(self.model, "label_votes", None)
+        if label_votes is None:
+            return None
+        votes = label_votes(pixel_camera(camera, column, row), torch.zeros(1, 1, 1, dtype=torch.long), 1)
+        return votes.keys // votes.num_labels, votes.weights
+
+    def _select(self, query: Tensor, level: str, mode: str,
+                pixel_weights: Optional[Callable[[], Optional[Tuple[Tensor, Tensor]]]] = None) -> ClickResult:
         data = self.level_data(level)
         if query.reshape(-1).shape[0] != data.features.shape[1]:
             raise ValueError(f"A {level} query has {data.features.shape[1]} channels, got {query.reshape(-1).shape[0]}")
-        result = select_by_feature(query, data.labels, data.candidates, data.features, self.config)
+
+        def pixel_candidate() -> Tuple[Optional[int], float]:
+            rendered = pixel_weights() if pixel_weights is not None else None
+            if rendered is None:
+                return None, 0.0
+            return candidate_by_weight(data.segment_labels, *rendered, data.candidates.shape[0])
+
+        result = select_by_feature(query, data.labels, data.candidates, data.features, self.config, pixel_candidate)
         if data.convergence < self.config.min_convergence:
             result.message += (f" Warning: the {level} features have not converged ({100 * data.convergence:.0f}% of "
                                f"the Gaussians, weighted by opacity, lie within cos {self.config.converged_cosine:g} "

@@ -21,7 +21,7 @@ from torch import Tensor
 
 from clickgs_ns.data.datamanager import has_distortion, undistort_pixels
 from clickgs_ns.io.images import full_resolution_path, full_resolution_size
-from clickgs_ns.segment.selection import ClickResult, Segmenter, camera_size, selection_mask
+from clickgs_ns.segment.selection import ClickResult, Segmenter, camera_size, camera_with_intrinsics, selection_mask
 
 
 def image_key(name: str) -> str:
@@ -202,16 +202,6 @@ class ViewIndex:
         names = sorted(self.views)
         shown = ", ".join(names[:limit]) + (", ..." if len(names) > limit else "")
         return f"{len(names)} views: {shown}"
-
-
-def camera_with_intrinsics(camera: Any, fx: Tensor, fy: Tensor, cx: Tensor, cy: Tensor, size: Tuple[int, int]
-                           ) -> Any:
-    """``camera`` [1] (its pose, lens and type) with these intrinsics [1, 1] and image size (H, W)."""
-    from nerfstudio.cameras.cameras import Cameras
-
-    return Cameras(camera_to_worlds=camera.camera_to_worlds, fx=fx, fy=fy, cx=cx, cy=cy,
-                   width=torch.full_like(camera.width, size[1]), height=torch.full_like(camera.height, size[0]),
-                   distortion_params=camera.distortion_params, camera_type=camera.camera_type)
 
 
 def full_resolution_camera(camera: Any, full_size: Tuple[int, int]) -> Any:
