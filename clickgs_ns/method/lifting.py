@@ -315,31 +315,35 @@ def hardly_seen(votes: SparseVotes, first: int, stop: int, unoccluded: Tensor, m
     return total_weights(votes, first, stop) < min_visibility * unoccluded.to(votes.weights.device)
 
 
-def nearest_seen(means: Tensor, hidden: Tensor, k: int) -> Tensor:
+def nearest_seen(means: Tensor, hidden: Tensor, k: int, chunk: int = 1 << 16) -> Tensor:
     """[H, k] long: for each of the H hidden Gaussians (``hidden`` [N] bool), the indices of its ``k`` nearest
-    Gaussians (by mean [N, 3]) that are not hidden, nearest first (fewer than ``k`` seen ones: repeated; none at all:
-    [H, 0])."""
+    Gaussians (by mean [N, 3]) that are not hidden, nearest first (fewer than ``k`` seen ones: all of them; none at
+    all: [H, 0]). Queried ``chunk`` hidden Gaussians at a time (memory)."""
     from scipy.spatial import cKDTree  # here: the RGB stage's cache key hashes imports
 
     seen = torch.nonzero(~hidden).squeeze(-1)  # [S]
     k = min(k, int(seen.shape[0]))
-    if k == 0:
-        return seen.new_zeros(int(hidden.sum()), 0)
-    points = means.detach().double().cpu().numpy()
-    _, nearest = cKDTree(points[seen.cpu().numpy()]).query(points[hidden.cpu().numpy()], k=k)  # [H, k]
-    return seen[torch.from_numpy(nearest.reshape(-1, k)).to(seen.device)]
+    queries = means.detach()[hidden].double().cpu().numpy()  # [H, 3]
+    if k == 0 or not len(queries):
+        return seen.new_zeros(len(queries), k)
+    tree = cKDTree(means.detach()[seen].double().cpu().numpy())
+    nearest = [torch.from_numpy(tree.query(queries[start:start + chunk], k=k)[1].reshape(-1, k))
+               for start in range(0, len(queries), chunk)]
+    return seen[torch.cat(nearest).to(seen.device)]
 
 
-def neighbour_labels(labels: Tensor, hidden: Tensor, neighbours: Tensor) -> Tensor:
+def neighbour_labels(labels: Tensor, hidden: Tensor, neighbours: Tensor, chunk: int = 1 << 16) -> Tensor:
     """``labels`` [N] with each hidden Gaussian's (``hidden`` [N] bool, H of them) replaced by the most common label
     of its ``neighbours`` [H, k] (``nearest_seen``; -1 counts as a label; on ties, the nearest one's); -1 where it
-    has none."""
+    has none. ``chunk`` hidden Gaussians at a time (memory: [chunk, k, k])."""
     if neighbours.shape[1] == 0:
         return torch.where(hidden, -1, labels)
-    near = labels[neighbours]  # [H, k]
-    counts = (near[:, :, None] == near[:, None, :]).sum(dim=-1)  # [H, k]: how many neighbours share each one's label
-    best = counts.argmax(dim=-1)  # [H]: the first (nearest) of the most common
-    return labels.index_put((torch.nonzero(hidden).squeeze(-1),), near.gather(1, best[:, None]).squeeze(-1))
+    common = []
+    for start in range(0, neighbours.shape[0], chunk):
+        near = labels[neighbours[start:start + chunk]]  # [B, k]
+        counts = (near[:, :, None] == near[:, None, :]).sum(dim=-1, dtype=torch.int32)  # [B, k]: how many share it
+        common.append(near.gather(1, counts.argmax(dim=-1, keepdim=True)).squeeze(-1))  # the nearest of the commonest
+    return labels.index_put((torch.nonzero(hidden).squeeze(-1),), torch.cat(common))
 
 
 def fill_unlabelled(labels: Tensor, fallback: Tensor) -> Tensor:
