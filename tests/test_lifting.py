@@ -213,7 +213,8 @@ def test_hidden_gaussians_take_the_most_common_label_of_their_nearest_seen_neigh
     assert neighbour_labels(labels, hidden, neighbours).tolist() == [0, 0, 0, 1, 1, -1, 0, 1, 0], \
         "majority of the neighbours (a -1 neighbour counts as one vote; seen Gaussians keep theirs)"
     assert torch.equal(nearest_seen(means, hidden, 3, chunk=1), neighbours), "chunks change nothing"
-    assert torch.equal(neighbour_labels(labels, hidden, neighbours, chunk=2), neighbour_labels(labels, hidden, neighbours))
+    assert torch.equal(neighbour_labels(labels, hidden, neighbours, chunk=2),
+                       neighbour_labels(labels, hidden, neighbours))
     nearest_only = nearest_seen(means, hidden, 1)
     assert neighbour_labels(labels, hidden, nearest_only).tolist()[6:] == [0, 1, -1]
     tie = neighbour_labels(torch.tensor([0, 1, 5]), torch.tensor([False, False, True]), torch.tensor([[1, 0]]))
