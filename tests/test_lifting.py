@@ -222,6 +222,9 @@ def test_hidden_gaussians_take_the_most_common_label_of_their_nearest_seen_neigh
     none = nearest_seen(means, hidden, 0)
     assert none.shape == (3, 0) and neighbour_labels(labels, hidden, none).tolist()[6:] == [-1, -1, -1]
     assert nearest_seen(means, torch.ones(9, dtype=torch.bool), 4).shape == (9, 0), "nothing seen: no neighbours"
+    nothing_hidden = torch.zeros(9, dtype=torch.bool)
+    assert nearest_seen(means, nothing_hidden, 4).shape == (0, 4)
+    assert torch.equal(neighbour_labels(labels, nothing_hidden, nearest_seen(means, nothing_hidden, 4)), labels)
     assert nearest_seen(means[:7], hidden[:7], 8).shape == (1, 6), "fewer seen than k: all of them"
 
 

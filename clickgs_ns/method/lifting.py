@@ -336,7 +336,7 @@ def neighbour_labels(labels: Tensor, hidden: Tensor, neighbours: Tensor, chunk: 
     """``labels`` [N] with each hidden Gaussian's (``hidden`` [N] bool, H of them) replaced by the most common label
     of its ``neighbours`` [H, k] (``nearest_seen``; -1 counts as a label; on ties, the nearest one's); -1 where it
     has none. ``chunk`` hidden Gaussians at a time (memory: [chunk, k, k])."""
-    if neighbours.shape[1] == 0:
+    if neighbours.shape[0] == 0 or neighbours.shape[1] == 0:  # nothing hidden, or nothing seen
         return torch.where(hidden, -1, labels)
     common = []
     for start in range(0, neighbours.shape[0], chunk):
