@@ -18,7 +18,7 @@ Usage: python benchmarks/bench_accuracy.py [--work DIR] [--rgb-steps 3000] [--fe
        python benchmarks/bench_accuracy.py --set dev|test [--work DIR] [--rgb-steps ...] [--feature-steps ...]
 
 ``--set dev`` / ``--set test`` instead runs every scene of that split of the synthetic test set
-(``clickgs_ns.data.synth.test_set_configs``: room, garden and clutter families, 3 to 15 objects, small objects,
+(``clickgs_ns.synth.test_set_configs``: room, garden and clutter families, 3 to 15 objects, small objects,
 thin parts, both mask-noise models, prompts on every visible part; the dev split is the one to choose defaults on,
 the test split the one to report), each through its own RGB splat and one feature run with the defaults (GFL on),
 scored with ``clickgs eval``'s code next to the oracle of the same splat. It prints per scene coarse and fine mIoU
@@ -96,7 +96,7 @@ def cache_note(reused: bool, what: str, path: Path, key: str) -> None:
 def make_scene(work: Path, name: str, config, code_fp: str, env: Dict[str, str]) -> Tuple[Path, str]:
     """``generate_scene(config)`` into ``work/NAME_KEY`` unless that folder holds the finished scene of KEY (code,
     ``config``, ``env``); returns the folder and KEY. ``name`` has no dot: nerfstudio names runs by the data's stem."""
-    from clickgs_ns.data.synth import generate_scene
+    from clickgs_ns.synth import generate_scene
 
     flags = {"generate_scene": config, "environment": env}
     key = run_key(code_fp, flags)
@@ -383,8 +383,8 @@ def run_set(args: argparse.Namespace, codes: CodeKeys, env: Dict[str, str], star
     """``--set dev|test``: every scene of that split through its own splat and one feature run (module doc)."""
     import gc
 
-    from clickgs_ns.data.synth import test_set_configs
     from clickgs_ns.segment.evaluate import write_report
+    from clickgs_ns.synth import test_set_configs
 
     scenes = test_set_configs(args.scene_set)
     outputs = args.work / "runs"
@@ -449,7 +449,7 @@ def main() -> None:
     args.work.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
 
-    from clickgs_ns.data.synth import room_config
+    from clickgs_ns.synth import room_config
 
     if args.scene_set is not None:
         print(f"# bench_accuracy: the {args.scene_set} set of synthetic scenes; torch {torch.__version__}, "

@@ -23,8 +23,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from conftest import make_trainer_config  # noqa: E402
 
-from clickgs_ns.data.synth import SynthConfig, generate_scene  # noqa: E402
 from clickgs_ns.method.gfl import GFLConfig  # noqa: E402
+from clickgs_ns.synth import SynthConfig, generate_scene  # noqa: E402
 
 
 def separation(features: torch.Tensor, labels: np.ndarray, pairs: int = 100_000, seed: int = 0) -> float:
@@ -74,7 +74,7 @@ def main() -> None:
                 seconds = time.perf_counter() - started
                 pipeline, model = trainer.pipeline, trainer.pipeline.model
                 features = model.click_features.detach().cpu()
-                coarse = features[:, : model.config.coarse_dim]
+                coarse = model.level_features(features, "coarse")
                 update = ""
                 if use_gfl:
                     update_started = time.perf_counter()

@@ -1,6 +1,6 @@
 """Benchmark of the SAM-mask post-processing and of the host memory that id maps take.
 
-1. Images/s of ``sam_masks.segments_to_id_maps`` (area priority by painting) on synthetic SAM-like segments
+1. Images/s of ``scene_segments.segments_to_id_maps`` (area priority by painting) on synthetic SAM-like segments
    (random ellipses), given as a bool [S, H, W] stack and as SAM records (with "area" and "bbox", as SAM's
    generator returns them), next to a naive baseline measured in the same run: per-pixel argmax / argmin of the
    segment area over a float32 [S, H, W] stack. All give identical maps (checked).
@@ -26,7 +26,7 @@ import numpy as np
 import psutil
 import torch
 
-from clickgs_ns.data.sam_masks import segments_to_id_maps
+from clickgs_ns.data.scene_segments import segments_to_id_maps
 from clickgs_ns.io.id_maps import compact_ids, resize_ids_nearest
 
 

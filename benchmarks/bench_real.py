@@ -201,7 +201,7 @@ def write_prompts(scene: Path, names: Dict[str, str], split: Dict[str, List[str]
 def pinhole_label_map(gt: np.ndarray, view: Any) -> torch.Tensor:
     """Ground truth [H, W] bool of a photo as labels [h, w] long (0 = object, 1 = not) in the pinhole render of
     ``view.camera`` (training resolution): each photo pixel goes through the lens model to its render pixel."""
-    from clickgs_ns.segment.selection import camera_size
+    from clickgs_ns.render.cameras import camera_size
     from clickgs_ns.segment.views import photo_pixels_in_pinhole
 
     height, width = camera_size(view.camera)

@@ -28,8 +28,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from sam_weights import HOW_TO_SUPPLY, mobile_sam_checkpoint  # noqa: E402
 
+from clickgs_ns.data.sam_masks import SamMaskConfig  # noqa: E402
+from clickgs_ns.data.sam_models import build_sam_generator  # noqa: E402
 from clickgs_ns.io.memory import keep_freed_memory  # noqa: E402
-from clickgs_ns.data.sam_masks import SamMaskConfig, build_sam_generator  # noqa: E402
 
 
 def photo(name: str, width: int, height: int) -> np.ndarray:

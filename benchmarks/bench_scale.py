@@ -334,8 +334,7 @@ def feature_step_stage(args: argparse.Namespace, device: torch.device) -> Tuple[
     memory over both above their start (the trainer keeps freed memory, so a later step reuses the first one's)."""
     from method_configs.click_gaussian import click_gaussian_config
 
-    from clickgs_ns.method.model import with_current_names
-    from clickgs_ns.method.trainer import ClickGaussianOptimizers
+    from nerfstudio.engine.optimizers import Optimizers
 
     model, c2w = synthetic_model(args.gaussians, args.stage_views, args.candidates)
     model.config.losses.num_sampled_pixels = args.sampled_pixels
@@ -346,8 +345,7 @@ def feature_step_stage(args: argparse.Namespace, device: torch.device) -> Tuple[
     dataset = mask_dataset(args.masks_dir, cameras)
     views = cached_id_maps(dataset)
     image = torch.zeros(height, width, 3, dtype=torch.uint8, device=device)  # [H, W, 3]: the cached image's place
-    optimizers = ClickGaussianOptimizers(with_current_names(click_gaussian_config().optimizers),
-                                         model.get_param_groups())
+    optimizers = Optimizers(click_gaussian_config().optimizers, model.get_param_groups())
 
     def step(index: int) -> Dict[str, torch.Tensor]:
         """One training step on view ``index`` as nerfstudio's trainer runs it (``train_iteration``)."""
@@ -469,7 +467,9 @@ def sam_stage(args: argparse.Namespace, device: torch.device) -> Tuple[Dict[str,
     ``args.size``: a real capture's photo scaled up (the tests' real weights; ``--sam-checkpoint`` to give one)."""
     from PIL import Image
 
-    from clickgs_ns.data.sam_masks import SamMaskConfig, _sam_id_maps, build_sam_generator, configured_scene_rule
+    from clickgs_ns.data.sam_masks import SamMaskConfig, _sam_id_maps
+    from clickgs_ns.data.sam_models import build_sam_generator
+    from clickgs_ns.data.scene_segments import configured_scene_rule
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
     from sam_weights import mobile_sam_checkpoint

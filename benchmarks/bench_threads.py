@@ -30,9 +30,9 @@ from nerfstudio.engine.callbacks import TrainingCallbackLocation
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from conftest import make_trainer_config  # noqa: E402
 
-from clickgs_ns.data.synth import SynthConfig, generate_scene  # noqa: E402
 from clickgs_ns.method.cpu_threads import CpuThreadPolicy, usable_cores  # noqa: E402
 from clickgs_ns.method.losses import FeatureLossConfig  # noqa: E402
+from clickgs_ns.synth import SynthConfig, generate_scene  # noqa: E402
 
 
 def step_seconds(trainer, first_step: int, steps: int, threads: int) -> float:

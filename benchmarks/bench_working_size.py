@@ -98,7 +98,9 @@ def main() -> None:
     if missing:
         sys.exit(f"Real captures not found: {', '.join(str(REAL / name) for name in missing)} (see its README.md).")
 
-    from clickgs_ns.data.sam_masks import SamMaskConfig, build_sam_generator, configured_scene_rule
+    from clickgs_ns.data.sam_masks import SamMaskConfig
+    from clickgs_ns.data.sam_models import build_sam_generator
+    from clickgs_ns.data.scene_segments import configured_scene_rule
 
     config = SamMaskConfig(sam_model="vit_t", sam_checkpoint=checkpoint, points_per_side=args.points_per_side,
                            device="cpu")

@@ -12,8 +12,9 @@ functions that only the feature stage calls (``FEATURE_STAGE_FUNCTIONS``) left o
 losses or label lifting retrains the feature stage from the cached splat instead of the splat too;
 tests/test_bench_cache.py traces an RGB-stage run and checks that it calls none of them.
 
-The hashing is ``clickgs_ns.data.sam_masks``' (``file_sha1``, ``settings_fingerprint``: sha1 of canonical JSON),
-the same the SAM mask cache keys its files with.
+The hashing is ``clickgs_ns.data.mask_cache``'s (``file_sha1``, ``settings_fingerprint``: sha1 of canonical JSON),
+the same the SAM mask cache keys its files with; a Python file enters by its code (``code_text``: comments and
+docstrings do not count).
 
 Usage (from a script in benchmarks/)::
 
@@ -37,18 +38,20 @@ from importlib import metadata
 from pathlib import Path, PurePath
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
-from clickgs_ns.data.sam_masks import file_sha1, settings_fingerprint
+from clickgs_ns.data.mask_cache import file_sha1, settings_fingerprint
 from clickgs_ns.io.atomic import atomic_write_text
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
-TRAINING_SOURCES = [PROJECT_ROOT / "clickgs_ns" / layer for layer in ("io", "render", "data", "method")] + [
-    PROJECT_ROOT / "clickgs_ns" / "__init__.py", PROJECT_ROOT / "clickgs_ns" / "app" / "viewer.py",
+TRAINING_SOURCES = [PROJECT_ROOT / "clickgs_ns" / layer for layer in ("io", "render", "data", "method", "synth")] + [
+    PROJECT_ROOT / "clickgs_ns" / name for name in ("__init__.py", "levels.py")] + [
+    PROJECT_ROOT / "clickgs_ns" / "app" / name for name in ("viewer.py", "viewer_controls.py", "viewer_state.py")] + [
     PROJECT_ROOT / "method_configs", PROJECT_ROOT / "pyproject.toml"]
-"""The source an ``ns-train click-gaussian`` run executes: the layers up to ``clickgs_ns.method``, the preset's
-pipeline (``app/viewer.py``: the method's pipeline with click controls attached) and the presets. ``clickgs_ns.segment``
-and the rest of ``app`` (clicks, scores, export, the CLI) run on a finished run and do not enter a trained run's key,
-so that changing how clicks select re-scores cached splats instead of retraining them; tests/test_bench_cache.py
-checks that a training process imports nothing else of this project that it calls."""
+"""The source an ``ns-train click-gaussian`` run executes: the layers up to ``clickgs_ns.method`` with the levels, the
+preset's pipeline (``app/viewer.py``: the method's pipeline with the viewer's click controls attached, and the
+controls' modules) and the presets, and the synthetic scenes the benchmarks train on (``clickgs_ns.synth``).
+``clickgs_ns.segment`` and the rest of ``app`` (clicks, scores, export, the CLI) run on a finished run and do not
+enter a trained run's key, so that changing how clicks select re-scores cached splats instead of retraining them;
+tests/test_bench_cache.py checks that a training process imports nothing else of this project that it calls."""
 FEATURE_STAGE_FUNCTIONS: Dict[str, Sequence[str]] = {
     "clickgs_ns/method/gfl.py": (
         "_rows_per_chunk", "min_cluster_size_for", "mask_average_features", "ClusterResult.num_candidates",
@@ -119,44 +122,57 @@ def source_files(paths: Iterable[Path], suffixes: Sequence[str] = SOURCE_SUFFIXE
     return sorted(files)
 
 
-def source_without_definitions(path: Path, qualnames: Sequence[str]) -> bytes:
-    """The bytes of the Python file ``path`` with the definitions (decorators and the blank lines after them
-    included) of the functions or classes ``qualnames`` (``name`` or ``Class.name``, as ``__qualname__`` has them) cut
-    out, so that adding or removing such a definition leaves them unchanged. A name that the file does not define is
-    a ValueError."""
-    text = Path(path).read_text()
-    spans, found = [], set()
+DEFINITIONS = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
+STATEMENT_LISTS = ("body", "orelse", "finalbody")
 
-    def visit(node: ast.AST, prefix: str) -> None:
+
+def _is_string_statement(node: ast.AST) -> bool:
+    """A statement that is a bare string: a docstring, or an attribute's docstring after it (no effect on running)."""
+    return isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant) and isinstance(node.value.value, str)
+
+
+def code_text(path: Path, qualnames: Sequence[str] = ()) -> bytes:
+    """The code of the Python file ``path`` as ``ast.unparse`` writes it: without comments, docstrings (and the bare
+    strings that document attributes) and the definitions (functions or classes, decorators included) named
+    ``qualnames`` (``name`` or ``Class.name``, as ``__qualname__`` has them). Rewording a docstring or a comment, or
+    adding or removing a listed definition, leaves it unchanged. A name that the file does not define is a
+    ValueError."""
+    tree = ast.parse(Path(path).read_text(), filename=str(path))
+    found = set()
+
+    def strip(node: ast.AST, prefix: str) -> None:
+        for field in STATEMENT_LISTS:
+            statements = getattr(node, field, None)
+            if not isinstance(statements, list) or not all(isinstance(s, ast.stmt) for s in statements):
+                continue
+            kept = []
+            for child in statements:
+                name = prefix + child.name if isinstance(child, DEFINITIONS) else None
+                if name in qualnames:
+                    found.add(name)
+                elif not _is_string_statement(child):
+                    kept.append(child)
+            setattr(node, field, kept or ([ast.Pass()] if field == "body" else []))
         for child in ast.iter_child_nodes(node):
-            definition = isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
-            if definition and prefix + child.name in qualnames:
-                found.add(prefix + child.name)
-                first = min([child.lineno] + [d.lineno for d in child.decorator_list])
-                spans.append((first, child.end_lineno))
-            elif isinstance(child, ast.ClassDef):
-                visit(child, prefix + child.name + ".")
+            inner = prefix + child.name + "." if isinstance(child, ast.ClassDef) else prefix + "<nested>."
+            strip(child, inner if isinstance(child, DEFINITIONS) else prefix)
 
-    visit(ast.parse(text, filename=str(path)), "")
+    strip(tree, "")
     missing = sorted(set(qualnames) - found)
     if missing:
         raise ValueError(f"{path} defines no {', '.join(missing)}: update cache.FEATURE_STAGE_FUNCTIONS or "
                          "LABEL_STAGE_DEFINITIONS")
-    lines = text.splitlines(keepends=True)
-    for first, last in sorted(spans, reverse=True):
-        while last < len(lines) and not lines[last].strip():  # the blank lines after it go with it
-            last += 1
-        del lines[first - 1:last]
-    return "".join(lines).encode()
+    return ast.unparse(tree).encode()
 
 
 def code_fingerprint(paths: Iterable[Path], root: Optional[Path] = None,
                      without_definitions: Mapping[str, Sequence[str]] = {}) -> str:
     """sha1 (hex) of the content of the source files ``paths`` (files, or folders: their .py files), each named by its
     path relative to ``root`` (default: the project root; absolute where outside it), so that it does not depend on
-    where the checkout lies. Files not among ``paths`` do not enter it. ``without_definitions`` maps such a name to
-    definitions (functions, classes) of that file whose source is left out (``source_without_definitions``); every
-    name it holds must be among the files."""
+    where the checkout lies: of a Python file its code (``code_text``: comments and docstrings do not count), of
+    any other file its bytes. Files not among ``paths`` do not enter it. ``without_definitions`` maps such a name to
+    definitions (functions, classes) of that file whose source is left out; every name it holds must be among the
+    files."""
     root = Path(root).resolve() if root is not None else PROJECT_ROOT
     contents = {}
     for path in source_files(paths):
@@ -164,8 +180,8 @@ def code_fingerprint(paths: Iterable[Path], root: Optional[Path] = None,
             name = path.relative_to(root).as_posix()
         except ValueError:
             name = path.as_posix()
-        if name in without_definitions:
-            contents[name] = hashlib.sha1(source_without_definitions(path, without_definitions[name])).hexdigest()
+        if path.suffix == ".py":
+            contents[name] = hashlib.sha1(code_text(path, without_definitions.get(name, ()))).hexdigest()
         else:
             contents[name] = file_sha1(path)
     unknown = sorted(set(without_definitions) - set(contents))

@@ -69,7 +69,7 @@ def click_latency(device: torch.device) -> str:
 def feature_step(device: torch.device) -> str:
     from conftest import make_trainer_config
 
-    from clickgs_ns.data.synth import SynthConfig, generate_scene
+    from clickgs_ns.synth import SynthConfig, generate_scene
 
     with tempfile.TemporaryDirectory() as tmp:
         scene = generate_scene(SynthConfig(), Path(tmp) / "scene")

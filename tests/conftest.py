@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from clickgs_ns.data.synth import SynthConfig, generate_scene
+from clickgs_ns.synth import SynthConfig, generate_scene
 
 TINY_SCENE = SynthConfig(num_views=12, image_width=96, image_height=72, num_gaussians=1500, num_seed_points=400)
 

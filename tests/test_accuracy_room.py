@@ -20,7 +20,7 @@ FINE_FLOOR = 0.80
 
 @pytest.fixture(scope="module")
 def room_run(tmp_path_factory):
-    from clickgs_ns.data.synth import generate_scene, room_config
+    from clickgs_ns.synth import generate_scene, room_config
 
     root = tmp_path_factory.mktemp("room_accuracy")
     scene = generate_scene(room_config(num_views=20, image_width=96, image_height=72, num_gaussians=10000,

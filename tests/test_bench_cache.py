@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import sys
 from pathlib import Path
 
@@ -9,8 +10,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from cache import (code_fingerprint, is_cached, mark_cached, run_key, source_files,  # noqa: E402
-                   source_without_definitions)
+from cache import code_fingerprint, code_text, is_cached, mark_cached, run_key, source_files  # noqa: E402
 
 
 @pytest.fixture
@@ -41,11 +41,24 @@ def test_fingerprint_changes_with_any_source_file(sources, changed):
     root, paths = sources
     before = code_fingerprint(paths, root=root)
     path = root / changed
-    path.write_text(path.read_text() + "# edited\n")
+    path.write_text(path.read_text() + "edited = 1\n")
     after = code_fingerprint(paths, root=root)
     assert after != before
-    path.write_text(path.read_text().replace("# edited\n", ""))
+    path.write_text(path.read_text().replace("edited = 1\n", ""))
     assert code_fingerprint(paths, root=root) == before  # content decides, not modification times
+
+
+def test_fingerprint_ignores_comments_docstrings_and_layout(tmp_path):
+    path = tmp_path / "module.py"
+    path.write_text(MODULE)
+    before = code_fingerprint([path], root=tmp_path)
+    reworded = ('"""A module docstring."""\n' + MODULE.replace("STEPS = 3000", "STEPS = 3000  # a comment\n"
+                '"""What STEPS is (an attribute docstring)."""').replace("    def render(self, x):\n",
+                '    def render(self, x):\n        """Render."""\n\n'))
+    path.write_text(reworded)
+    assert code_fingerprint([path], root=tmp_path) == before
+    path.write_text(MODULE.replace("STEPS = 3000", "STEPS = '3000'"))  # a string that is a value, not a docstring
+    assert code_fingerprint([path], root=tmp_path) != before
 
 
 def test_fingerprint_changes_when_a_source_file_is_added_removed_or_renamed(sources):
@@ -150,14 +163,14 @@ class Model:
 """
 
 
-def test_source_without_definitions_cuts_exactly_the_named_definitions(tmp_path):
+def test_code_text_cuts_exactly_the_named_definitions(tmp_path):
     path = tmp_path / "module.py"
     path.write_text(MODULE)
-    text = source_without_definitions(path, ["loss", "Model.lift"]).decode()
+    text = code_text(path, ["loss", "Model.lift"]).decode()
     assert "def loss" not in text and "lru_cache" not in text  # its decorator goes with it
     assert "def lift" not in text and "def inner" not in text
     assert "STEPS = 3000" in text and "scale = 1.0" in text and "def render(self, x):" in text
-    assert source_without_definitions(path, []).decode() == MODULE
+    assert code_text(path).decode() == ast.unparse(ast.parse(MODULE))
 
 
 def test_fingerprint_without_definitions_ignores_only_their_bodies(tmp_path):
@@ -191,7 +204,7 @@ def test_bench_accuracy_fingerprints_what_trains():
     assert codes.labels == code_fingerprint(TRAINING_SOURCES)
     assert len({codes.rgb_stage, codes.feature_stage, codes.labels}) == 3
     files = set(source_files(TRAINING_SOURCES))
-    assert (ROOT / "clickgs_ns" / "data" / "synth.py").resolve() in files  # the scenes themselves
+    assert (ROOT / "clickgs_ns" / "synth" / "writer.py").resolve() in files  # the scenes themselves
     assert (ROOT / "method_configs" / "click_gaussian.py").resolve() in files
     assert (ROOT / "clickgs_ns" / "segment" / "selection.py").resolve() not in files  # scores are recomputed
     assert {(ROOT / name).resolve() for name in [*FEATURE_STAGE_FUNCTIONS, *LABEL_STAGE_DEFINITIONS]} <= files
@@ -347,7 +360,7 @@ def cache_run_key(labels_fp: str) -> str:
 
 
 CLICK_TIME_MODULES = ("clickgs_ns/segment/", "clickgs_ns/app/api.py", "clickgs_ns/app/cli.py",
-                      "clickgs_ns/app/legacy.py", "clickgs_ns/app/__init__.py")
+                      "clickgs_ns/app/__init__.py")
 """Modules a training process may import without them entering a trained run's key (``TRAINING_SOURCES``): the
 selection core that the viewer's click controls call on a click, the command-line and Python front ends, and the
 app package's docstring."""

@@ -1,5 +1,6 @@
-"""Tests of clickgs_ns/data/sam_masks.py: the area-priority id maps on hand-made segments, and the cached SAM run with
-segment-anything's real SamAutomaticMaskGenerator driven by a tiny randomly initialised SAM (CPU, seconds)."""
+"""Tests of the SAM masks (clickgs_ns/data/sam_masks.py and the modules it runs: scene_segments, sam_models,
+mask_cache; and the `clickgs masks` command): the area-priority id maps on hand-made segments, and the cached SAM run
+with segment-anything's real SamAutomaticMaskGenerator driven by a tiny randomly initialised SAM (CPU, seconds)."""
 
 from __future__ import annotations
 
@@ -19,21 +20,12 @@ import pytest
 import torch
 from PIL import Image
 
-from clickgs_ns.data.sam_masks import (
-    MaskCacheWarning,
-    MaskRunError,
-    Masks,
-    SamCheckpointError,
-    SamMaskConfig,
-    build_sam_generator,
-    compute_masks,
-    dataset_image_paths,
-    missing_or_stale_masks,
-    parse_shard,
-    read_mask_record,
-    segments_to_id_maps,
-    select_shard,
-)
+from clickgs_ns.app.cli import Masks
+from clickgs_ns.data.mask_cache import missing_or_stale_masks, parse_shard, read_mask_record, select_shard
+from clickgs_ns.data.mask_errors import MaskCacheWarning, MaskRunError, SamCheckpointError
+from clickgs_ns.data.sam_masks import SamMaskConfig, compute_masks, dataset_image_paths
+from clickgs_ns.data.sam_models import build_sam_generator
+from clickgs_ns.data.scene_segments import segments_to_id_maps
 from clickgs_ns.io.atomic import atomic_path, writer_tag
 from clickgs_ns.io.id_maps import MASKS_DIRNAME, mask_path_for_image, read_id_maps
 from test_masks import damage_member
@@ -360,7 +352,7 @@ def test_a_second_run_keeps_the_temporary_files_of_a_writer_at_work(tmp_path, sa
 
 
 def test_leftover_temp_files_are_those_of_dead_writers_only(tmp_path):
-    from clickgs_ns.data.sam_masks import leftover_temp_files
+    from clickgs_ns.data.mask_cache import leftover_temp_files
 
     target = tmp_path / MASKS_DIRNAME / "frame_000.npz"
     target.parent.mkdir()
@@ -653,7 +645,7 @@ def test_slurm_array_script_shards_equal_one_unsharded_run(tmp_path):
 
 
 def test_vit_t_without_mobile_sam_names_the_extra(tmp_path, monkeypatch):
-    from clickgs_ns.data.sam_masks import sam_package
+    from clickgs_ns.data.sam_models import sam_package
 
     monkeypatch.setitem(sys.modules, "mobile_sam", None)  # as if the extra were not installed
     checkpoint = tmp_path / "mobile_sam.pt"
@@ -672,7 +664,7 @@ def test_sam2_model_through_clickgs_masks(tmp_path):
     pytest.importorskip("sam2", reason="the sam2 extra is not installed (see SAM2_INSTALL)")
     from sam2.build_sam import build_sam2
 
-    from clickgs_ns.data.sam_masks import SAM2_CONFIGS
+    from clickgs_ns.data.sam_models import SAM2_CONFIGS
 
     torch.manual_seed(0)
     checkpoint = tmp_path / "sam2.1_hiera_tiny.pt"
@@ -742,7 +734,7 @@ def test_a_whole_image_segment_around_a_scene_segment_is_a_scene_segment_too():
 
 
 def test_demoting_scene_segments_is_a_setting_in_the_fingerprint(tmp_path):
-    from clickgs_ns.data.sam_masks import sam_settings, settings_fingerprint
+    from clickgs_ns.data.mask_cache import sam_settings, settings_fingerprint
 
     checkpoint = tmp_path / "sam_vit_b_01ec64.pth"
     checkpoint.write_bytes(b"x")
@@ -753,7 +745,7 @@ def test_demoting_scene_segments_is_a_setting_in_the_fingerprint(tmp_path):
 
 
 def test_scene_segments_counts_only_outermost_contained_segments():
-    from clickgs_ns.data.sam_masks import SceneSegmentRule, _masks_areas_windows, scene_segments
+    from clickgs_ns.data.scene_segments import SceneSegmentRule, _masks_areas_windows, scene_segments
 
     objects, parts, scene, sky = _room()
     masks, areas, windows = _masks_areas_windows(np.stack([scene, sky, *objects, *parts]))
@@ -764,7 +756,8 @@ def test_scene_segments_counts_only_outermost_contained_segments():
 
 
 def test_sam_runs_at_the_working_size_and_the_maps_come_back_at_full_size(tmp_path, sam, monkeypatch):
-    from clickgs_ns.data.sam_masks import sam_settings, settings_fingerprint, working_image
+    from clickgs_ns.data.mask_cache import sam_settings, settings_fingerprint
+    from clickgs_ns.data.sam_masks import working_image
 
     image = np.random.default_rng(0).integers(0, 255, (30, 80, 3), dtype=np.uint8)
     assert working_image(image, 40).shape == (15, 40, 3) and working_image(image, 0) is image

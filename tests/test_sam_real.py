@@ -12,7 +12,9 @@ import numpy as np
 import pytest
 import torch
 
-from clickgs_ns.data.sam_masks import Masks, SamMaskConfig, read_mask_record
+from clickgs_ns.app.cli import Masks
+from clickgs_ns.data.mask_cache import read_mask_record
+from clickgs_ns.data.sam_masks import SamMaskConfig
 from clickgs_ns.io.id_maps import mask_path_for_image, read_id_maps
 from sam_weights import CACHE, HOW_TO_SUPPLY, mobile_sam_checkpoint
 
@@ -107,7 +109,7 @@ def test_fast_generator_finds_the_stock_generators_segments(checkpoint):
     from PIL import Image
     from skimage import data
 
-    from clickgs_ns.data.sam_masks import build_sam_generator
+    from clickgs_ns.data.sam_models import build_sam_generator
 
     image = np.asarray(Image.fromarray(data.coffee()).resize((400, 300), Image.BILINEAR))
     config = SamMaskConfig(sam_checkpoint=checkpoint, sam_model="vit_t", points_per_side=POINTS_PER_SIDE, device="cpu")

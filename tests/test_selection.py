@@ -16,6 +16,7 @@ from plyfile import PlyData
 
 from clickgs_ns.app.api import ClickGaussianScene
 from clickgs_ns.io.selection_files import load_selection, save_selection
+from clickgs_ns.render.cameras import crop_camera, pixel_camera
 from clickgs_ns.segment.export import export_gaussians, export_segments, sidecar_paths
 from clickgs_ns.segment.run import LoadedRun
 from clickgs_ns.segment.selection import (
@@ -25,7 +26,6 @@ from clickgs_ns.segment.selection import (
     Segmenter,
     candidate_by_weight,
     level_features,
-    pixel_camera,
     render_selection_alpha,
     segment_everything,
     select_by_feature,
@@ -173,6 +173,19 @@ def test_pixel_camera_sees_one_pixel_of_the_camera():
     ray = one.generate_rays(camera_indices=0).directions.reshape(-1)
     full = camera.generate_rays(camera_indices=0).directions[2, 5]
     assert torch.allclose(ray, full, atol=1e-6), "the same ray as the pixel's centre"
+
+
+def test_crop_camera_holds_the_pixel_and_its_rays_clamped_to_the_image():
+    camera = make_camera(width=8, height=6, focal=10.0)
+    full = camera.generate_rays(camera_indices=0).directions  # [6, 8, 3]
+    for (column, row), expected in {(5, 2): (2, 2), (0, 0): (0, 0), (7, 5): (3, 3)}.items():
+        crop, crop_column, crop_row = crop_camera(camera, column, row, size=4)
+        assert (int(crop.width), int(crop.height), crop_column, crop_row) == (4, 4, *expected)
+        rays = crop.generate_rays(camera_indices=0).directions  # [4, 4, 3]
+        left, top = column - crop_column, row - crop_row
+        assert torch.allclose(rays, full[top : top + 4, left : left + 4], atol=1e-6), "the same rays as the image's"
+    whole, column, row = crop_camera(camera, 5, 2, size=64)  # a crop larger than the image: the image
+    assert (int(whole.width), int(whole.height), column, row) == (8, 6, 5, 2)
 
 
 def test_select_by_feature_falls_back_when_no_gaussian_carries_the_matched_candidate():
@@ -491,6 +504,9 @@ def test_save_and_load_selection_and_count_mismatch(tmp_path: Path):
     np.save(tmp_path / "floats.npy", np.zeros(4))
     with pytest.raises(ValueError, match="bool mask"):
         load_selection(tmp_path / "floats.npy", 4)
+    save_selection(tmp_path / "no_suffix", mask)  # exactly the path given: no 0-byte file beside a "....tmp.npy"
+    assert torch.equal(load_selection(tmp_path / "no_suffix", 4), mask)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["floats.npy", "indices.npy", "no_suffix", "sel.npy"]
 
 
 # ------------------------------------------------------------------------------------------------ api
@@ -535,7 +551,7 @@ def test_api_click_maps_full_resolution_pixels_and_exports(tmp_path: Path):
     assert not (tmp_path / "named").exists() and not list(tmp_path.glob(".*tmp*"))
     scene.clear()
     assert not bool(scene.selection.any())
-    with pytest.raises(ValueError, match="Nothing is selected"):
+    with pytest.raises(ValueError, match="Nothing to export: the selection is empty. Click first"):
         scene.export(tmp_path / "empty.ply")
     assert scene.undo() and torch.equal(scene.selection, model.groups == 1)
     scene.clear()
@@ -640,3 +656,20 @@ def test_segmenter_on_the_real_model_and_renderer():
     segmenter.clear()
     result = segmenter.click(camera, 19.0, 16.0, level="coarse")
     assert not result.used_fallback and "clicked pixel" in result.message, result.message
+
+    # a click reads the pixel from a remembered render (the viewer's), else from a render of the view or of a window
+    segmenter.refresh()
+    assert segmenter.remembered_size() is None
+    window = segmenter.pixel_sample(camera, 19, 16, window=8)
+    assert window.source == "window render" and segmenter.remembered_size() is None, "a window is not remembered"
+    whole = segmenter.pixel_sample(camera, 19, 16)
+    assert whole.source == "render" and segmenter.remembered_size() == (32, 48)
+    torch.testing.assert_close(window.fine_features, whole.fine_features, atol=1e-5, rtol=0)
+    assert window.alpha == pytest.approx(whole.alpha, abs=1e-5) and window.depth == pytest.approx(whole.depth, 1e-4)
+    outputs = {name: torch.zeros(32, 48, dim) for name, dim in
+               (("coarse_features", COARSE_DIM), ("fine_features", FEATURE_DIM), ("accumulation", 1))}
+    segmenter.remember_render(camera, outputs)
+    cached = segmenter.pixel_sample(camera, 19, 16, window=8)
+    assert cached.source == "cached view" and cached.alpha == 0.0 and math.isnan(cached.depth)
+    with pytest.raises(ValueError, match="outside the 48x32 view"):
+        segmenter.pixel_sample(camera, 48, 16)

@@ -11,13 +11,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from clickgs_ns.data.synth import (
+from clickgs_ns.io.id_maps import read_id_maps
+from clickgs_ns.io.ply import read_gaussian_ply
+from clickgs_ns.synth import (
     SynthConfig,
     generate_scene,
     sam_like_id_maps,
 )
-from clickgs_ns.io.id_maps import read_id_maps
-from clickgs_ns.io.ply import read_gaussian_ply
 
 def id_map_disagreement(pred: np.ndarray, gt: np.ndarray) -> float:
     """Fraction of pixels where an id map disagrees with a ground-truth map, up to relabelling.
@@ -258,8 +258,8 @@ def test_nerfstudio_dataparser_loads_the_dataset(scenes):
 
 
 def test_prompts_file_clicks_inside_and_targets_are_ground_truth(scenes):
-    from clickgs_ns.data.synth import train_view_indices
     from clickgs_ns.segment.evaluate import load_prompts, read_mask_png
+    from clickgs_ns.synth import train_view_indices
     from nerfstudio.data.utils.dataparsers_utils import get_train_eval_split_fraction
 
     scene = scenes["a"]
@@ -296,7 +296,7 @@ def test_prompts_file_clicks_inside_and_targets_are_ground_truth(scenes):
 def test_voronoi_patches_partition_the_region():
     import numpy as np
 
-    from clickgs_ns.data.synth import voronoi_patches
+    from clickgs_ns.synth import voronoi_patches
 
     region = np.zeros((20, 30), dtype=bool)
     region[5:, :] = True
@@ -309,7 +309,7 @@ def test_voronoi_patches_partition_the_region():
 
 @pytest.fixture(scope="module")
 def room(tmp_path_factory):
-    from clickgs_ns.data.synth import room_config
+    from clickgs_ns.synth import room_config
 
     config = room_config(num_views=10, image_width=80, image_height=60, num_gaussians=6000, num_seed_points=500,
                          prompt_train_fraction=0.8)
@@ -342,7 +342,7 @@ def test_room_has_a_textured_floor_walls_seven_objects_and_held_out_targets(room
     floor_rgb = 0.5 + 0.28209479 * gaussians.sh_dc.reshape(-1, 3)[ground][means[:, 2] < 1e-3]
     assert floor_rgb.mean(axis=1).std() > 0.1, "checkerboard: two clearly different floor colours"
     prompts = json.loads(scene.prompts_path.read_text())
-    from clickgs_ns.data.synth import train_view_indices
+    from clickgs_ns.synth import train_view_indices
 
     train = {f"images/frame_{i:05d}.png" for i in train_view_indices(10, 0.8)}
     assert prompts and all(p["click"]["image"] in train for p in prompts)
@@ -351,7 +351,7 @@ def test_room_has_a_textured_floor_walls_seven_objects_and_held_out_targets(room
 
 def test_a_scene_segment_in_the_masks_leaves_objects_their_own_coarse_ids(scenes):
     """SAM's whole-scene segment (scene_segment_prob): it covers the ground and every object, but the objects keep
-    their own coarse ids (sam_masks.SceneSegmentRule); without the option the masks are unchanged."""
+    their own coarse ids (scene_segments.SceneSegmentRule); without the option the masks are unchanged."""
     off = dict(object_merge_prob=0.0, part_split_prob=0.0, segment_drop_prob=0.0, boundary_flip_prob=0.0,
                holes_per_view=0.0, small_segment_area_px=0, mask_noise=1.0)
     with_scene = dataclasses.replace(SMALL, scene_segment_prob=1.0, **off)

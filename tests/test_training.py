@@ -32,11 +32,7 @@ def test_method_is_registered_and_splatfacto_still_works():
 
 
 def test_preset_restates_no_default_of_the_method():
-    """A changed default in a config class must reach the preset users train with, and old runs' class paths
-    (the flat layout before the package had layers) must still load."""
-    import yaml
-
-    from clickgs_ns.app.viewer import ClickGaussianViewerPipeline
+    """A changed default in a config class must reach the preset users train with."""
     from clickgs_ns.data.datamanager import ClickGaussianDataManagerConfig
     from clickgs_ns.method.model import ClickGaussianModelConfig
     from method_configs.click_gaussian import click_gaussian_config
@@ -48,12 +44,6 @@ def test_preset_restates_no_default_of_the_method():
     datamanager.dataparser.load_3D_points = False
     assert datamanager == ClickGaussianDataManagerConfig()
     assert config.max_num_iterations == config.pipeline.model.total_steps
-
-    old = yaml.load("!!python/object:clickgs_ns.pipeline.ClickGaussianPipelineConfig\n"
-                    "_target: !!python/name:clickgs_ns.pipeline.ClickGaussianPipeline ''\n"
-                    "model: !!python/object:clickgs_ns.model.ClickGaussianModelConfig {coarse_dim: 12}\n",
-                    Loader=yaml.Loader)
-    assert old._target is ClickGaussianViewerPipeline and isinstance(old.model, ClickGaussianModelConfig)
 
 
 def test_cpu_preset_is_registered_beside_click_gaussian():
@@ -244,47 +234,3 @@ def test_id_maps_follow_the_training_resolution(tiny_scene, tmp_path):
     index = camera.metadata["cam_idx"]
     full = np.load(tiny_scene.mask_paths[index])["coarse"]
     np.testing.assert_array_equal(batch["coarse_ids"].numpy(), renumber_ids(full[1::2, 1::2]))
-
-
-OLD_MODULES = {  # where the classes a config.yml names lived before 0.2 (one flat package)
-    "clickgs_ns.app.viewer.ClickGaussianViewerPipelineConfig": "clickgs_ns.pipeline.ClickGaussianPipelineConfig",
-    "clickgs_ns.app.viewer.ClickGaussianViewerPipeline": "clickgs_ns.pipeline.ClickGaussianPipeline",
-    "clickgs_ns.method.": "clickgs_ns.", "clickgs_ns.data.": "clickgs_ns.",
-}
-
-
-def test_a_run_saved_before_0_2_loads_and_resumes(tiny_scene, tmp_path):
-    """A run as 0.1 saved it (flat module names in config.yml; the click features' parameter and optimizer group
-    named "features") is loaded for clicking and resumed for training."""
-    import yaml
-
-    from clickgs_ns.segment.run import load_run
-
-    config = make_trainer_config(tiny_scene.root, tmp_path, init_ply=tiny_scene.scene_ply_path, feature_stage_steps=20)
-    config_path = train(config)
-    checkpoint = sorted((config_path.parent / "nerfstudio_models").glob("*.ckpt"))[-1]
-    state = torch.load(checkpoint, map_location="cpu", weights_only=True)
-    features = state["pipeline"].pop("_model.gauss_params.click_features")
-    state["pipeline"]["_model.gauss_params.features"] = features
-    state["optimizers"]["features"] = state["optimizers"].pop("click_features")
-    torch.save(state, checkpoint)
-    text = config_path.read_text().replace("\n  click_features:\n", "\n  features:\n")
-    for new, old in OLD_MODULES.items():
-        text = text.replace(new, old)
-    assert "clickgs_ns.pipeline.ClickGaussianPipelineConfig" in text and "\n  features:\n" in text
-    config_path.write_text(text)
-
-    run = load_run(config_path)
-    torch.testing.assert_close(run.model.click_features.detach(), features)
-    from clickgs_ns.scene import ClickScene, load  # an old script's names  # noqa: E402
-
-    assert isinstance(load(config_path), ClickScene)
-    assert hasattr(run.model, "click_segmentation"), "old runs open with the viewer's click controls"
-
-    resumed = yaml.load(config_path.read_text(), Loader=yaml.Loader)
-    resumed.load_dir = checkpoint.parent
-    resumed.pipeline.model.feature_stage_steps = 30
-    resumed.__post_init__()
-    train(resumed)
-    final = torch.load(sorted(checkpoint.parent.glob("*.ckpt"))[-1], map_location="cpu", weights_only=True)
-    assert final["step"] == 29 and "click_features" in final["optimizers"]

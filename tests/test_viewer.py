@@ -111,10 +111,10 @@ class ConsoleRecorder:
 
 @pytest.fixture
 def console(monkeypatch):
-    from clickgs_ns.app import viewer
+    from clickgs_ns.app import viewer_controls
 
     recorder = ConsoleRecorder()
-    monkeypatch.setattr(viewer, "CONSOLE", recorder)
+    monkeypatch.setattr(viewer_controls, "CONSOLE", recorder)
     return recorder
 
 
@@ -208,7 +208,7 @@ def test_controls_are_found_in_order_and_cost_nothing_until_used(scene, controls
     selection = select_object(scene, controls)
     controls.get_state().only_viewer_renders = True
     assert torch.equal(render(scene)["rgb"], before["rgb"])
-    assert controls.get_state().view is None
+    assert controls.get_state().view_size() is None
 
     from nerfstudio.viewer.render_state_machine import RenderStateMachine
 
@@ -228,7 +228,7 @@ def test_controls_are_found_in_order_and_cost_nothing_until_used(scene, controls
 
 
 def test_display_modes_change_the_render(scene, controls):
-    from clickgs_ns import viewer as V
+    from clickgs_ns.app import viewer_state as V
 
     state = controls.get_state()
     state.only_viewer_renders = False
@@ -311,7 +311,7 @@ def test_click_handler_updates_selection_status_and_marker(scene, controls, fake
 
     outputs = render(scene)  # a viewer render: it is cached for clicks
     height, width = outputs["rgb"].shape[:2]
-    assert state.view is not None and (state.view.height, state.view.width) == (height, width)
+    assert state.view_size() == (height, width)
     column, row = foreground_pixel(outputs)
     rerenders = fake_viewer.rerenders
     console.lines.clear()
@@ -331,7 +331,7 @@ def test_click_handler_updates_selection_status_and_marker(scene, controls, fake
     assert abs(float((marker - c2w[:, 3]) @ -c2w[:, 2]) - depth) < 1e-3 * max(depth, 1.0)
 
     # the view moved (no cached render for it): a small window is rendered instead, same answer
-    state.view = None
+    state.forget_view()
     controls._on_mode(SimpleNamespace(value="subtract"))
     assert controls.b_status.value == "Click mode subtract: a click removes the clicked object from the selection."
     console.lines.clear()
@@ -367,7 +367,7 @@ def test_click_handler_updates_selection_status_and_marker(scene, controls, fake
     assert controls.b_status.value.startswith("Click failed: RuntimeError: boom")
 
     controls.set_click_enabled(False)
-    assert not state.click_enabled and state.view is None
+    assert not state.click_enabled and state.view_size() is None
     assert fake_viewer.viser_server.scene._scene_pointer_cb is None
 
 
@@ -441,7 +441,7 @@ def test_click_without_a_connected_browser(scene, controls, fake_viewer):
 def test_export_button_writes_ply_and_selection(scene, controls, fake_viewer):
     from plyfile import PlyData
 
-    from clickgs_ns.app.viewer import SELECTION_NPY, SELECTION_PLY
+    from clickgs_ns.app.viewer_state import SELECTION_NPY, SELECTION_PLY
     from clickgs_ns.io.selection_files import load_selection
     from clickgs_ns.segment.export import sidecar_paths
 
@@ -473,7 +473,7 @@ def test_export_buttons_for_editing_the_scene(scene, controls, fake_viewer):
     """Everything but the selection (the object removed) and the whole splat labelled by segment."""
     from plyfile import PlyData
 
-    from clickgs_ns.app.viewer import EXPORT_FILES
+    from clickgs_ns.app.viewer_state import EXPORT_FILES
 
     run_dir = fake_viewer.log_filename.parent
     selection = select_object(scene, controls).cpu()

@@ -20,9 +20,16 @@ from typing import List, Optional, Union
 
 from torch import Tensor
 
-from clickgs_ns.io.id_maps import Level
 from clickgs_ns.io.selection_files import load_selection, save_selection
-from clickgs_ns.segment.export import ExportResult, dataset_frame, export_gaussians, export_segments
+from clickgs_ns.levels import Level
+from clickgs_ns.segment.export import (
+    ExportResult,
+    NothingToExport,
+    dataset_frame,
+    export_gaussians,
+    export_segments,
+    exported_gaussians,
+)
 from clickgs_ns.segment.run import LoadedRun, load_run
 from clickgs_ns.segment.selection import ClickResult, Mode, Segmentation, SelectionConfig, Segmenter
 from clickgs_ns.segment.views import View, ViewIndex, click_view
@@ -148,13 +155,14 @@ class ClickGaussianScene:
         Each Gaussian's ``label`` is its "segment everything" id at ``level`` unless ``labels`` [N] is given.
         """
         selection = self.segmenter.selection if selection is None else selection
-        exported = ~selection if invert else selection
-        if not bool(exported.any()):
-            raise ValueError("Everything is selected: nothing is left to export with invert." if invert else
-                             "Nothing is selected: click first, or pass selection= (a [N] bool mask).")
+        try:
+            exported, _ = exported_gaussians(selection.cpu(), "inverse" if invert else "selection")
+        except NothingToExport as error:
+            raise NothingToExport(error.kind) if invert else \
+                ValueError(f"{error} Click first, or pass selection= (a [N] bool mask).") from error
         transform, scale = dataset_frame(self.run.datamanager)
         labels = self.segment_everything(level) if labels is None else labels
-        return export_gaussians(self.model, exported.cpu(), path, transform, scale, labels.cpu(), include_features)
+        return export_gaussians(self.model, exported, path, transform, scale, labels.cpu(), include_features)
 
     def export_segments(self, out_dir: Path, level: Level = "coarse", labels: Optional[Tensor] = None,
                         min_gaussians: int = 1) -> List[ExportResult]:

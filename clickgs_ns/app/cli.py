@@ -12,12 +12,22 @@ from typing import Any, Collection, List, Literal, NoReturn, Optional, Sequence,
 import tyro
 from typing_extensions import Annotated
 
-from clickgs_ns.data.sam_masks import Masks
-from clickgs_ns.data.synth import SynthConfig
-from clickgs_ns.io.id_maps import Level, check_level
+from clickgs_ns.data.mask_cache import parse_shard
+from clickgs_ns.data.mask_errors import MaskRunError, SamCheckpointError
+from clickgs_ns.data.sam_masks import (
+    MaskRunReport,
+    SamMaskConfig,
+    compute_masks,
+    dataset_image_paths,
+    failed_images_message,
+)
+from clickgs_ns.io.id_maps import MASKS_DIRNAME, MaskFileError
+from clickgs_ns.io.memory import keep_freed_memory
+from clickgs_ns.levels import LEVELS, Level, check_level
 from clickgs_ns.segment.evaluate import EvalConfig
 from clickgs_ns.segment.selection import check_mode
 from clickgs_ns.segment.views import pixel_xy
+from clickgs_ns.synth import SynthConfig
 
 
 def options_given(argv: Sequence[str]) -> Set[str]:
@@ -51,7 +61,7 @@ class Synth:
         command line (``--num-views 24`` keeps 24 although it is SynthConfig's default and the preset's is 40)."""
         import dataclasses
 
-        from clickgs_ns.data.synth import FAMILY_PRESETS
+        from clickgs_ns.synth import FAMILY_PRESETS
 
         defaults = SynthConfig()
         return dataclasses.replace(self.scene, **{  # type: ignore[arg-type]
@@ -62,11 +72,53 @@ class Synth:
     def main(self) -> None:
         import sys
 
-        from clickgs_ns.data.synth import generate_scene
+        from clickgs_ns.synth import generate_scene
         from nerfstudio.utils.rich_utils import CONSOLE
 
         scene = generate_scene(self.resolved_config(options_given(sys.argv[1:])), self.out_dir)
         CONSOLE.print(f"[bold green]Wrote the synthetic scene to {self.out_dir}[/]: {scene}")
+
+
+@dataclass
+class Masks:
+    """Compute the SAM masks of a dataset's images once, into DATA/clickgs_masks/ (skips valid cached files).
+
+    Shard over processes or GPUs with --shard K/N; rerun the same command to complete an interrupted run.
+    """
+
+    data: Path
+    """A nerfstudio dataset folder, or its transforms.json."""
+    sam: Annotated[SamMaskConfig, tyro.conf.OmitArgPrefixes] = field(default_factory=SamMaskConfig)
+    """SAM model and automatic mask generator settings."""
+    shard: str = "0/1"
+    """K/N: compute only the images i with i % N == K (in sorted order), e.g. 0/2 and 1/2 in two processes."""
+
+    def main(self) -> MaskRunReport:
+        from rich.console import Console
+
+        console = Console(stderr=True)
+        keep_freed_memory()  # this process only makes masks: reuse freed memory (io.memory)
+        try:
+            shard = parse_shard(self.shard)
+            data_root, images = dataset_image_paths(self.data)
+            report = compute_masks(data_root, images, self.sam, shard=shard, progress=True)
+        except (MaskRunError, MaskFileError, SamCheckpointError) as err:
+            raise SystemExit(f"clickgs masks: {err}") from err
+        except KeyboardInterrupt:
+            raise SystemExit(
+                "clickgs masks: interrupted. Every mask file written is complete; run the same command to continue."
+            ) from None
+        console.print(
+            f"[bold green]Masks of {report.images} images (shard {self.shard}) in {data_root / MASKS_DIRNAME}[/]: "
+            f"{report.computed} computed ({report.recomputed_corrupt} replaced unreadable files, "
+            f"{report.recomputed_stale} out of date), {report.skipped} already cached, {report.empty} without any "
+            f"segment, in {report.seconds:.1f} s."
+        )
+        if report.warnings:
+            console.print(f"[yellow]{len(report.warnings)} warning(s); see above.[/]")
+        if report.failed:
+            raise SystemExit(failed_images_message(report.failed, "clickgs masks"))
+        return report
 
 
 @dataclass
@@ -84,8 +136,7 @@ class RenderFeatures:
 
         run = load_scene(self.load_config).run
         features = run.model.click_features.detach()
-        coarse_basis = fit_pca_basis(features[:, : run.model.config.coarse_dim])
-        fine_basis = fit_pca_basis(features)
+        coarse_basis, fine_basis = (fit_pca_basis(run.model.level_features(features, level)) for level in LEVELS)
         for index, path in enumerate(png_paths(run.image_paths, self.output_dir)):
             outputs = run.render(index)
             alpha = outputs["accumulation"]

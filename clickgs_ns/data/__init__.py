@@ -1,4 +1,6 @@
-"""Layer 3, training data: SAM masks for a dataset, the datamanager that attaches them, and synthetic scenes.
+"""Layer 3, training data: SAM masks for a dataset (run over a dataset, models, the scene-segment rule, the cache)
+and the datamanager that attaches them.
 
-Imports ``clickgs_ns.io`` and ``clickgs_ns.render``.
+Imports ``clickgs_ns.io``, ``clickgs_ns.render`` (the lens model the id maps are undistorted with) and
+``clickgs_ns.levels``.
 """

@@ -11,26 +11,14 @@ from __future__ import annotations
 import zipfile
 import zlib
 from pathlib import Path
-from typing import Literal, Tuple
+from typing import Tuple
 
 import numpy as np
 
 from clickgs_ns.io.atomic import atomic_path
+from clickgs_ns.levels import LEVELS
 
 MASKS_DIRNAME = "clickgs_masks"
-
-Level = Literal["coarse", "fine"]
-LEVELS: Tuple[str, ...] = ("coarse", "fine")
-"""The two feature levels: objects (coarse id maps, the first ``coarse_dim`` feature channels) and their parts
-(fine id maps, every channel). Every level name in the package is checked against this."""
-
-
-def check_level(level: str) -> str:
-    """``level`` if it names a feature level, else a ValueError that lists the levels."""
-    if level not in LEVELS:
-        raise ValueError(f"level must be one of {', '.join(LEVELS)}, got {level!r}")
-    return level
-
 
 DAMAGED_FILE_ERRORS = (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error)
 """What numpy raises reading a damaged .npz: a truncated or garbled archive (BadZipFile, EOFError, OSError), a bad

@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 from plyfile import PlyData, PlyElement
@@ -101,6 +101,75 @@ def _extra_dtype(name: str, arr: np.ndarray) -> str:
     raise GaussianPlyError(f"extra property '{name}' has dtype {arr.dtype}; only integer and float arrays fit a ply")
 
 
+def _checked_means(means: np.ndarray) -> np.ndarray:
+    """``means`` as numpy, checked to be [N, 3]."""
+    means = _to_numpy(means)
+    if means.ndim != 2 or means.shape[1] != 3:
+        raise GaussianPlyError(f"means must have shape [N, 3], got {list(means.shape)}")
+    return means
+
+
+def _checked_sh_rest(sh_rest: Optional[np.ndarray], n: int) -> np.ndarray:
+    """``sh_rest`` as numpy [n, K-1, 3] with K a square ([n, 0, 3] float32 zeros for None)."""
+    sh_rest = np.zeros((n, 0, 3), dtype=np.float32) if sh_rest is None else _to_numpy(sh_rest)
+    if sh_rest.ndim != 3 or sh_rest.shape[0] != n or sh_rest.shape[2] != 3:
+        raise GaussianPlyError(f"sh_rest must have shape [{n}, K-1, 3], got {list(sh_rest.shape)}")
+    num_coeffs = sh_rest.shape[1] + 1
+    if int(round(math.sqrt(num_coeffs))) ** 2 != num_coeffs:
+        raise GaussianPlyError(f"sh_rest has {num_coeffs - 1} coefficients; K = {num_coeffs} is not a square")
+    return sh_rest
+
+
+def _standard_names(num_rest_coeffs: int) -> List[str]:
+    """The standard 3DGS property names, in file order, for ``num_rest_coeffs = K-1`` higher SH coefficients."""
+    standard_names = ["x", "y", "z", *_NORMAL_PROPERTIES, "f_dc_0", "f_dc_1", "f_dc_2"]
+    standard_names += _f_rest_names(num_rest_coeffs)
+    standard_names += ["opacity", "scale_0", "scale_1", "scale_2", "rot_0", "rot_1", "rot_2", "rot_3"]
+    return standard_names
+
+
+def _vertex_dtype(standard_names: List[str], extra: Dict[str, np.ndarray], n: int) -> List[Tuple[str, str]]:
+    """Structured dtype of the vertices: the standard properties as float32, then the checked ``extra`` ones."""
+    dtype = [(name, "<f4") for name in standard_names]
+    for name, arr in extra.items():
+        if name in standard_names:
+            raise GaussianPlyError(f"extra property '{name}' clashes with a standard 3DGS property")
+        if arr.shape not in ((n,), (n, 1)):
+            raise GaussianPlyError(f"extra property '{name}' must have shape [{n}], got {list(arr.shape)}")
+        dtype.append((name, "<" + _extra_dtype(name, arr)))
+    return dtype
+
+
+def _standard_columns(
+    means: np.ndarray,
+    sh_dc: np.ndarray,
+    sh_rest: np.ndarray,
+    opacity_logits: np.ndarray,
+    log_scales: np.ndarray,
+    quats: np.ndarray,
+) -> np.ndarray:
+    """The standard properties as float32 columns ``[N, 17 + 3*(K-1)]`` in file order (zero normals), from means
+    [N, 3], sh_dc [N, 3], sh_rest [N, K-1, 3], opacity_logits [N, 1], log_scales [N, 3] and quats [N, 4]."""
+    n = means.shape[0]
+    f_rest = sh_rest.transpose(0, 2, 1).reshape(n, -1)  # [N, 3*(K-1)], all red coefficients first
+    return np.concatenate(
+        [means, np.zeros((n, 3)), sh_dc, f_rest, opacity_logits, log_scales, quats], axis=1
+    ).astype(np.float32)  # [N, 17 + 3*(K-1)]
+
+
+def _vertices(
+    standard_names: List[str], dtype: List[Tuple[str, str]], columns: np.ndarray, extra: Dict[str, np.ndarray]
+) -> np.ndarray:
+    """The ``[N]`` structured vertex array: ``columns [N, len(standard_names)]``, then the ``extra`` properties."""
+    n = columns.shape[0]
+    vertices = np.empty(n, dtype=dtype)
+    for i, name in enumerate(standard_names):
+        vertices[name] = columns[:, i]
+    for name, arr in extra.items():
+        vertices[name] = arr.reshape(n)
+    return vertices
+
+
 def write_gaussian_ply(
     path: Path,
     means: np.ndarray,
@@ -124,43 +193,19 @@ def write_gaussian_ply(
         extra: optional per-Gaussian properties [N] appended after the standard ones (ints as int32, floats as
             float32). Torch tensors are accepted everywhere (moved to CPU numpy).
     """
-    means = _to_numpy(means)
-    if means.ndim != 2 or means.shape[1] != 3:
-        raise GaussianPlyError(f"means must have shape [N, 3], got {list(means.shape)}")
+    means = _checked_means(means)
     n = means.shape[0]
     log_scales = _as_2d("log_scales", log_scales, n, 3)
     quats = _as_2d("quats", quats, n, 4)
     sh_dc = _as_2d("sh_dc", sh_dc, n, 3)
     opacity_logits = _as_2d("opacity_logits", opacity_logits, n, 1)  # [N, 1]
-    sh_rest = np.zeros((n, 0, 3), dtype=np.float32) if sh_rest is None else _to_numpy(sh_rest)
-    if sh_rest.ndim != 3 or sh_rest.shape[0] != n or sh_rest.shape[2] != 3:
-        raise GaussianPlyError(f"sh_rest must have shape [{n}, K-1, 3], got {list(sh_rest.shape)}")
-    num_coeffs = sh_rest.shape[1] + 1
-    if int(round(math.sqrt(num_coeffs))) ** 2 != num_coeffs:
-        raise GaussianPlyError(f"sh_rest has {num_coeffs - 1} coefficients; K = {num_coeffs} is not a square")
+    sh_rest = _checked_sh_rest(sh_rest, n)
     extra = {name: _to_numpy(arr) for name, arr in (extra or {}).items()}
 
-    standard_names = ["x", "y", "z", *_NORMAL_PROPERTIES, "f_dc_0", "f_dc_1", "f_dc_2"]
-    standard_names += _f_rest_names(sh_rest.shape[1])
-    standard_names += ["opacity", "scale_0", "scale_1", "scale_2", "rot_0", "rot_1", "rot_2", "rot_3"]
-    dtype = [(name, "<f4") for name in standard_names]
-    for name, arr in extra.items():
-        if name in standard_names:
-            raise GaussianPlyError(f"extra property '{name}' clashes with a standard 3DGS property")
-        if arr.shape not in ((n,), (n, 1)):
-            raise GaussianPlyError(f"extra property '{name}' must have shape [{n}], got {list(arr.shape)}")
-        dtype.append((name, "<" + _extra_dtype(name, arr)))
-
-    f_rest = sh_rest.transpose(0, 2, 1).reshape(n, -1)  # [N, 3*(K-1)], all red coefficients first
-    columns = np.concatenate(
-        [means, np.zeros((n, 3)), sh_dc, f_rest, opacity_logits, log_scales, quats], axis=1
-    ).astype(np.float32)  # [N, 17 + 3*(K-1)]
-    vertices = np.empty(n, dtype=dtype)
-    for i, name in enumerate(standard_names):
-        vertices[name] = columns[:, i]
-    for name, arr in extra.items():
-        vertices[name] = arr.reshape(n)
-
+    standard_names = _standard_names(sh_rest.shape[1])
+    dtype = _vertex_dtype(standard_names, extra, n)
+    columns = _standard_columns(means, sh_dc, sh_rest, opacity_logits, log_scales, quats)  # [N, 17 + 3*(K-1)]
+    vertices = _vertices(standard_names, dtype, columns, extra)
     ply = PlyData([PlyElement.describe(vertices, "vertex")], text=False, byte_order="<")
     with atomic_path(Path(path)) as tmp:
         ply.write(str(tmp))

@@ -18,12 +18,13 @@ from clickgs_ns.io.atomic import atomic_path
 
 
 def save_selection(path: Path, mask: Tensor) -> None:
-    """Save a selection [N] bool as a .npy bool array (the model's count travels with it)."""
+    """Save a selection [N] bool as a .npy bool array (the model's count travels with it) at exactly ``path``,
+    whatever its suffix."""
     mask = torch.as_tensor(mask).cpu()
     if mask.dtype != torch.bool or mask.dim() != 1:
         raise ValueError(f"A selection is a bool tensor [N], got {mask.dtype} {list(mask.shape)}")
-    with atomic_path(Path(path)) as tmp:
-        np.save(tmp, mask.numpy())
+    with atomic_path(Path(path)) as tmp, open(tmp, "wb") as file:
+        np.save(file, mask.numpy())  # to a file object: numpy adds no ".npy" to the temporary name
 
 
 def load_selection(path: Path, num_gaussians: int) -> Tensor:

@@ -22,8 +22,7 @@ from clickgs_ns.io.ply import read_gaussian_ply
 
 SplatParams = Dict[str, Tensor]
 """Splatfacto's parameters: means [N,3], scales [N,3] (log), quats [N,4] (wxyz), features_dc [N,3] (SH DC),
-features_rest [N,K-1,3], opacities [N,1] (logit); optionally click_features [N,D] ("features" in click-gaussian
-runs before 0.2)."""
+features_rest [N,K-1,3], opacities [N,1] (logit); optionally click_features [N,D]."""
 
 SPLAT_KEYS = ("means", "scales", "quats", "features_dc", "features_rest", "opacities")
 """The keys of a splat's geometry and colour: the parameters a 3DGS .ply holds."""

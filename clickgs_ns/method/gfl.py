@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from clickgs_ns.io.id_maps import check_level
+from clickgs_ns.levels import check_level, level_channels
 from clickgs_ns.method.losses import graph_zero
 
 DEFAULT_CHUNK_ELEMENTS = 1 << 24
@@ -552,7 +552,8 @@ def gfl_level_losses(
         chosen = torch.randint(num_points, (int(max_gaussians),), generator=generator, device=rand_device)
         features = features[chosen.to(features.device)]  # [M, D]
     pos_coarse, neg_coarse = gfl_losses(
-        features[:, :coarse_dim], coarse_candidates, coarse_margin, positive_threshold, chunk_elements
+        level_channels(features, "coarse", coarse_dim), coarse_candidates, coarse_margin, positive_threshold,
+        chunk_elements,
     )
     pos_fine, neg_fine = gfl_losses(features, fine_candidates, fine_margin, positive_threshold, chunk_elements)
     return {

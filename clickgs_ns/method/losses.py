@@ -39,6 +39,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from clickgs_ns.levels import fine_only_channels, level_channels
+
 
 @dataclass
 class FeatureLossConfig:
@@ -253,10 +255,10 @@ def contrastive_losses(
     """
     coarse_ids = coarse_ids.to(pixel_features.device).reshape(-1)
     fine_ids = fine_ids.to(pixel_features.device).reshape(-1)
-    coarse_features = pixel_features[:, :coarse_dim]  # [P, Dc]
-    fine_features = pixel_features  # [P, D]
+    coarse_features = level_channels(pixel_features, "coarse", coarse_dim)  # [P, Dc]
+    fine_features = level_channels(pixel_features, "fine", coarse_dim)  # [P, D]
     fine_features_coarse_detached = torch.cat(
-        [coarse_features.detach(), pixel_features[:, coarse_dim:]], dim=-1
+        [coarse_features.detach(), fine_only_channels(pixel_features, coarse_dim)], dim=-1
     )  # [P, D]
     terms = {
         "pos_coarse": -positive_mean_cosine(coarse_features, coarse_ids),
@@ -305,8 +307,8 @@ def norm3d_loss(gaussian_features: Tensor, coarse_dim: int, target: float = 1.0)
     """
     if gaussian_features.shape[0] == 0:
         return graph_zero(gaussian_features)
-    coarse_norm = gaussian_features[:, :coarse_dim].norm(dim=-1)  # [N]
-    rest_norm = gaussian_features[:, coarse_dim:].norm(dim=-1)  # [N]
+    coarse_norm = level_channels(gaussian_features, "coarse", coarse_dim).norm(dim=-1)  # [N]
+    rest_norm = fine_only_channels(gaussian_features, coarse_dim).norm(dim=-1)  # [N]
     return ((coarse_norm - target).pow(2) + (rest_norm - target).pow(2)).mean()
 
 
@@ -323,8 +325,8 @@ def norm2d_loss(pixel_features: Tensor, coarse_dim: int, coarse_target: float, f
     """
     if pixel_features.shape[0] == 0:
         return graph_zero(pixel_features)
-    coarse_norm = pixel_features[:, :coarse_dim].norm(dim=-1)  # [P]
-    fine_norm = pixel_features.norm(dim=-1)  # [P]
+    coarse_norm = level_channels(pixel_features, "coarse", coarse_dim).norm(dim=-1)  # [P]
+    fine_norm = level_channels(pixel_features, "fine", coarse_dim).norm(dim=-1)  # [P]
     return ((coarse_norm - coarse_target).pow(2) + (fine_norm - fine_target).pow(2)).mean()
 
 

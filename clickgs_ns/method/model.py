@@ -32,6 +32,7 @@ from nerfstudio.utils.colormaps import apply_pca_colormap
 from nerfstudio.utils.rich_utils import CONSOLE
 
 from clickgs_ns.io.splat_files import SPLAT_KEYS
+from clickgs_ns.levels import LEVELS, fine_only_channels, level_channels, level_dim, level_state, state_name
 from clickgs_ns.method.gfl import GFLConfig, assign_candidates, gfl_level_losses, gfl_loss
 from clickgs_ns.method.lifting import (
     LabellingConfig,
@@ -46,21 +47,12 @@ from clickgs_ns.method.lifting import (
     vote_labels,
 )
 from clickgs_ns.method.losses import FeatureLossConfig, build_knn_index, feature_stage_losses, nearest_neighbours
-from clickgs_ns.render import eval_sh, get_viewmat, rasterize, rasterize_label_weights, uses_gsplat
+from clickgs_ns.render import eval_sh, get_viewmat, rasterize, rasterize_label_weights, splat_inputs, uses_gsplat
+from clickgs_ns.render.cameras import view_inputs
 
-LABEL_BUFFERS = ("coarse_labels", "fine_labels", "coarse_segment_labels", "fine_segment_labels")
+LABEL_BUFFERS = tuple(state_name(level, state) for state in ("labels", "segment_labels") for level in LEVELS)
 """Per-Gaussian [N] long buffers: the candidate a click selects each Gaussian by, per level, and its segment in
 "segment everything" (-1: none)."""
-
-LEGACY_PARAMETER_NAMES = {"features": "click_features"}
-"""Parameter (and optimizer group) names of runs saved before 0.2 -> their names now."""
-
-
-def with_current_names(state: Dict[str, Any], prefix: str = "") -> Dict[str, Any]:
-    """``state`` with the keys ``prefix + old`` of ``LEGACY_PARAMETER_NAMES`` renamed to ``prefix + new``."""
-    renamed = {prefix + old: prefix + new for old, new in LEGACY_PARAMETER_NAMES.items()}
-    return {renamed.get(key, key): value for key, value in state.items()}
-
 
 class DisplayHook(Protocol):
     """What a viewer may change in an eval render (``get_outputs``); the viewer layer implements it
@@ -97,9 +89,9 @@ def init_features(num_gaussians: int, feature_dim: int, coarse_dim: int, std: fl
                   generator: Optional[torch.Generator] = None) -> Tensor:
     """Initial per-Gaussian features [N, feature_dim]: N(0, std^2), then each half normalised to unit length."""
     features = torch.randn(num_gaussians, feature_dim, generator=generator) * std
-    coarse = torch.nn.functional.normalize(features[:, :coarse_dim], dim=-1)
-    fine_rest = torch.nn.functional.normalize(features[:, coarse_dim:], dim=-1)
-    return torch.cat([coarse, fine_rest], dim=-1)
+    coarse = torch.nn.functional.normalize(level_channels(features, "coarse", coarse_dim), dim=-1)
+    fine_only = torch.nn.functional.normalize(fine_only_channels(features, coarse_dim), dim=-1)
+    return torch.cat([coarse, fine_only], dim=-1)
 
 
 def seed_splat(means: Tensor, seed_rgb: Optional[Tensor], sh_degree: int) -> Dict[str, Tensor]:
@@ -120,6 +112,30 @@ def seed_splat(means: Tensor, seed_rgb: Optional[Tensor], sh_degree: int) -> Dic
         "features_rest": torch.zeros(num_points, num_sh_bases(sh_degree) - 1, 3),
         "opacities": torch.logit(0.1 * torch.ones(num_points, 1)),
     }
+
+
+def densification_strategy(config: "ClickGaussianModelConfig", num_train_views: int) -> Any:
+    """gsplat's ``DefaultStrategy`` with splatfacto's densification settings of ``config``; refinement stops by the
+    feature stage (the splat is frozen from then on)."""
+    from gsplat.strategy import DefaultStrategy
+
+    return DefaultStrategy(
+        prune_opa=config.cull_alpha_thresh,
+        grow_grad2d=config.densify_grad_thresh,
+        grow_scale3d=config.densify_size_thresh,
+        grow_scale2d=config.split_screen_size,
+        prune_scale3d=config.cull_scale_thresh,
+        prune_scale2d=config.cull_screen_size,
+        refine_scale2d_stop_iter=config.stop_screen_size_at,
+        refine_start_iter=config.warmup_length,
+        refine_stop_iter=min(config.stop_split_at, config.feature_start_step),
+        reset_every=config.reset_alpha_every * config.refine_every,
+        refine_every=config.refine_every,
+        pause_refine_after_reset=num_train_views + config.refine_every,
+        absgrad=config.use_absgrad,
+        revised_opacity=False,
+        verbose=True,
+    )
 
 
 def make_lpips() -> Optional[torch.nn.Module]:
@@ -191,7 +207,8 @@ class ClickGaussianModel(SplatfactoModel):
         # (Like splatfacto's, it does not call Model.populate_modules: a ray collider has no use here.)
         cfg = self.config
         if not 0 < cfg.coarse_dim < cfg.feature_dim:
-            raise ValueError(f"coarse_dim ({cfg.coarse_dim}) must lie strictly between 0 and feature_dim ({cfg.feature_dim})")
+            raise ValueError(f"coarse_dim ({cfg.coarse_dim}) must lie strictly between 0 and feature_dim "
+                             f"({cfg.feature_dim})")
         if self.seed_points is not None and not cfg.random_init:
             means = self.seed_points[0].float()
             seed_rgb = self.seed_points[1].float() / 255 if self.seed_points[1].shape[0] > 0 else None
@@ -220,30 +237,13 @@ class ClickGaussianModel(SplatfactoModel):
             self.bil_grids = BilateralGrid(
                 num=self.num_train_data, grid_X=cfg.grid_shape[0], grid_Y=cfg.grid_shape[1], grid_W=cfg.grid_shape[2]
             )
-        from gsplat.strategy import DefaultStrategy
-
-        self.strategy = DefaultStrategy(
-            prune_opa=cfg.cull_alpha_thresh,
-            grow_grad2d=cfg.densify_grad_thresh,
-            grow_scale3d=cfg.densify_size_thresh,
-            grow_scale2d=cfg.split_screen_size,
-            prune_scale3d=cfg.cull_scale_thresh,
-            prune_scale2d=cfg.cull_screen_size,
-            refine_scale2d_stop_iter=cfg.stop_screen_size_at,
-            refine_start_iter=cfg.warmup_length,
-            refine_stop_iter=min(cfg.stop_split_at, cfg.feature_start_step),
-            reset_every=cfg.reset_alpha_every * cfg.refine_every,
-            refine_every=cfg.refine_every,
-            pause_refine_after_reset=self.num_train_data + cfg.refine_every,
-            absgrad=cfg.use_absgrad,
-            revised_opacity=False,
-            verbose=True,
-        )
+        self.strategy = densification_strategy(cfg, self.num_train_data)
         self.strategy_state = self.strategy.initialize_state(scene_scale=1.0)
         self.spatial_knn: Optional[Tensor] = None  # [M, K + 1], built at the first feature step
         # GFL global candidates per level (unit vectors) and each Gaussian's candidate id: saved in checkpoints.
-        self.register_buffer("coarse_candidates", torch.zeros(0, cfg.coarse_dim))
-        self.register_buffer("fine_candidates", torch.zeros(0, cfg.feature_dim))
+        for level in LEVELS:
+            self.register_buffer(state_name(level, "candidates"),
+                                 torch.zeros(0, level_dim(level, cfg.coarse_dim, cfg.feature_dim)))
         # Whether the labels are those the end of training computes (``labelling.method``), not GFL's interim ones.
         self.register_buffer("labels_final", torch.tensor(False))
         self.display_hook: Optional[Callable[[], Optional[DisplayHook]]] = None
@@ -261,6 +261,11 @@ class ClickGaussianModel(SplatfactoModel):
     def in_feature_stage(self) -> bool:
         return self.step >= self.config.feature_start_step
 
+    def level_features(self, features: Tensor, level: str) -> Tensor:
+        """The channels [..., D_l] of per-Gaussian or rendered ``features`` [..., feature_dim] that ``level`` reads
+        (``levels.level_channels`` with this model's ``coarse_dim``)."""
+        return level_channels(features, level, self.config.coarse_dim)
+
     @property
     def has_candidates(self) -> bool:
         """Whether GFL has produced global candidates at either level."""
@@ -277,20 +282,18 @@ class ClickGaussianModel(SplatfactoModel):
     def update_labels(self) -> None:
         """Each Gaussian's nearest global candidate at each level (-1 without candidates)."""
         features = self.click_features.detach()
-        self.coarse_labels = assign_candidates(features[:, : self.config.coarse_dim], self.coarse_candidates)[0]
-        self.fine_labels = assign_candidates(features, self.fine_candidates)[0]
-        self.coarse_segment_labels, self.fine_segment_labels = self.coarse_labels, self.fine_labels
+        for level in LEVELS:
+            labels = assign_candidates(self.level_features(features, level), level_state(self, level, "candidates"))[0]
+            setattr(self, state_name(level, "labels"), labels)
+            setattr(self, state_name(level, "segment_labels"), labels)
 
     def feature_convergence(self, min_cosine: float = 0.9) -> Dict[str, float]:
         """Per level, the opacity-weighted share of Gaussians whose own feature has cosine above ``min_cosine``
         with its nearest global candidate (nan without candidates)."""
         weights = torch.sigmoid(self.opacities.detach()).reshape(-1)
         features = self.click_features.detach()
-        return {
-            "coarse": feature_convergence(features[:, : self.config.coarse_dim], self.coarse_candidates, weights,
-                                          min_cosine),
-            "fine": feature_convergence(features, self.fine_candidates, weights, min_cosine),
-        }
+        return {level: feature_convergence(self.level_features(features, level), level_state(self, level, "candidates"),
+                                           weights, min_cosine) for level in LEVELS}
 
     def label_votes(self, cameras: Cameras, label_maps: Tensor, num_labels: int) -> SparseVotes:
         """Rendering weight that each Gaussian gives to the pixels of each label in ``cameras`` (one size), for label
@@ -318,12 +321,12 @@ class ClickGaussianModel(SplatfactoModel):
         cfg = self.config.labelling
         feature_maps, alphas = self.render_features(cameras)  # [B, H, W, D], [B, H, W, 1]
         maps = []
-        for level, (candidates, channels) in enumerate(((self.coarse_candidates, self.config.coarse_dim),
-                                                        (self.fine_candidates, self.config.feature_dim))):
-            level_covered = None if covered is None else covered[..., level]
+        for index, level in enumerate(LEVELS):
+            level_covered = None if covered is None else covered[..., index]
             for min_cosine in (cfg.min_cosine, cfg.confident_cosine):
-                maps.append(pixel_label_maps(feature_maps[..., :channels], alphas, candidates, cfg.min_alpha,
-                                             min_cosine, level_covered))
+                maps.append(pixel_label_maps(self.level_features(feature_maps, level), alphas,
+                                             level_state(self, level, "candidates"), cfg.min_alpha, min_cosine,
+                                             level_covered))
         offsets = torch.tensor(self.label_columns()[:-1], device=self.device)
         return torch.stack(maps, dim=-1) + offsets
 
@@ -385,7 +388,6 @@ class ClickGaussianModel(SplatfactoModel):
         if missing:
             raise ValueError(f"The splat to start from lacks {missing}")
         num_points = params["means"].shape[0]
-        params = with_current_names(params)
         params["features_rest"] = self._padded_sh(params["features_rest"].reshape(num_points, -1, 3))
         features = params.get("click_features")
         if features is None or features.shape != (num_points, self.config.feature_dim):
@@ -421,11 +423,10 @@ class ClickGaussianModel(SplatfactoModel):
         num_points = dict["gauss_params.means"].shape[0]
         for name, param in self.gauss_params.items():
             param.data = torch.zeros((num_points,) + param.shape[1:], device=param.device, dtype=param.dtype)
-        dict = with_current_names(dict, prefix="gauss_params.")  # checkpoints saved before 0.2
         if "gauss_params.click_features" not in dict:  # a plain splatfacto checkpoint
             CONSOLE.log("Checkpoint has no click-gaussian features: initialising them.")
             dict["gauss_params.click_features"] = self.initial_click_features(num_points)
-        dict.setdefault("labels_final", torch.tensor(True))  # runs saved before it: their labels were final
+        dict.setdefault("labels_final", torch.tensor(True))  # a splatfacto checkpoint: no labels left to lift
         for name in ("coarse_candidates", "fine_candidates") + LABEL_BUFFERS:
             buffer = getattr(self, name)
             if name in dict:  # buffers take the checkpoint's sizes
@@ -535,10 +536,7 @@ class ClickGaussianModel(SplatfactoModel):
         self.last_size = (height, width)
         camera.rescale_output_resolution(scale_factor)
         render, alpha, info = rasterize(
-            means=params["means"],
-            quats=params["quats"],
-            scales=torch.exp(params["scales"]),
-            opacities=torch.sigmoid(params["opacities"]).squeeze(-1),
+            **splat_inputs(params["means"], params["quats"], params["scales"], params["opacities"]),
             colors=colors,
             viewmats=get_viewmat(camera_to_world),
             Ks=K,
@@ -574,8 +572,8 @@ class ClickGaussianModel(SplatfactoModel):
             outputs["depth"] = None  # type: ignore
         if not self.training:
             features = render[..., 3 : 3 + self.config.feature_dim]
-            outputs["coarse_features"] = features[..., : self.config.coarse_dim]
-            outputs["fine_features"] = features
+            for level in LEVELS:
+                outputs[f"{level}_features"] = self.level_features(features, level)
             background = background.expand(height, width, 3)
         outputs["background"] = background
         return outputs
@@ -595,14 +593,8 @@ class ClickGaussianModel(SplatfactoModel):
     def frozen_splat_view(self, cameras: Cameras) -> Dict[str, Any]:
         """The rasterizer's inputs for the frozen splat (activated, detached) seen by C cameras of one size: means,
         quats, scales, opacities, viewmats, Ks, width, height."""
-        widths, heights = cameras.width.unique(), cameras.height.unique()
-        if len(widths) != 1 or len(heights) != 1:
-            raise ValueError("rendering the frozen splat needs cameras of one size; group them by size first")
-        cameras = cameras.to(self.device)
-        return dict(means=self.means.detach(), quats=self.quats.detach(), scales=torch.exp(self.scales.detach()),
-                    opacities=torch.sigmoid(self.opacities.detach()).squeeze(-1),
-                    viewmats=get_viewmat(cameras.camera_to_worlds), Ks=cameras.get_intrinsics_matrices(),
-                    width=int(widths[0]), height=int(heights[0]))
+        return dict(**splat_inputs(self.means.detach(), self.quats.detach(), self.scales.detach(),
+                                   self.opacities.detach()), **view_inputs(cameras, self.device))
 
     # ---------------------------------------------------------------------------------------------- losses
     def get_metrics_dict(self, outputs, batch) -> Dict[str, Tensor]:

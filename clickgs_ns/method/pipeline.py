@@ -25,9 +25,9 @@ from nerfstudio.utils import writer
 from nerfstudio.utils.rich_utils import CONSOLE
 
 from clickgs_ns.data.datamanager import ClickGaussianDataManagerConfig
-from clickgs_ns.io.id_maps import LEVELS
 from clickgs_ns.io.selection_files import load_selection
 from clickgs_ns.io.splat_files import load_splat_checkpoint, load_splat_ply
+from clickgs_ns.levels import LEVELS, level_state
 from clickgs_ns.method.gfl import cluster_level_candidates, mask_average_features
 from clickgs_ns.method.lifting import merge_candidates, pixel_label_maps, segment_sharing
 from clickgs_ns.method.model import LABEL_BUFFERS, ClickGaussianModel, ClickGaussianModelConfig, views_by_size
@@ -178,7 +178,7 @@ class ClickGaussianPipeline(VanillaPipeline):
         model = self.click_model
         if self.config.model.labelling.method == "nearest_feature":
             model.labels_final = torch.tensor(True, device=model.device)
-            return {level: int((getattr(model, f"{level}_labels") >= 0).sum()) for level in LEVELS}
+            return {level: int((level_state(model, level, "labels") >= 0).sum()) for level in LEVELS}
         started = time.perf_counter()
         labelled = model.lift_labels(self.datamanager.train_dataset.cameras,  # type: ignore[attr-defined]
                                      self.mask_coverage)
@@ -210,27 +210,26 @@ class ClickGaussianPipeline(VanillaPipeline):
     @torch.no_grad()
     def mask_averages(self) -> Tuple[Tensor, Tensor]:
         """Mask-averaged rendered features of every training view: coarse [Mc, coarse_dim], fine [Mf, feature_dim]."""
-        coarse_dim, min_pixels = self.config.model.coarse_dim, self.config.model.gfl.min_mask_pixels
-        coarse_averages: List[Tensor] = []
-        fine_averages: List[Tensor] = []
-        for feature_map, _, coarse_ids, fine_ids in self.rendered_training_views():
-            coarse_averages.append(mask_average_features(feature_map[..., :coarse_dim], coarse_ids, min_pixels)[0])
-            fine_averages.append(mask_average_features(feature_map, fine_ids, min_pixels)[0])
-        return torch.cat(coarse_averages), torch.cat(fine_averages)
+        min_pixels = self.config.model.gfl.min_mask_pixels
+        averages: Dict[str, List[Tensor]] = {level: [] for level in LEVELS}
+        for feature_map, _, *level_ids in self.rendered_training_views():
+            for level, ids in zip(LEVELS, level_ids):
+                level_map = self.click_model.level_features(feature_map, level)
+                averages[level].append(mask_average_features(level_map, ids, min_pixels)[0])
+        coarse_averages, fine_averages = (torch.cat(averages[level]) for level in LEVELS)
+        return coarse_averages, fine_averages
 
     @torch.no_grad()
     def candidate_sharing(self, candidates: Dict[str, Tensor]) -> Dict[str, Tensor]:
         """Per level, [C, C] in [0, 1]: how much of two candidates' pixels the training views show in the same SAM
         segments (``lifting.segment_sharing``; pixels labelled as ``lift_labels`` labels them at ``min_cosine``)."""
-        model_config = self.config.model
-        labelling = model_config.labelling
-        dims = {"coarse": model_config.coarse_dim, "fine": model_config.feature_dim}
+        labelling = self.config.model.labelling
         shared = {level: torch.zeros(len(c), len(c), dtype=torch.float64, device=self.device)
                   for level, c in candidates.items()}
         present = {level: torch.zeros_like(total) for level, total in shared.items()}
         for feature_map, alpha, *level_ids in self.rendered_training_views():
             for level, ids in zip(LEVELS, level_ids):
-                labels = pixel_label_maps(feature_map[None, ..., : dims[level]], alpha[None],
+                labels = pixel_label_maps(self.click_model.level_features(feature_map[None], level), alpha[None],
                                           candidates[level].to(self.device), labelling.min_alpha,
                                           labelling.min_cosine, ids[None] >= 0)  # [1, H, W]
                 view_shared, view_present = segment_sharing(labels, ids[None], len(candidates[level]))

@@ -10,18 +10,17 @@ as training runs, and the process reuses the memory it frees (``io.memory.keep_f
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Dict, Optional, Type
+from typing import Optional, Type
 
 import tyro
 from nerfstudio.engine.callbacks import TrainingCallback, TrainingCallbackLocation
-from nerfstudio.engine.optimizers import Optimizers
 from nerfstudio.engine.trainer import Trainer, TrainerConfig
 from nerfstudio.utils.rich_utils import CONSOLE
 
 from clickgs_ns.io.checkpoints import save_checkpoint_atomic
 from clickgs_ns.io.memory import keep_freed_memory
 from clickgs_ns.method.cpu_threads import CpuThreadPolicy
-from clickgs_ns.method.model import ClickGaussianModelConfig, with_current_names
+from clickgs_ns.method.model import ClickGaussianModelConfig
 
 
 @dataclass
@@ -71,16 +70,6 @@ def check_gfl_inside_feature_stage(model: ClickGaussianModelConfig) -> None:
         f"--pipeline.model.feature-stage-steps above {start + 1}, or --pipeline.model.gfl.enabled False.")
 
 
-class ClickGaussianOptimizers(Optimizers):
-    """nerfstudio's Optimizers, also reading optimizer states checkpointed under the group names before 0.2."""
-
-    def load_optimizers(self, loaded_state: Dict[str, Any]) -> None:
-        super().load_optimizers(with_current_names(loaded_state))
-
-    def load_schedulers(self, loaded_state: Dict[str, Any]) -> None:
-        super().load_schedulers(with_current_names(loaded_state))
-
-
 class ClickGaussianTrainer(Trainer):
     """Trainer that ends a resumed run at the planned last step, writes checkpoints atomically and, on a CPU, reuses
     freed memory and gives torch the free cores."""
@@ -128,10 +117,6 @@ class ClickGaussianTrainer(Trainer):
             for older in self.checkpoint_dir.glob("*.ckpt"):
                 if older != path:
                     older.unlink()
-
-    def setup_optimizers(self) -> Optimizers:
-        """nerfstudio's optimizers; a config.yml from before 0.2 names the click features' group "features"."""
-        return ClickGaussianOptimizers(with_current_names(self.config.optimizers), self.pipeline.get_param_groups())
 
     def start_cpu_thread_policy(self) -> None:
         """Choose torch's threads for the free cores and re-check them before training iterations."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Dict, Literal, Optional, Tuple
 
+import torch
 from torch import Tensor
 
 from clickgs_ns.render.rasterizer import RasterizeMode, RenderMode, rasterize_torch
@@ -21,6 +22,13 @@ def uses_gsplat(backend: Backend, means: Tensor) -> bool:
     if backend not in ("auto", "torch", "gsplat"):
         raise ValueError(f"unknown backend {backend!r}")
     return backend == "gsplat" or (backend == "auto" and means.is_cuda)
+
+
+def splat_inputs(means: Tensor, quats: Tensor, scales: Tensor, opacities: Tensor) -> Dict[str, Tensor]:
+    """The rasterizer's Gaussian inputs from a splat's stored fields, named as splatfacto (and ``SplatParams``) name
+    them: means [N, 3], quats [N, 4] (wxyz), scales [N, 3] (log) and opacities [N, 1] or [N] (logit). Returns means,
+    quats, ``exp(scales)`` [N, 3] and ``sigmoid(opacities)`` [N]: the keyword arguments of :func:`rasterize`."""
+    return dict(means=means, quats=quats, scales=torch.exp(scales), opacities=torch.sigmoid(opacities).reshape(-1))
 
 
 def rasterize(
@@ -47,32 +55,25 @@ def rasterize(
     """Render Gaussians: the single entry point of the project's renderer.
 
     Args:
-        means: ``[N, 3]`` world-space means.
-        quats: ``[N, 4]`` wxyz rotations (need not be normalised).
-        scales: ``[N, 3]`` activated scales (``exp`` already applied).
-        opacities: ``[N]`` activated opacities (``sigmoid`` already applied).
-        colors: ``[N, D]`` (or ``[C, N, D]``) post-activation features of any width D
-            when ``sh_degree`` is None; ``[N, K, 3]`` (or ``[C, N, K, 3]``) SH
-            coefficients otherwise (colour = ``max(SH(dir) + 0.5, 0)``).
-        viewmats: ``[C, 4, 4]`` world-to-camera, OpenCV axes (see :func:`get_viewmat`).
-        Ks: ``[C, 3, 3]`` intrinsics.
-        width, height: image size.
-        near_plane, far_plane: depth culling range.
+        means: ``[N, 3]`` world-space means; quats: ``[N, 4]`` wxyz rotations (need not be normalised).
+        scales: ``[N, 3]`` and opacities: ``[N]``, activated (``exp`` and ``sigmoid`` already applied).
+        colors: ``[N, D]`` (or ``[C, N, D]``) post-activation features of any width D when ``sh_degree`` is None;
+            ``[N, K, 3]`` (or ``[C, N, K, 3]``) SH coefficients otherwise (colour = ``max(SH(dir) + 0.5, 0)``).
+        viewmats: ``[C, 4, 4]`` world-to-camera, OpenCV axes (see :func:`get_viewmat`); Ks: ``[C, 3, 3]`` intrinsics.
+        width, height: image size; near_plane, far_plane: depth culling range.
         eps2d: low-pass filter added to the 2D covariance diagonal.
         sh_degree: None for plain features, else the SH degree to evaluate.
         backgrounds: ``[C, D]`` background features or None (black).
-        render_mode: "RGB", "D" (accumulated depth), "ED" (expected depth =
-            D / alpha), "RGB+D", "RGB+ED" (depth appended as the last channel).
-        rasterize_mode: "classic" or "antialiased" (opacity times
-            ``sqrt(det(cov2d) / det(cov2d + eps2d I))``).
-        absgrad: also accumulate ``info["means2d"].absgrad`` during backward.
-        tile_size: tile edge in pixels.
+        render_mode: "RGB", "D" (accumulated depth), "ED" (expected depth = D / alpha), "RGB+D", "RGB+ED" (depth
+            appended as the last channel).
+        rasterize_mode: "classic" or "antialiased" (opacity times ``sqrt(det(cov2d) / det(cov2d + eps2d I))``).
+        absgrad: also accumulate ``info["means2d"].absgrad`` during backward; tile_size: tile edge in pixels.
         backend: "auto" (gsplat on CUDA tensors, torch otherwise), "torch", "gsplat".
 
     Returns:
-        ``render [C, H, W, X]``, ``alphas [C, H, W, 1]`` and ``info`` (gsplat's meta
-        dict: ``means2d`` [C, N, 2] with retainable grad, ``radii`` [C, N] int32,
-        ``width``, ``height``, ``n_cameras``, ``depths``, ``conics``, ``tile_size``, ...).
+        ``render [C, H, W, X]``, ``alphas [C, H, W, 1]`` and ``info`` (gsplat's meta dict: ``means2d`` [C, N, 2]
+        with retainable grad, ``radii`` [C, N] int32, ``width``, ``height``, ``n_cameras``, ``depths``, ``conics``,
+        ``tile_size``, ...).
     """
     if uses_gsplat(backend, means):
         from gsplat.rendering import rasterization  # lazy: CUDA extension

@@ -127,6 +127,83 @@ def persp_proj(
     return means2d, covars2d
 
 
+def _project_in_depth_range(
+    means: Tensor, quats: Tensor, scales: Tensor, viewmats: Tensor, Ks: Tensor, width: int, height: int,
+    near_plane: float, far_plane: float,
+) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Project N Gaussians to C cameras, those outside ``[near_plane, far_plane]`` at a safe depth of 1.
+
+    Returns:
+        ``means2d [C, N, 2]``, ``cov2d [C, N, 2, 2]`` (no ``eps2d`` yet), ``depths [C, N]`` (the true camera-space
+        depths) and ``in_depth [C, N]`` bool.
+    """
+    covars = quat_scale_to_covar(quats, scales)  # [N, 3, 3]
+    means_c, covars_c = world_to_cam(means, covars, viewmats)  # [C, N, 3], [C, N, 3, 3]
+    depths = means_c[..., 2]  # [C, N]
+    in_depth = (depths >= near_plane) & (depths <= far_plane)
+    # keep culled entries finite so that they cannot poison gradients with NaNs
+    safe_z = torch.where(in_depth, depths, torch.ones_like(depths))
+    means_c = torch.cat([means_c[..., :2], safe_z[..., None]], dim=-1)
+    means2d, cov2d = persp_proj(means_c, covars_c, Ks, width, height)
+    return means2d, cov2d, depths, in_depth
+
+
+def _blurred_cov2d(cov2d: Tensor, eps2d: float) -> Tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """The symmetrised upper triangle of ``cov2d [C, N, 2, 2]`` with ``eps2d * I`` added.
+
+    Returns:
+        ``a, b, c [C, N]`` (entries of ``cov2d + eps2d I``), ``det_orig [C, N]`` (``det(cov2d)``) and
+        ``det [C, N]`` (``det(cov2d + eps2d I)``).
+    """
+    a, b, c = cov2d[..., 0, 0], 0.5 * (cov2d[..., 0, 1] + cov2d[..., 1, 0]), cov2d[..., 1, 1]
+    det_orig = a * c - b * b
+    a, c = a + eps2d, c + eps2d
+    det = a * c - b * b  # [C, N]
+    return a, b, c, det_orig, det
+
+
+def _conics(a: Tensor, b: Tensor, c: Tensor, det: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
+    """Inverse of the 2D covariances ``[[a, b], [b, c]]`` with determinant ``det`` (all ``[C, N]``).
+
+    Returns:
+        ``conics [C, N, 3]`` (upper triangle of the inverse; meaningless where ``det <= 0``), ``ok_det [C, N]``
+        (``det > 0``) and ``safe_det [C, N]`` (``det``, 1 where not ``ok_det``).
+    """
+    ok_det = det > 0
+    safe_det = torch.where(ok_det, det, torch.ones_like(det))
+    conics = torch.stack([c / safe_det, -b / safe_det, a / safe_det], dim=-1)  # [C, N, 3]
+    return conics, ok_det, safe_det
+
+
+def _compensations(det_orig: Tensor, safe_det: Tensor) -> Tensor:
+    """Antialiasing opacity factors ``[C, N]``: ``sqrt(det(cov2d) / det(cov2d + eps2d I))``, 0 where not positive."""
+    ratio = det_orig / safe_det
+    pos = ratio > 0
+    return torch.where(pos, torch.sqrt(torch.where(pos, ratio, torch.ones_like(ratio))), torch.zeros_like(ratio))
+
+
+@torch.no_grad()
+def _radii(
+    a: Tensor, c: Tensor, det: Tensor, means2d: Tensor, visible: Tensor, width: int, height: int, radius_clip: float
+) -> Tensor:
+    """``radii [C, N]`` int32: ``ceil(3 * sqrt(largest eigenvalue))`` of the 2D covariances with diagonal ``a, c``
+    and determinant ``det`` (all ``[C, N]``); 0 where not ``visible [C, N]``, where the radius is ``<= radius_clip``
+    and where the radius box around ``means2d [C, N, 2]`` is entirely off the image."""
+    half_tr = 0.5 * (a + c)
+    v1 = half_tr + torch.sqrt(torch.clamp(half_tr * half_tr - det, min=0.01))
+    radius = torch.ceil(3.0 * torch.sqrt(v1.clamp(min=0.0)))  # [C, N]
+    mx, my = means2d[..., 0], means2d[..., 1]
+    visible = (
+        visible
+        & (radius > radius_clip)
+        & (mx + radius > 0)
+        & (mx - radius < width)
+        & (my + radius > 0)
+        & (my - radius < height)
+    )
+    return torch.where(visible, radius, torch.zeros_like(radius)).to(torch.int32)
+
+
 def project_gaussians(
     means: Tensor,
     quats: Tensor,
@@ -158,45 +235,11 @@ def project_gaussians(
         ``conics [C, N, 3]`` (upper triangle a, b, c of the inverse 2D covariance),
         ``compensations [C, N]`` (``sqrt(det(cov2d) / det(cov2d + eps2d I))``) or None.
     """
-    covars = quat_scale_to_covar(quats, scales)  # [N, 3, 3]
-    means_c, covars_c = world_to_cam(means, covars, viewmats)  # [C, N, 3], [C, N, 3, 3]
-    depths = means_c[..., 2]  # [C, N]
-    in_depth = (depths >= near_plane) & (depths <= far_plane)
-    # keep culled entries finite so that they cannot poison gradients with NaNs
-    safe_z = torch.where(in_depth, depths, torch.ones_like(depths))
-    means_c = torch.cat([means_c[..., :2], safe_z[..., None]], dim=-1)
-    means2d, cov2d = persp_proj(means_c, covars_c, Ks, width, height)
-
-    a, b, c = cov2d[..., 0, 0], 0.5 * (cov2d[..., 0, 1] + cov2d[..., 1, 0]), cov2d[..., 1, 1]
-    det_orig = a * c - b * b
-    a, c = a + eps2d, c + eps2d
-    det = a * c - b * b  # [C, N]
-    ok_det = det > 0
-    safe_det = torch.where(ok_det, det, torch.ones_like(det))
-    conics = torch.stack([c / safe_det, -b / safe_det, a / safe_det], dim=-1)  # [C, N, 3]
-
-    compensations = None
-    if calc_compensations:
-        ratio = det_orig / safe_det
-        pos = ratio > 0
-        compensations = torch.where(
-            pos, torch.sqrt(torch.where(pos, ratio, torch.ones_like(ratio))), torch.zeros_like(ratio)
-        )
-
-    with torch.no_grad():
-        half_tr = 0.5 * (a + c)
-        v1 = half_tr + torch.sqrt(torch.clamp(half_tr * half_tr - det, min=0.01))
-        radius = torch.ceil(3.0 * torch.sqrt(v1.clamp(min=0.0)))  # [C, N]
-        mx, my = means2d[..., 0], means2d[..., 1]
-        visible = (
-            in_depth
-            & ok_det
-            & (radius > radius_clip)
-            & (mx + radius > 0)
-            & (mx - radius < width)
-            & (my + radius > 0)
-            & (my - radius < height)
-        )
-        radii = torch.where(visible, radius, torch.zeros_like(radius)).to(torch.int32)
+    means2d, cov2d, depths, in_depth = _project_in_depth_range(
+        means, quats, scales, viewmats, Ks, width, height, near_plane, far_plane
+    )
+    a, b, c, det_orig, det = _blurred_cov2d(cov2d, eps2d)
+    conics, ok_det, safe_det = _conics(a, b, c, det)
+    compensations = _compensations(det_orig, safe_det) if calc_compensations else None
+    radii = _radii(a, c, det, means2d, in_depth & ok_det, width, height, radius_clip)
     return radii, means2d, depths, conics, compensations
-

@@ -561,6 +561,39 @@ def _untile(x: Tensor, C: int, th: int, tw: int, ts: int, height: int, width: in
     return x.reshape(C, th * ts, tw * ts, -1)[:, :height, :width]
 
 
+@torch.no_grad()
+def _subtile_setup(
+    means2d: Tensor, conics: Tensor, opacities: Tensor, radii: Tensor, depths: Tensor, width: int, height: int,
+    tile_size: int, ts: int, th: int, tw: int, device: torch.device, dtype: torch.dtype,
+) -> Tuple[_SubtileLists, Tensor, Tensor, Tensor]:
+    """The work grid of ``n_tiles = C * th * tw`` subtiles of ``ts^2 = P`` pixels for Gaussians ``[C, N, ...]``.
+
+    Returns:
+        the depth-sorted subtile lists (:func:`_tile_lists` on :func:`_pixel_boxes`), ``centres [n_tiles, 2]``,
+        ``outside [n_tiles, P]`` (:func:`_subtile_centres_and_outside`) and the pixel monomials ``f [P, 6]``.
+    """
+    C = depths.shape[0]
+    box_lo, box_hi = _pixel_boxes(means2d, conics, opacities, radii, width, height, tile_size)
+    lists = _SubtileLists(*_tile_lists(box_lo, box_hi, depths, ts, tw, th))
+    centres, outside = _subtile_centres_and_outside(C, th, tw, ts, width, height, device)
+    f = _pixel_monomials(ts, device, dtype)  # [P, 6]
+    return lists, centres, outside, f
+
+
+def _composite_image(
+    retired: Tuple[List[Tensor], List[Tensor], List[Tensor]], table: Tensor, col_table: Tensor, C: int, th: int,
+    tw: int, ts: int, width: int, height: int, backgrounds: Optional[Tensor],
+) -> Tuple[Tensor, Tensor]:
+    """``render [C, H, W, D]`` (over ``backgrounds [C, D]`` if given) and ``alphas [C, H, W, 1]`` from the
+    subtiles :func:`_composite_subtiles` retired."""
+    T_full, out_full = _scatter_retired(retired, C * th * tw, ts * ts, table, col_table)
+    render = _untile(out_full, C, th, tw, ts, height, width)  # [C, H, W, D]
+    T_img = _untile(T_full[..., None], C, th, tw, ts, height, width)  # [C, H, W, 1]
+    if backgrounds is not None:
+        render = render + T_img * backgrounds[:, None, None, :]
+    return render, 1.0 - T_img
+
+
 def rasterize_to_pixels(
     means2d: Tensor,
     conics: Tensor,
@@ -607,22 +640,13 @@ def rasterize_to_pixels(
     C = colors.shape[0]
     ts = _resolve_subtile_size(tile_size, subtile_size)
     th, tw = math.ceil(height / ts), math.ceil(width / ts)
-    with torch.no_grad():
-        box_lo, box_hi = _pixel_boxes(means2d, conics, opacities, radii, width, height, tile_size)
-        lists = _SubtileLists(*_tile_lists(box_lo, box_hi, depths, ts, tw, th))
-        centres, outside = _subtile_centres_and_outside(C, th, tw, ts, width, height, colors.device)
-        f = _pixel_monomials(ts, colors.device, colors.dtype)  # [P, 6]
+    lists, centres, outside, f = _subtile_setup(
+        means2d, conics, opacities, radii, depths, width, height, tile_size, ts, th, tw, colors.device, colors.dtype
+    )
     table, col_table = _gaussian_tables(means2d, conics, colors, opacities)  # [C*N + 1, 6 | D]
     absgrad_acc = _absgrad_accumulator(means2d, colors.device) if absgrad else None
-    retired = _composite_subtiles(
-        table, col_table, lists, centres, outside, f, k_chunk, max_elements, absgrad_acc
-    )
-    T_full, out_full = _scatter_retired(retired, C * th * tw, ts * ts, table, col_table)
-    render = _untile(out_full, C, th, tw, ts, height, width)  # [C, H, W, D]
-    T_img = _untile(T_full[..., None], C, th, tw, ts, height, width)  # [C, H, W, 1]
-    if backgrounds is not None:
-        render = render + T_img * backgrounds[:, None, None, :]
-    return render, 1.0 - T_img
+    retired = _composite_subtiles(table, col_table, lists, centres, outside, f, k_chunk, max_elements, absgrad_acc)
+    return _composite_image(retired, table, col_table, C, th, tw, ts, width, height, backgrounds)
 
 
 def _project_for_raster(
@@ -640,6 +664,105 @@ def _project_for_raster(
     if compensations is not None:
         opacities = opacities * compensations
     return radii, means2d, depths, conics, opacities
+
+
+def _check_inputs(
+    means: Tensor, quats: Tensor, scales: Tensor, opacities: Tensor, viewmats: Tensor, Ks: Tensor,
+    render_mode: RenderMode, rasterize_mode: RasterizeMode,
+) -> None:
+    """Assert the shapes of :func:`rasterize_torch`'s Gaussian and camera inputs and its modes."""
+    N = means.shape[0]
+    C = viewmats.shape[0]
+    assert means.shape == (N, 3), means.shape
+    assert quats.shape == (N, 4), quats.shape
+    assert scales.shape == (N, 3), scales.shape
+    assert opacities.shape == (N,), opacities.shape
+    assert viewmats.shape == (C, 4, 4), viewmats.shape
+    assert Ks.shape == (C, 3, 3), Ks.shape
+    assert render_mode in ("RGB", "D", "ED", "RGB+D", "RGB+ED"), render_mode
+    assert rasterize_mode in ("classic", "antialiased"), rasterize_mode
+
+
+def _view_colors(colors: Tensor, means: Tensor, viewmats: Tensor, sh_degree: Optional[int]) -> Tensor:
+    """Per-camera colours ``[C, N, D]``: ``colors`` ``[N, D]`` or ``[C, N, D]`` as they are when ``sh_degree`` is
+    None, else SH coefficients ``[N, K, 3]`` or ``[C, N, K, 3]`` evaluated in the direction from each camera centre
+    to each mean ``[N, 3]`` (colour = ``max(SH(dir) + 0.5, 0)``, D = 3)."""
+    N = means.shape[0]
+    C = viewmats.shape[0]
+    if sh_degree is None:
+        assert (colors.dim() == 2 and colors.shape[0] == N) or (
+            colors.dim() == 3 and colors.shape[:2] == (C, N)
+        ), colors.shape
+        if colors.dim() == 2:
+            colors = colors[None].expand(C, -1, -1)  # [C, N, D]
+        return colors
+    assert (colors.dim() == 3 and colors.shape[0] == N and colors.shape[2] == 3) or (
+        colors.dim() == 4 and colors.shape[:2] == (C, N) and colors.shape[3] == 3
+    ), colors.shape
+    shs = colors[None].expand(C, -1, -1, -1) if colors.dim() == 3 else colors  # [C, N, K, 3]
+    campos = torch.linalg.inv(viewmats)[:, :3, 3]  # [C, 3]
+    dirs = means[None, :, :] - campos[:, None, :]  # [C, N, 3]
+    return torch.clamp_min(eval_sh(sh_degree, dirs, shs) + 0.5, 0.0)  # [C, N, 3]
+
+
+def _with_depth_channel(
+    colors: Tensor, backgrounds: Optional[Tensor], depths: Tensor, render_mode: RenderMode
+) -> Tuple[Tensor, Optional[Tensor]]:
+    """The features to composite and their backgrounds for ``render_mode``: ``colors [C, N, D]`` with ``depths
+    [C, N]`` appended ("RGB+D", "RGB+ED"; background 0), ``depths [C, N, 1]`` alone ("D", "ED"; background 0) or
+    ``colors`` unchanged ("RGB"). ``backgrounds`` is ``[C, D]`` or None."""
+    C = depths.shape[0]
+    if render_mode in ("RGB+D", "RGB+ED"):
+        colors = torch.cat([colors, depths[..., None]], dim=-1)
+        if backgrounds is not None:
+            backgrounds = torch.cat([backgrounds, backgrounds.new_zeros(C, 1)], dim=-1)
+    elif render_mode in ("D", "ED"):
+        colors = depths[..., None]
+        if backgrounds is not None:
+            backgrounds = backgrounds.new_zeros(C, 1)
+    return colors, backgrounds
+
+
+def _tiles_per_gaussian(
+    means2d: Tensor, radii: Tensor, width: int, height: int, tile_size: int
+) -> Tuple[int, int, Tensor]:
+    """``tile_width``, ``tile_height`` and the number of gsplat tiles each Gaussian touches, ``[C, N]`` int32."""
+    tile_width = math.ceil(width / tile_size)
+    tile_height = math.ceil(height / tile_size)
+    t_lo, t_hi = tile_ranges(means2d, radii, tile_size, tile_width, tile_height)
+    tiles_per_gauss = (t_hi - t_lo).prod(-1).to(torch.int32)  # [C, N]
+    return tile_width, tile_height, tiles_per_gauss
+
+
+def _expected_depth(render: Tensor, alphas: Tensor, render_mode: RenderMode) -> Tensor:
+    """``render [C, H, W, X]`` with its last (accumulated depth) channel divided by ``alphas [C, H, W, 1]`` in the
+    expected-depth modes "ED" and "RGB+ED"; unchanged otherwise."""
+    if render_mode in ("ED", "RGB+ED"):
+        render = torch.cat([render[..., :-1], render[..., -1:] / alphas.clamp(min=1e-10)], dim=-1)
+    return render
+
+
+def _meta_info(
+    radii: Tensor, means2d: Tensor, depths: Tensor, conics: Tensor, opacities: Tensor, tile_width: int,
+    tile_height: int, tiles_per_gauss: Tensor, width: int, height: int, tile_size: int,
+) -> Dict[str, Any]:
+    """gsplat's ``meta`` dict (unpacked mode) of a render of Gaussians ``[C, N, ...]``."""
+    return {
+        "camera_ids": None,
+        "gaussian_ids": None,
+        "radii": radii,
+        "means2d": means2d,
+        "depths": depths,
+        "conics": conics,
+        "opacities": opacities,
+        "tile_width": tile_width,
+        "tile_height": tile_height,
+        "tiles_per_gauss": tiles_per_gauss,
+        "width": width,
+        "height": height,
+        "tile_size": tile_size,
+        "n_cameras": radii.shape[0],
+    }
 
 
 def rasterize_torch(
@@ -679,74 +802,22 @@ def rasterize_torch(
         ``isect_ids``, ``flatten_ids`` and ``isect_offsets`` are not provided: the
         internal lists are built on a finer grid.
     """
-    N = means.shape[0]
-    C = viewmats.shape[0]
-    assert means.shape == (N, 3), means.shape
-    assert quats.shape == (N, 4), quats.shape
-    assert scales.shape == (N, 3), scales.shape
-    assert opacities.shape == (N,), opacities.shape
-    assert viewmats.shape == (C, 4, 4), viewmats.shape
-    assert Ks.shape == (C, 3, 3), Ks.shape
-    assert render_mode in ("RGB", "D", "ED", "RGB+D", "RGB+ED"), render_mode
-    assert rasterize_mode in ("classic", "antialiased"), rasterize_mode
-
+    _check_inputs(means, quats, scales, opacities, viewmats, Ks, render_mode, rasterize_mode)
     radii, means2d, depths, conics, opacities = _project_for_raster(
         means, quats, scales, opacities, viewmats, Ks, width, height, near_plane, far_plane, eps2d, rasterize_mode
     )
-
-    if sh_degree is None:
-        assert (colors.dim() == 2 and colors.shape[0] == N) or (
-            colors.dim() == 3 and colors.shape[:2] == (C, N)
-        ), colors.shape
-        if colors.dim() == 2:
-            colors = colors[None].expand(C, -1, -1)  # [C, N, D]
-    else:
-        assert (colors.dim() == 3 and colors.shape[0] == N and colors.shape[2] == 3) or (
-            colors.dim() == 4 and colors.shape[:2] == (C, N) and colors.shape[3] == 3
-        ), colors.shape
-        shs = colors[None].expand(C, -1, -1, -1) if colors.dim() == 3 else colors  # [C, N, K, 3]
-        campos = torch.linalg.inv(viewmats)[:, :3, 3]  # [C, 3]
-        dirs = means[None, :, :] - campos[:, None, :]  # [C, N, 3]
-        colors = torch.clamp_min(eval_sh(sh_degree, dirs, shs) + 0.5, 0.0)  # [C, N, 3]
-
-    if render_mode in ("RGB+D", "RGB+ED"):
-        colors = torch.cat([colors, depths[..., None]], dim=-1)
-        if backgrounds is not None:
-            backgrounds = torch.cat([backgrounds, backgrounds.new_zeros(C, 1)], dim=-1)
-    elif render_mode in ("D", "ED"):
-        colors = depths[..., None]
-        if backgrounds is not None:
-            backgrounds = backgrounds.new_zeros(C, 1)
-
-    tile_width = math.ceil(width / tile_size)
-    tile_height = math.ceil(height / tile_size)
-    t_lo, t_hi = tile_ranges(means2d, radii, tile_size, tile_width, tile_height)
-    tiles_per_gauss = (t_hi - t_lo).prod(-1).to(torch.int32)  # [C, N]
-
+    colors = _view_colors(colors, means, viewmats, sh_degree)  # [C, N, D]
+    colors, backgrounds = _with_depth_channel(colors, backgrounds, depths, render_mode)
+    tile_width, tile_height, tiles_per_gauss = _tiles_per_gaussian(means2d, radii, width, height, tile_size)
     render, alphas = rasterize_to_pixels(
         means2d, conics, colors, opacities, radii, depths, width, height, tile_size,
         backgrounds=backgrounds, absgrad=absgrad, subtile_size=subtile_size,
         k_chunk=k_chunk, max_elements=max_elements,
     )  # fmt: skip
-    if render_mode in ("ED", "RGB+ED"):
-        render = torch.cat([render[..., :-1], render[..., -1:] / alphas.clamp(min=1e-10)], dim=-1)
-
-    info: Dict[str, Any] = {
-        "camera_ids": None,
-        "gaussian_ids": None,
-        "radii": radii,
-        "means2d": means2d,
-        "depths": depths,
-        "conics": conics,
-        "opacities": opacities,
-        "tile_width": tile_width,
-        "tile_height": tile_height,
-        "tiles_per_gauss": tiles_per_gauss,
-        "width": width,
-        "height": height,
-        "tile_size": tile_size,
-        "n_cameras": C,
-    }
+    render = _expected_depth(render, alphas, render_mode)
+    info = _meta_info(
+        radii, means2d, depths, conics, opacities, tile_width, tile_height, tiles_per_gauss, width, height, tile_size
+    )
     return render, alphas, info
 
 
@@ -805,6 +876,56 @@ def _chunk_label_weights(
 
 
 @torch.no_grad()
+def _collect_label_weights(
+    table: Tensor, lists: _SubtileLists, centres: Tensor, outside: Tensor, f: Tensor, pixel_slots: Tensor,
+    slot_labels: Tensor, pad_id: int, k_chunk: int, max_elements: int,
+) -> List[Tuple[Tensor, Tensor, Tensor]]:
+    """Walk all subtile lists as :func:`_composite_subtiles` does (``k_chunk`` entries per step, rows in blocks of
+    about ``max_elements`` entries), without colours or autograd, collecting :func:`_chunk_label_weights`.
+
+    Args:
+        table: ``[pad_id + 1, 6]`` (:func:`_gaussian_tables`); centres: ``[n_tiles, 2]``; outside: ``[n_tiles, P]``;
+        f: ``[P, 6]``; pixel_slots: ``[n_tiles, P, K]``; slot_labels: ``[n_tiles, U]``.
+
+    Returns:
+        Per chunk and block of rows: table rows ``[E]``, labels ``[E]`` and weights ``[E]``.
+    """
+    act = torch.nonzero(lists.counts > 0).squeeze(-1)  # [A] active subtiles
+    done = outside[act]  # [A, P]
+    T = torch.ones(act.numel(), f.shape[0], dtype=f.dtype, device=f.device)  # [A, P]
+    found: List[Tuple[Tensor, Tensor, Tensor]] = []
+    k0 = 0
+    while act.numel() > 0:
+        gids = _chunk_gids(lists, act, k0, k_chunk, pad_id=pad_id)  # [A, B]
+        rows = max(1, max_elements // (f.shape[0] * gids.shape[1]))
+        for start in range(0, act.numel(), rows):
+            block = slice(start, start + rows)
+            g = table.index_select(0, gids[block].flatten()).view(-1, gids.shape[1], 6)
+            coeffs = _log_alpha_coeffs(g, centres[act[block]]).to(f.dtype)  # [a, 6, B]
+            may_clamp = bool((g[..., 5] > math.log(ALPHA_MAX)).any())
+            w, _, t_end, done[block], _ = _blend_weights(coeffs, f, T[block], done[block], may_clamp)
+            found.append(_chunk_label_weights(w, T[block], gids[block], pixel_slots[act[block]],
+                                              slot_labels[act[block]], pad_id))
+            T[block] = T[block] * t_end
+        k0 += gids.shape[1]
+        keep = (lists.counts[act] > k0) & ~done.all(1)  # [A]
+        act, T, done = act[keep], T[keep], done[keep]
+    return found
+
+
+def _concat_label_weights(
+    found: List[Tuple[Tensor, Tensor, Tensor]], N: int, device: torch.device, dtype: torch.dtype
+) -> Tuple[Tensor, Tensor, Tensor]:
+    """Gaussian ids ``[E]`` (table rows modulo ``N``), labels ``[E]`` and weights ``[E]`` (``dtype``) of all the
+    parts :func:`_collect_label_weights` found; empty tensors on ``device`` if none."""
+    if not found:
+        empty = torch.zeros(0, dtype=torch.long, device=device)
+        return empty, empty, torch.zeros(0, dtype=dtype, device=device)
+    rows, labels, weights = (torch.cat(parts) for parts in zip(*found))
+    return rows % N, labels, weights
+
+
+@torch.no_grad()
 def rasterize_label_weights(
     means: Tensor,
     quats: Tensor,
@@ -845,34 +966,12 @@ def rasterize_label_weights(
     )
     ts = _resolve_subtile_size(tile_size, subtile_size)
     th, tw = math.ceil(height / ts), math.ceil(width / ts)
-    box_lo, box_hi = _pixel_boxes(means2d, conics, opacities, radii, width, height, tile_size)
-    lists = _SubtileLists(*_tile_lists(box_lo, box_hi, depths, ts, tw, th))
-    centres, outside = _subtile_centres_and_outside(C, th, tw, ts, width, height, means.device)
-    f = _pixel_monomials(ts, means.device, means.dtype)  # [P, 6]
+    lists, centres, outside, f = _subtile_setup(
+        means2d, conics, opacities, radii, depths, width, height, tile_size, ts, th, tw, means.device, means.dtype
+    )
     table, _ = _gaussian_tables(means2d, conics, means2d.new_zeros(C, N, 1), opacities)  # [C*N + 1, 6]
     slot_labels, pixel_slots = _subtile_label_slots(label_maps.to(means.device), th, tw, ts)
-    act = torch.nonzero(lists.counts > 0).squeeze(-1)  # [A] active subtiles
-    done = outside[act]  # [A, P]
-    T = torch.ones(act.numel(), f.shape[0], dtype=f.dtype, device=f.device)  # [A, P]
-    found: List[Tuple[Tensor, Tensor, Tensor]] = []
-    k0 = 0
-    while act.numel() > 0:
-        gids = _chunk_gids(lists, act, k0, k_chunk, pad_id=C * N)  # [A, B]
-        rows = max(1, max_elements // (f.shape[0] * gids.shape[1]))
-        for start in range(0, act.numel(), rows):
-            block = slice(start, start + rows)
-            g = table.index_select(0, gids[block].flatten()).view(-1, gids.shape[1], 6)
-            coeffs = _log_alpha_coeffs(g, centres[act[block]]).to(f.dtype)  # [a, 6, B]
-            may_clamp = bool((g[..., 5] > math.log(ALPHA_MAX)).any())
-            w, _, t_end, done[block], _ = _blend_weights(coeffs, f, T[block], done[block], may_clamp)
-            found.append(_chunk_label_weights(w, T[block], gids[block], pixel_slots[act[block]],
-                                              slot_labels[act[block]], C * N))
-            T[block] = T[block] * t_end
-        k0 += gids.shape[1]
-        keep = (lists.counts[act] > k0) & ~done.all(1)  # [A]
-        act, T, done = act[keep], T[keep], done[keep]
-    if not found:
-        empty = torch.zeros(0, dtype=torch.long, device=means.device)
-        return empty, empty, torch.zeros(0, dtype=f.dtype, device=means.device)
-    rows, labels, weights = (torch.cat(parts) for parts in zip(*found))
-    return rows % N, labels, weights
+    found = _collect_label_weights(
+        table, lists, centres, outside, f, pixel_slots, slot_labels, C * N, k_chunk, max_elements
+    )
+    return _concat_label_weights(found, N, means.device, f.dtype)

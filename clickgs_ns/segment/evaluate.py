@@ -38,7 +38,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from clickgs_ns.io.atomic import atomic_write_text
-from clickgs_ns.io.id_maps import LEVELS, check_level
+from clickgs_ns.levels import LEVELS, check_level
 from clickgs_ns.segment.selection import check_mode
 from clickgs_ns.segment.views import (ViewIndex, click_view, full_resolution_camera, photo_selection_mask,
                                       pixel_xy)

@@ -157,6 +157,34 @@ def _write(rows: Dict[str, Tensor], model_indices: Tensor, labels: Tensor, path:
     return ExportResult(path, m, int(num_dropped), model_indices, labels)
 
 
+EXPORT_KINDS = ("selection", "inverse", "segments")
+"""What an export of a selection writes (``exported_gaussians``): the selection, everything but it (the scene with
+the object removed), or every Gaussian (each labelled by its segment)."""
+
+
+class NothingToExport(ValueError):
+    """An export of ``kind`` that would write no Gaussian."""
+
+    def __init__(self, kind: str, in_crop_box: bool = False):
+        empty = {"selection": "the selection is empty", "inverse": "everything is selected",
+                 "segments": "the splat is empty"}[kind]
+        super().__init__(f"Nothing to export: {empty}{' inside the crop box' if in_crop_box else ''}.")
+        self.kind = kind
+
+
+def exported_gaussians(selection: Tensor, kind: str, inside: Optional[Tensor] = None) -> Tuple[Tensor, int]:
+    """The Gaussians [N] bool an export of ``kind`` (``EXPORT_KINDS``) writes for the ``selection`` [N] bool,
+    limited to ``inside`` [N] bool (a crop box; None: none), and how many the crop box left out. A
+    ``NothingToExport`` when that is no Gaussian."""
+    if kind not in EXPORT_KINDS:
+        raise ValueError(f"kind must be one of {', '.join(EXPORT_KINDS)}, got {kind!r}")
+    wanted = {"selection": selection, "inverse": ~selection, "segments": torch.ones_like(selection)}[kind]
+    exported = wanted if inside is None else wanted & inside
+    if not bool(exported.any()):
+        raise NothingToExport(kind, inside is not None)
+    return exported, int(wanted.sum()) - int(exported.sum())
+
+
 def export_gaussians(
     model: Any,
     mask: Optional[Tensor],

@@ -26,9 +26,11 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from clickgs_ns.io.id_maps import LEVELS, Level, check_level
+from clickgs_ns.levels import LEVELS, Level, check_level, level_channels, level_state
 from clickgs_ns.method.gfl import assign_candidates
 from clickgs_ns.method.lifting import click_labels, feature_convergence
+from clickgs_ns.render import rasterize, splat_inputs
+from clickgs_ns.render.cameras import camera_key, camera_size, crop_camera, pixel_camera, view_inputs
 
 if TYPE_CHECKING:  # nerfstudio is heavy to import; only the type is needed here
     from nerfstudio.cameras.cameras import Cameras
@@ -108,6 +110,36 @@ class ClickResult:
     """Part of ``seconds`` spent rendering the view's features (0 when a cached render was reused)."""
 
 
+RENDER_OUTPUTS = ("coarse_features", "fine_features", "accumulation", "depth")
+"""The outputs of a render that clicks read (``Segmenter.remember_render``)."""
+
+
+@dataclass
+class PixelSample:
+    """What a view shows at one pixel (``Segmenter.pixel_sample``)."""
+
+    coarse_features: Tensor
+    """[coarse_dim] rendered coarse feature."""
+    fine_features: Tensor
+    """[feature_dim] rendered fine feature."""
+    alpha: float
+    """Accumulated opacity."""
+    depth: float
+    """Rendered expected z-depth (nan when the render has none)."""
+    column: int
+    row: int
+    camera: "Cameras"
+    """The view clicked, [1]."""
+    source: str
+    """Where the values came from: "cached view", "render" or "window render"."""
+    render_seconds: float = 0.0
+    """Seconds spent rendering for this sample (0 for a cached view)."""
+
+    def features(self, level: str) -> Tensor:
+        """The rendered feature of ``level``."""
+        return self.coarse_features if check_level(level) == "coarse" else self.fine_features
+
+
 @dataclass
 class Segmentation:
     """A whole-scene instance labelling at one level ("segment everything")."""
@@ -152,8 +184,7 @@ def labelling_method(model: Any) -> Optional[str]:
 def level_features(features: Tensor, level: Level, coarse_dim: int) -> Tensor:
     """Unit-length per-Gaussian features [N, D] of ``level``: the first ``coarse_dim`` channels of ``features``
     [N, 24] for "coarse", all of them for "fine"."""
-    check_level(level)
-    selected = features[:, :coarse_dim] if level == "coarse" else features
+    selected = level_channels(features, level, coarse_dim)
     return torch.nn.functional.normalize(selected.detach().float(), dim=-1)
 
 
@@ -170,8 +201,8 @@ def select_by_feature(
     c* = argmax_c cos(query, g_c). When cos(query, g_c*) >= ``candidate_min_cosine`` the selection is
     ``gaussian_labels == c*`` (one comparison over N). When the feature matches no candidate that well (it blends
     features that never converged) and ``pixel_candidate`` is given, the candidate whose Gaussians render most of
-    the clicked pixel is selected instead (``candidate_by_weight``). Otherwise, when C == 0, or when no Gaussian carries
-    the candidate (one that no view's vote gave a Gaussian), it falls back to cos(level_features, query) >
+    the clicked pixel is selected instead (``candidate_by_weight``). Otherwise, when C == 0, or when no Gaussian
+    carries the candidate (one that no view's vote gave a Gaussian), it falls back to cos(level_features, query) >
     ``fallback_min_cosine`` and the message says so.
 
     Args:
@@ -189,30 +220,56 @@ def select_by_feature(
         return ClickResult(mask, None, math.nan, False, "The clicked pixel has no feature (zero or non-finite): "
                            "nothing selected.", 0)
     query = query / norm
-    best_cos, candidate = math.nan, None
-    if candidates.shape[0] > 0:
-        cos = torch.nn.functional.normalize(candidates.detach().float().to(query.device), dim=-1) @ query  # [C]
-        best_cos, best_id = (float(v) for v in cos.max(dim=0))
-        candidate = int(best_id)
-        if best_cos >= config.candidate_min_cosine:
-            mask = gaussian_labels == candidate
-            count = int(mask.sum())
-            if count > 0:
-                message = f"Selected {count} Gaussians: global candidate {candidate} (cos {best_cos:.2f})."
-                return ClickResult(mask, candidate, best_cos, False, message, count)
-            reason = f"The click matches global candidate {candidate} (cos {best_cos:.2f}), which no Gaussian carries"
-        else:
-            reason = (f"The click matches no global candidate well (best: {candidate}, cos {best_cos:.2f} < "
-                      f"{config.candidate_min_cosine:g})")
-            under, share = pixel_candidate() if pixel_candidate is not None else (None, 0.0)
-            if under is not None:
-                mask = gaussian_labels == under
-                count = int(mask.sum())
-                message = (f"{reason}: selected {count} Gaussians, global candidate {under}, whose Gaussians render "
-                           f"{100 * share:.0f}% of the clicked pixel.")
-                return ClickResult(mask, under, best_cos, False, message, count)
-    else:
+    if candidates.shape[0] == 0:
         reason = "There are no global candidates at this level (GFL has not run)"
+        return select_similar_features(query, level_features, config, reason, math.nan)
+    result, reason, best_cos = select_candidate(query, gaussian_labels, candidates, config, pixel_candidate)
+    if result is not None:
+        return result
+    return select_similar_features(query, level_features, config, reason, best_cos)
+
+
+def select_candidate(
+    query: Tensor,
+    gaussian_labels: Tensor,
+    candidates: Tensor,
+    config: SelectionConfig,
+    pixel_candidate: Optional[Callable[[], Tuple[Optional[int], float]]] = None,
+) -> Tuple[Optional[ClickResult], str, float]:
+    """The Gaussians of the candidate a unit ``query`` [D] matches (cos >= ``candidate_min_cosine``), or of the
+    candidate under the pixel (``pixel_candidate``) when it matches none that well; ``select_by_feature`` without
+    its fallback. Returns (the result, or None when neither selects a Gaussian; why not, in words; the best cosine).
+
+    Args:
+        gaussian_labels: [N] long candidate ids; candidates: [C, D], C >= 1.
+    """
+    cos = torch.nn.functional.normalize(candidates.detach().float().to(query.device), dim=-1) @ query  # [C]
+    best_cos, best_id = (float(v) for v in cos.max(dim=0))
+    candidate = int(best_id)
+    if best_cos >= config.candidate_min_cosine:
+        mask = gaussian_labels == candidate
+        count = int(mask.sum())
+        if count > 0:
+            message = f"Selected {count} Gaussians: global candidate {candidate} (cos {best_cos:.2f})."
+            return ClickResult(mask, candidate, best_cos, False, message, count), "", best_cos
+        return None, f"The click matches global candidate {candidate} (cos {best_cos:.2f}), which no Gaussian " \
+                     "carries", best_cos
+    reason = (f"The click matches no global candidate well (best: {candidate}, cos {best_cos:.2f} < "
+              f"{config.candidate_min_cosine:g})")
+    under, share = pixel_candidate() if pixel_candidate is not None else (None, 0.0)
+    if under is None:
+        return None, reason, best_cos
+    mask = gaussian_labels == under
+    count = int(mask.sum())
+    message = (f"{reason}: selected {count} Gaussians, global candidate {under}, whose Gaussians render "
+               f"{100 * share:.0f}% of the clicked pixel.")
+    return ClickResult(mask, under, best_cos, False, message, count), reason, best_cos
+
+
+def select_similar_features(query: Tensor, level_features: Tensor, config: SelectionConfig, reason: str,
+                            best_cos: float) -> ClickResult:
+    """``select_by_feature``'s fallback: the Gaussians whose own unit feature [N, D] has cosine above
+    ``fallback_min_cosine`` with the unit ``query`` [D]; the message starts with ``reason`` (why no candidate)."""
     mask = (level_features @ query) > config.fallback_min_cosine  # [N]
     count = int(mask.sum())
     message = (f"{reason}: fell back to feature similarity (cos > {config.fallback_min_cosine:g}), "
@@ -310,8 +367,8 @@ def segment_everything(
 def render_selection_alpha(
     means: Tensor,
     quats: Tensor,
-    log_scales: Tensor,
-    opacity_logits: Tensor,
+    scales: Tensor,
+    opacities: Tensor,
     mask: Tensor,
     camera: "Cameras",
     backend: str = "auto",
@@ -320,28 +377,23 @@ def render_selection_alpha(
     """Accumulated opacity [H, W] of the selected Gaussians alone, seen by ``camera`` [1].
 
     Args:
-        means: [N, 3]; quats: [N, 4] (wxyz); log_scales: [N, 3]; opacity_logits: [N] or [N, 1]:
-            the splat in the camera's (nerfstudio training) frame.
+        means: [N, 3]; quats: [N, 4] (wxyz); scales: [N, 3] (log); opacities: [N] or [N, 1] (logit): the splat's
+            stored fields (``render.splat_inputs``) in the camera's (nerfstudio training) frame.
         mask: [N] bool selection.
         camera: nerfstudio Cameras of one view; the result has its resolution.
     """
-    from clickgs_ns.render import get_viewmat, rasterize
-
     height, width = camera_size(camera)
     mask = mask.to(means.device)
     if not bool(mask.any()):
         return means.new_zeros(height, width)
     with torch.no_grad():
-        selected_means = means[mask].detach()
-        camera_to_world = camera.camera_to_worlds.reshape(-1, 3, 4)[:1].to(selected_means)
+        selected = splat_inputs(*(field[mask].detach() for field in (means, quats, scales, opacities)))
+        view = view_inputs(camera, means.device)
         _, alpha, _ = rasterize(
-            means=selected_means,
-            quats=quats[mask].detach(),
-            scales=torch.exp(log_scales[mask].detach()),
-            opacities=torch.sigmoid(opacity_logits[mask].detach().reshape(-1)),
-            colors=selected_means.new_ones(selected_means.shape[0], 1),
-            viewmats=get_viewmat(camera_to_world),
-            Ks=camera.get_intrinsics_matrices().reshape(-1, 3, 3)[:1].to(selected_means),
+            **selected,
+            colors=means.new_ones(selected["means"].shape[0], 1),
+            viewmats=view["viewmats"][:1],
+            Ks=view["Ks"][:1],
             width=width,
             height=height,
             rasterize_mode=rasterize_mode,  # type: ignore[arg-type]
@@ -435,35 +487,6 @@ class LevelData:
     """Opacity-weighted share of Gaussians whose own feature has cosine > 0.9 with its nearest candidate."""
 
 
-def camera_size(camera: "Cameras") -> Tuple[int, int]:
-    """(H, W) in pixels of a nerfstudio camera [1] (or the first of several)."""
-    return int(camera.height.reshape(-1)[0]), int(camera.width.reshape(-1)[0])
-
-
-def camera_with_intrinsics(camera: Any, fx: Tensor, fy: Tensor, cx: Tensor, cy: Tensor, size: Tuple[int, int]
-                           ) -> Any:
-    """``camera`` [1] (its pose, lens and type) with these intrinsics [1, 1] and image size (H, W)."""
-    from nerfstudio.cameras.cameras import Cameras
-
-    return Cameras(camera_to_worlds=camera.camera_to_worlds, fx=fx, fy=fy, cx=cx, cy=cy,
-                   width=torch.full_like(camera.width, size[1]), height=torch.full_like(camera.height, size[0]),
-                   distortion_params=camera.distortion_params, camera_type=camera.camera_type)
-
-
-def pixel_camera(camera: "Cameras", column: int, row: int) -> "Cameras":
-    """A 1 x 1 camera that sees exactly pixel (``column``, ``row``) of ``camera`` [1]: the same rays."""
-    return camera_with_intrinsics(camera, camera.fx, camera.fy, camera.cx - column, camera.cy - row, (1, 1))
-
-
-def camera_key(camera: "Cameras") -> Tensor:
-    """A flat float64 CPU tensor that is equal for two cameras exactly when they render the same image."""
-    parts = [camera.camera_to_worlds, camera.fx, camera.fy, camera.cx, camera.cy, camera.width, camera.height,
-             camera.camera_type]
-    if camera.distortion_params is not None:
-        parts.append(camera.distortion_params)
-    return torch.cat([p.detach().reshape(-1).double().cpu() for p in parts])
-
-
 class Segmenter:
     """Click segmentation over one model: the object the viewer, the API and the CLI share.
 
@@ -496,7 +519,7 @@ class Segmenter:
         """Drop every cache; a changed number of Gaussians also starts an empty selection."""
         self._levels.clear()
         self._segmentations.clear()
-        self._render_key, self._render = None, None
+        self.forget_render()
         if self.num_gaussians != self.state.num_gaussians:
             self.state = SelectionState(self.num_gaussians, self.model.click_features.device, self.config.max_history)
 
@@ -505,18 +528,18 @@ class Segmenter:
         check_level(level)
         if level not in self._levels:
             features = level_features(self.model.click_features, level, self.model.config.coarse_dim)
-            candidates = getattr(self.model, f"{level}_candidates", None)
+            candidates = level_state(self.model, level, "candidates")
             if candidates is None:
                 candidates = features.new_zeros(0, features.shape[1])
             candidates = torch.nn.functional.normalize(candidates.detach().float().to(features.device), dim=-1)
             if candidates.shape[0] > 0 and candidates.shape[1] != features.shape[1]:
                 raise ValueError(f"The model's {level} candidates have {candidates.shape[1]} channels, its {level} "
                                  f"features {features.shape[1]}")
-            saved = getattr(self.model, f"{level}_labels", None)
+            saved = level_state(self.model, level, "labels")
             use_saved = (saved is not None and saved.shape == (features.shape[0],) and candidates.shape[0] > 0
                          and bool((saved >= 0).any()) and int(saved.max()) < candidates.shape[0])
             labels = saved.to(features.device).long() if use_saved else assign_candidates(features, candidates)[0]
-            segment_labels = getattr(self.model, f"{level}_segment_labels", None)
+            segment_labels = level_state(self.model, level, "segment_labels")
             if use_saved and segment_labels is not None and segment_labels.shape == labels.shape:
                 segment_labels = segment_labels.to(labels.device).long()
                 labels = click_labels(labels, segment_labels, candidates.shape[0], self.config.weak_segment_share)
@@ -530,35 +553,83 @@ class Segmenter:
         return self._levels[level]
 
     def render(self, camera: "Cameras") -> Tuple[Dict[str, Tensor], float]:
-        """The view's outputs (reused while the camera stays the same) and the seconds spent rendering."""
-        key = camera_key(camera)
-        if self._render is not None and self._render_key is not None and torch.equal(key, self._render_key):
-            return self._render, 0.0
+        """The view's outputs (reused while the camera stays the same, ``remember_render``) and the seconds spent
+        rendering."""
+        cached = self.remembered_render(camera)
+        if cached is not None:
+            return cached, 0.0
         start = time.perf_counter()
+        outputs = self.render_outputs(camera)
+        self.remember_render(camera, outputs)
+        return self._render, time.perf_counter() - start  # type: ignore[return-value]
+
+    def render_outputs(self, camera: "Cameras") -> Dict[str, Tensor]:
+        """A fresh eval render of ``camera`` [1] (not remembered): every output of the model's render."""
         outputs = self.model.get_outputs_for_camera(camera)
         missing = [name for name in ("coarse_features", "fine_features", "accumulation") if name not in outputs]
         if missing:
             raise RuntimeError(f"The model's render has no {missing} (it renders them in eval mode only): call "
                                "model.eval() before clicking, or pass the pixel feature to click_feature().")
-        self._render = {name: outputs[name] for name in ("coarse_features", "fine_features", "accumulation")}
-        self._render_key = key
-        return self._render, time.perf_counter() - start
+        return outputs
+
+    def remember_render(self, camera: "Cameras", outputs: Dict[str, Any]) -> None:
+        """Keep references (no copies) to a render of ``camera``: both levels' feature maps [H, W, D], the
+        accumulation and the depth [H, W, 1] when it has one. Clicks at the same camera read them instead of
+        rendering (the viewer hands its renders over here); ``refresh()`` forgets them."""
+        self._render = {name: outputs[name] for name in RENDER_OUTPUTS if outputs.get(name) is not None}
+        self._render_key = camera_key(camera)
+
+    def forget_render(self) -> None:
+        """Drop the remembered render (``remember_render``)."""
+        self._render_key, self._render = None, None
+
+    def remembered_size(self) -> Optional[Tuple[int, int]]:
+        """(H, W) of the remembered render, None when there is none."""
+        return None if self._render is None else tuple(self._render["accumulation"].shape[:2])  # type: ignore
+
+    def remembered_render(self, camera: "Cameras") -> Optional[Dict[str, Tensor]]:
+        """The remembered render when it shows exactly ``camera``, else None."""
+        if self._render is None or self._render_key is None or not torch.equal(camera_key(camera), self._render_key):
+            return None
+        return self._render
+
+    def pixel_sample(self, camera: "Cameras", column: int, row: int, window: Optional[int] = None) -> PixelSample:
+        """What ``camera`` [1] shows at pixel (``column``, ``row``): from the remembered render of this camera,
+        else from a render of the whole view (remembered), or, with ``window``, of a ``window`` x ``window`` crop
+        around the pixel only (``crop_camera``; its cost does not grow with the view's size; not remembered)."""
+        outputs, x, y, seconds = self.remembered_render(camera), column, row, 0.0
+        source = "cached view"
+        if outputs is None and window is None:
+            (outputs, seconds), source = self.render(camera), "render"
+        elif outputs is None:
+            start = time.perf_counter()
+            crop, x, y = crop_camera(camera, column, row, window)
+            with torch.no_grad():  # the model's own render: its crop box (a viewer's) stays as it is
+                outputs, source = self.model.get_outputs(crop.to(self.model.click_features.device)), "window render"
+            seconds = time.perf_counter() - start
+        height, width = outputs["accumulation"].shape[:2]
+        if not (0 <= x < width and 0 <= y < height):
+            raise ValueError(f"Pixel ({column}, {row}) lies outside the {width}x{height} view")
+        depth = outputs.get("depth")
+        return PixelSample(outputs["coarse_features"][y, x], outputs["fine_features"][y, x],
+                           float(outputs["accumulation"][y, x].reshape(-1)[0]),
+                           float(depth[y, x].reshape(-1)[0]) if depth is not None else math.nan, column, row, camera,
+                           source, seconds)
 
     def click(self, camera: "Cameras", x: float, y: float, level: Level = "coarse", mode: Mode = "add") -> ClickResult:
         """Click pixel (x right, y down; pixel i covers [i, i + 1)) of ``camera`` [1] and update the selection."""
         start = time.perf_counter()
         check_level(level)
-        outputs, render_seconds = self.render(camera)
-        feature_map = outputs[f"{level}_features"]  # [H, W, D]
-        height, width = feature_map.shape[:2]
-        column, row = int(math.floor(x)), int(math.floor(y))
-        if not (0 <= column < width and 0 <= row < height):
-            raise ValueError(f"Pixel ({x}, {y}) lies outside the {width}x{height} view")
-        alpha = float(outputs["accumulation"][row, column].reshape(-1)[0])
-        result = self.click_feature(feature_map[row, column], level, mode, alpha, (column, row),
-                                    lambda: self.pixel_weights(camera, column, row))
-        result.render_seconds = render_seconds
+        result = self.click_sample(self.pixel_sample(camera, int(math.floor(x)), int(math.floor(y))), level, mode)
         result.seconds = time.perf_counter() - start
+        return result
+
+    def click_sample(self, sample: PixelSample, level: Level = "coarse", mode: Mode = "add") -> ClickResult:
+        """Select by what a view shows at one pixel (``pixel_sample``) and update the selection; a weak feature
+        selects what renders under the pixel (``pixel_weights``)."""
+        result = self.click_feature(sample.features(level), level, mode, sample.alpha, (sample.column, sample.row),
+                                    lambda: self.pixel_weights(sample.camera, sample.column, sample.row))
+        result.render_seconds = sample.render_seconds
         return result
 
     def click_feature(self, query: Tensor, level: Level = "coarse", mode: Mode = "add", alpha: float = math.inf,
@@ -624,9 +695,9 @@ class Segmenter:
         if level not in self._segmentations:
             data = self.level_data(level)
             if data.saved:
-                labels = getattr(self.model, f"{level}_segment_labels", None)
+                labels = level_state(self.model, level, "segment_labels")
                 if labels is None or labels.shape != data.labels.shape or not bool((labels >= 0).any()):
-                    labels = data.labels  # a run saved before segment labels existed
+                    labels = data.labels  # no segment labels (a model without them, or none lifted): the click labels
                 labels = labels.to(data.labels.device).long()
                 unlabelled = int((labels < 0).sum())
                 method = labelling_method(self.model)

@@ -19,9 +19,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from clickgs_ns.data.datamanager import has_distortion, undistort_pixels
 from clickgs_ns.io.images import full_resolution_path, full_resolution_size
-from clickgs_ns.segment.selection import ClickResult, Segmenter, camera_size, camera_with_intrinsics, selection_mask
+from clickgs_ns.render.cameras import camera_size, camera_with_intrinsics
+from clickgs_ns.render.lens import has_distortion, undistort_pixels
+from clickgs_ns.segment.selection import ClickResult, Segmenter, selection_mask
 
 
 def image_key(name: str) -> str:
