@@ -15,8 +15,9 @@ of one frame stays alive until the next). The controls ask the viewer for the cu
 (``ViewerControl.get_camera(H, W)``); when it equals the remembered camera (the view has not moved since it was
 drawn, the usual case: one clicks what one sees) the clicked pixel's feature is a lookup. Otherwise (the view
 moved and its render has not finished, or none exists yet) only a ``WINDOW`` x ``WINDOW`` window around the
-clicked pixel is rendered (``Segmenter.pixel_sample``), so the cost does not grow with the view's resolution. The
-click then costs one comparison over the N candidate labels.
+clicked pixel is rendered (``Segmenter.pixel_sample``), so the cost does not grow with the view's resolution (its
+features agree with the whole view's to a few thousandths: the projection clamps the Jacobian of Gaussians far
+outside the image it renders, as gsplat does). The click then costs one comparison over the N candidate labels.
 """
 
 from __future__ import annotations
