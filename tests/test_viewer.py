@@ -1,6 +1,7 @@
-"""Viewer controls of click segmentation (clickgs_ns.app.viewer) without a browser, on a tiny scene trained on the CPU:
-display modes in the model's eval render, the click handler and its modes, marker, status line (plain words; the
-numbers in the terminal), loading a saved selection and named exports that never overwrite silently."""
+"""Viewer controls of click segmentation (clickgs_ns.app.viewer, viewer_controls, viewer_state) without a browser,
+on a tiny scene trained on the CPU: display modes in the model's eval render, the click handler and its modes,
+marker, status line (plain words; the numbers in the terminal), loading a saved selection and named exports that
+never overwrite silently."""
 
 from __future__ import annotations
 

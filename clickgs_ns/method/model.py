@@ -56,7 +56,7 @@ LABEL_BUFFERS = tuple(state_name(level, state) for state in ("labels", "segment_
 
 class DisplayHook(Protocol):
     """What a viewer may change in an eval render (``get_outputs``); the viewer layer implements it
-    (``clickgs_ns.app.viewer.ClickViewerState``) and the model never imports it."""
+    (``clickgs_ns.app.viewer_state.ClickViewerState``) and the model never imports it."""
 
     def filter_params(self, params: Dict[str, Tensor], crop_ids: Optional[Tensor]
                       ) -> Tuple[Dict[str, Tensor], Optional[Tensor]]:
@@ -483,7 +483,7 @@ class ClickGaussianModel(SplatfactoModel):
         camera_to_world = (
             self.camera_optimizer.apply_to_camera(camera) if rgb_training else camera.camera_to_worlds
         )  # [1, 3, 4]
-        # The viewer's display mode (clickgs_ns.app.viewer): None until the viewer is used, and never in training.
+        # The viewer's display mode (clickgs_ns.app.viewer_state): None until the viewer is used, and never in training.
         display = None if self.training or self.display_hook is None else self.display_hook()
         params, rows = self._params_to_draw(display)
         if params is None or params["means"].shape[0] == 0:
