@@ -158,8 +158,9 @@ class ClickGaussianScene:
         try:
             exported, _ = exported_gaussians(selection.cpu(), "inverse" if invert else "selection")
         except NothingToExport as error:
-            raise NothingToExport(error.kind) if invert else \
-                ValueError(f"{error} Click first, or pass selection= (a [N] bool mask).") from error
+            if invert:
+                raise
+            raise ValueError(f"{error} Click first, or pass selection= (a [N] bool mask).") from error
         transform, scale = dataset_frame(self.run.datamanager)
         labels = self.segment_everything(level) if labels is None else labels
         return export_gaussians(self.model, exported, path, transform, scale, labels.cpu(), include_features)
