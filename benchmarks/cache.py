@@ -43,10 +43,10 @@ from clickgs_ns.io.atomic import atomic_write_text
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 TRAINING_SOURCES = [PROJECT_ROOT / "clickgs_ns" / layer for layer in ("io", "render", "data", "method", "synth")] + [
-    PROJECT_ROOT / "clickgs_ns" / name for name in ("__init__.py", "levels.py")] + [
+    PROJECT_ROOT / "clickgs_ns" / name for name in ("__init__.py", "levels.py", "lens.py")] + [
     PROJECT_ROOT / "clickgs_ns" / "app" / name for name in ("viewer.py", "viewer_controls.py", "viewer_state.py")] + [
     PROJECT_ROOT / "method_configs", PROJECT_ROOT / "pyproject.toml"]
-"""The source an ``ns-train click-gaussian`` run executes: the layers up to ``clickgs_ns.method`` with the levels, the
+"""The source an ``ns-train click-gaussian`` run executes: the layers up to ``clickgs_ns.method`` with the levels and the lens, the
 preset's pipeline (``app/viewer.py``: the method's pipeline with the viewer's click controls attached, and the
 controls' modules) and the presets, and the synthetic scenes the benchmarks train on (``clickgs_ns.synth``).
 ``clickgs_ns.segment`` and the rest of ``app`` (clicks, scores, export, the CLI) run on a finished run and do not

@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 
 from clickgs_ns.io.id_maps import mask_path_for_image, read_id_maps, write_id_maps
-from clickgs_ns.render.lens import undistort_ids
+from clickgs_ns.lens import undistort_ids
 from conftest import make_trainer_config, train
 
 PERSPECTIVE_DISTORTION = np.array([-0.25, 0.06, 0.0, 0.0, 0.002, -0.001], np.float32)  # k1 k2 k3 k4 p1 p2

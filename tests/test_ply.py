@@ -15,11 +15,11 @@ def _random_gaussians(n: int, sh_degree: int, seed: int = 0):
     k = (sh_degree + 1) ** 2
     return dict(
         means=rng.normal(size=(n, 3)).astype(np.float32),
-        log_scales=rng.normal(size=(n, 3)).astype(np.float32),
+        scales=rng.normal(size=(n, 3)).astype(np.float32),
         quats=rng.normal(size=(n, 4)).astype(np.float32),
-        opacity_logits=rng.normal(size=n).astype(np.float32),
-        sh_dc=rng.normal(size=(n, 3)).astype(np.float32),
-        sh_rest=rng.normal(size=(n, k - 1, 3)).astype(np.float32),
+        opacities=rng.normal(size=n).astype(np.float32),
+        features_dc=rng.normal(size=(n, 3)).astype(np.float32),
+        features_rest=rng.normal(size=(n, k - 1, 3)).astype(np.float32),
     )
 
 
@@ -31,7 +31,7 @@ def test_round_trip(tmp_path, sh_degree):
     write_gaussian_ply(path, **g, extra=extra)
     ply = read_gaussian_ply(path)
     assert ply.num_gaussians == 50 and ply.sh_degree == sh_degree
-    for name in ("means", "log_scales", "quats", "opacity_logits", "sh_dc", "sh_rest"):
+    for name in ("means", "scales", "quats", "opacities", "features_dc", "features_rest"):
         np.testing.assert_array_equal(getattr(ply, name), g[name], err_msg=name)
         assert getattr(ply, name).dtype == np.float32
     assert sorted(ply.extra) == ["object_id", "score"]
@@ -42,12 +42,12 @@ def test_round_trip(tmp_path, sh_degree):
 
 
 def test_standard_layout_and_inria_f_rest_order(tmp_path):
-    # One Gaussian, SH degree 1 (K = 4): sh_rest[0, k, c] = 10 * c + k, so red = 0, 1, 2; green = 10, 11, 12; ...
-    sh_rest = (10 * np.arange(3)[None, None, :] + np.arange(3)[None, :, None]).astype(np.float32)  # [1, 3, 3]
+    # One Gaussian, SH degree 1 (K = 4): features_rest[0, k, c] = 10 * c + k, so red = 0, 1, 2; green = 10, 11, 12; ...
+    features_rest = (10 * np.arange(3)[None, None, :] + np.arange(3)[None, :, None]).astype(np.float32)  # [1, 3, 3]
     path = tmp_path / "one.ply"
     write_gaussian_ply(
-        path, means=[[1, 2, 3]], log_scales=[[-1, -2, -3]], quats=[[1, 0, 0, 0]], opacity_logits=[0.5],
-        sh_dc=[[0.1, 0.2, 0.3]], sh_rest=sh_rest, extra={"part_id": np.array([4])},
+        path, means=[[1, 2, 3]], scales=[[-1, -2, -3]], quats=[[1, 0, 0, 0]], opacities=[0.5],
+        features_dc=[[0.1, 0.2, 0.3]], features_rest=features_rest, extra={"part_id": np.array([4])},
     )
     raw = PlyData.read(str(path))
     assert not raw.text and raw.byte_order == "<"
@@ -62,15 +62,15 @@ def test_standard_layout_and_inria_f_rest_order(tmp_path):
     assert [float(v[f"f_rest_{i}"]) for i in range(9)] == [0, 1, 2, 10, 11, 12, 20, 21, 22]
     assert (float(v["x"]), float(v["scale_2"]), float(v["rot_0"]), float(v["f_dc_1"])) == pytest.approx((1, -3, 1, 0.2))
     assert raw["vertex"].data.dtype["x"] == np.dtype("<f4") and int(v["part_id"]) == 4
-    np.testing.assert_array_equal(read_gaussian_ply(path).sh_rest, sh_rest)
+    np.testing.assert_array_equal(read_gaussian_ply(path).features_rest, features_rest)
 
 
 def test_reads_torch_tensors_and_degree_zero(tmp_path):
-    g = {k: torch.from_numpy(v) for k, v in _random_gaussians(10, 0).items() if k != "sh_rest"}
+    g = {k: torch.from_numpy(v) for k, v in _random_gaussians(10, 0).items() if k != "features_rest"}
     path = tmp_path / "deg0.ply"
-    write_gaussian_ply(path, **g, sh_rest=None)
+    write_gaussian_ply(path, **g, features_rest=None)
     ply = read_gaussian_ply(path)
-    assert ply.sh_rest.shape == (10, 0, 3) and ply.sh_degree == 0 and ply.extra == {}
+    assert ply.features_rest.shape == (10, 0, 3) and ply.sh_degree == 0 and ply.extra == {}
     assert not any(p.name.startswith("f_rest") for p in PlyData.read(str(path))["vertex"].properties)
     np.testing.assert_array_equal(ply.means, g["means"].numpy())
 
@@ -79,8 +79,8 @@ def test_writer_rejects_bad_shapes(tmp_path):
     g = _random_gaussians(5, 1)
     with pytest.raises(GaussianPlyError, match="quats"):
         write_gaussian_ply(tmp_path / "a.ply", **{**g, "quats": g["quats"][:, :3]})
-    with pytest.raises(GaussianPlyError, match="sh_rest"):
-        write_gaussian_ply(tmp_path / "a.ply", **{**g, "sh_rest": np.zeros((5, 2, 3))})  # K = 3 is not a square
+    with pytest.raises(GaussianPlyError, match="features_rest"):
+        write_gaussian_ply(tmp_path / "a.ply", **{**g, "features_rest": np.zeros((5, 2, 3))})  # K = 3 is not a square
     with pytest.raises(GaussianPlyError, match="clashes"):
         write_gaussian_ply(tmp_path / "a.ply", **g, extra={"opacity": np.zeros(5)})
     assert not (tmp_path / "a.ply").exists()

@@ -341,14 +341,14 @@ def test_render_selection_alpha_renders_only_the_selected_gaussians():
     camera = make_camera(width=16, height=16, focal=16.0)
     means = torch.tensor([[-0.5, 0.0, -2.0], [0.5, 0.0, -2.0]])  # left and right of centre, in front (-z)
     quats = torch.tensor([[1.0, 0, 0, 0], [1.0, 0, 0, 0]])
-    log_scales = torch.full((2, 3), math.log(0.15))
-    opacity_logits = torch.full((2, 1), 5.0)
-    alpha = render_selection_alpha(means, quats, log_scales, opacity_logits, torch.tensor([True, False]), camera,
+    scales = torch.full((2, 3), math.log(0.15))
+    opacities = torch.full((2, 1), 5.0)
+    alpha = render_selection_alpha(means, quats, scales, opacities, torch.tensor([True, False]), camera,
                                    backend="torch")
     assert alpha.shape == (16, 16)
     left, right = alpha[8, 4], alpha[8, 12]  # x = -0.5 at depth 2 -> column 8 - 4
     assert left > 0.5 and right < 1e-3
-    none = render_selection_alpha(means, quats, log_scales, opacity_logits, torch.zeros(2, dtype=torch.bool), camera)
+    none = render_selection_alpha(means, quats, scales, opacities, torch.zeros(2, dtype=torch.bool), camera)
     assert not bool(none.any())
 
 

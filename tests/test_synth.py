@@ -111,7 +111,7 @@ def test_files_and_shapes(scenes):
     assert len(labels["part_names"]) == scene.num_parts == len(labels["part_to_object"])
     assert np.bincount(labels["part_to_object"]).max() >= 2, "objects have several parts"
     assert np.abs(ply.means).max() <= 1.0 + 1e-6 and ply.means[:, 2].min() >= -1e-3
-    assert np.allclose(1 / (1 + np.exp(-ply.opacity_logits)), SMALL.opacity, atol=1e-5)
+    assert np.allclose(1 / (1 + np.exp(-ply.opacities)), SMALL.opacity, atol=1e-5)
 
     meta = json.loads((root / "scene.json").read_text())
     assert meta["seed"] == 0 and meta["part_names"] == list(labels["part_names"])
@@ -339,7 +339,7 @@ def test_room_has_a_textured_floor_walls_seven_objects_and_held_out_targets(room
     ground = labels["object_id"] == 0
     means = gaussians.means[ground]
     assert means[:, 2].max() > 0.9 * config.wall_height, "walls rise along the edges"
-    floor_rgb = 0.5 + 0.28209479 * gaussians.sh_dc.reshape(-1, 3)[ground][means[:, 2] < 1e-3]
+    floor_rgb = 0.5 + 0.28209479 * gaussians.features_dc.reshape(-1, 3)[ground][means[:, 2] < 1e-3]
     assert floor_rgb.mean(axis=1).std() > 0.1, "checkerboard: two clearly different floor colours"
     prompts = json.loads(scene.prompts_path.read_text())
     from clickgs_ns.synth import train_view_indices

@@ -28,7 +28,7 @@ from clickgs_ns.io.id_maps import (
     resize_ids_nearest,
 )
 from clickgs_ns.io.images import full_resolution_path, full_resolution_size
-from clickgs_ns.render.lens import has_distortion, undistort_ids
+from clickgs_ns.lens import has_distortion, undistort_ids
 
 
 class ClickGaussianDataset(InputDataset):

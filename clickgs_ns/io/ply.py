@@ -11,8 +11,9 @@ One ``vertex`` element, binary little-endian, float32 properties in this order::
     ...extra                             # optional per-Gaussian properties (this project: labels, features)
 
 K = (sh_degree + 1) ** 2 is the number of SH coefficients per colour channel. In memory (as in nerfstudio's
-splatfacto and gsplat) the higher coefficients are ``sh_rest`` [N, K-1, 3]; on disk they are ``sh_rest``
-transposed to [N, 3, K-1] and flattened.
+splatfacto) the higher coefficients are ``features_rest`` [N, K-1, 3]; on disk they are ``features_rest`` transposed
+to [N, 3, K-1] and flattened. The fields carry splatfacto's names for what it stores: ``scales`` are log scales,
+``opacities`` logits, ``features_dc`` / ``features_rest`` SH coefficients.
 
 A separate helper writes the plain coloured point cloud (x, y, z, red, green, blue) that nerfstudio's
 dataparsers read through ``ply_file_path`` in transforms.json as splatfacto's seed points.
@@ -47,19 +48,19 @@ class GaussianPlyError(ValueError):
 
 @dataclass
 class GaussianPly:
-    """The contents of a 3DGS ply as numpy arrays (float32 unless stated)."""
+    """The contents of a 3DGS ply as numpy arrays (float32 unless stated), named as splatfacto names its parameters."""
 
     means: np.ndarray
     """[N, 3] Gaussian centres."""
-    log_scales: np.ndarray
-    """[N, 3] log of the per-axis standard deviations."""
+    scales: np.ndarray
+    """[N, 3] log of the per-axis standard deviations (stored pre-exp, as splatfacto's ``scales``)."""
     quats: np.ndarray
     """[N, 4] rotations as quaternions w, x, y, z (as stored, not renormalised)."""
-    opacity_logits: np.ndarray
-    """[N] opacity before the sigmoid."""
-    sh_dc: np.ndarray
+    opacities: np.ndarray
+    """[N] opacity logits (pre-sigmoid, as splatfacto's ``opacities``)."""
+    features_dc: np.ndarray
     """[N, 3] SH degree-0 coefficients."""
-    sh_rest: np.ndarray
+    features_rest: np.ndarray
     """[N, K-1, 3] higher SH coefficients, K = (sh_degree + 1) ** 2; [N, 0, 3] for degree 0."""
     extra: Dict[str, np.ndarray] = field(default_factory=dict)
     """Any other per-Gaussian properties [N], by name, with their stored dtype."""
@@ -70,7 +71,7 @@ class GaussianPly:
 
     @property
     def sh_degree(self) -> int:
-        return int(round(math.sqrt(self.sh_rest.shape[1] + 1))) - 1
+        return int(round(math.sqrt(self.features_rest.shape[1] + 1))) - 1
 
 
 def _f_rest_names(num_rest_coeffs: int) -> List[str]:
@@ -109,15 +110,15 @@ def _checked_means(means: np.ndarray) -> np.ndarray:
     return means
 
 
-def _checked_sh_rest(sh_rest: Optional[np.ndarray], n: int) -> np.ndarray:
-    """``sh_rest`` as numpy [n, K-1, 3] with K a square ([n, 0, 3] float32 zeros for None)."""
-    sh_rest = np.zeros((n, 0, 3), dtype=np.float32) if sh_rest is None else _to_numpy(sh_rest)
-    if sh_rest.ndim != 3 or sh_rest.shape[0] != n or sh_rest.shape[2] != 3:
-        raise GaussianPlyError(f"sh_rest must have shape [{n}, K-1, 3], got {list(sh_rest.shape)}")
-    num_coeffs = sh_rest.shape[1] + 1
+def _checked_features_rest(features_rest: Optional[np.ndarray], n: int) -> np.ndarray:
+    """``features_rest`` as numpy [n, K-1, 3] with K a square ([n, 0, 3] float32 zeros for None)."""
+    features_rest = np.zeros((n, 0, 3), dtype=np.float32) if features_rest is None else _to_numpy(features_rest)
+    if features_rest.ndim != 3 or features_rest.shape[0] != n or features_rest.shape[2] != 3:
+        raise GaussianPlyError(f"features_rest must have shape [{n}, K-1, 3], got {list(features_rest.shape)}")
+    num_coeffs = features_rest.shape[1] + 1
     if int(round(math.sqrt(num_coeffs))) ** 2 != num_coeffs:
-        raise GaussianPlyError(f"sh_rest has {num_coeffs - 1} coefficients; K = {num_coeffs} is not a square")
-    return sh_rest
+        raise GaussianPlyError(f"features_rest has {num_coeffs - 1} coefficients; K = {num_coeffs} is not a square")
+    return features_rest
 
 
 def _standard_names(num_rest_coeffs: int) -> List[str]:
@@ -142,18 +143,18 @@ def _vertex_dtype(standard_names: List[str], extra: Dict[str, np.ndarray], n: in
 
 def _standard_columns(
     means: np.ndarray,
-    sh_dc: np.ndarray,
-    sh_rest: np.ndarray,
-    opacity_logits: np.ndarray,
-    log_scales: np.ndarray,
+    features_dc: np.ndarray,
+    features_rest: np.ndarray,
+    opacities: np.ndarray,
+    scales: np.ndarray,
     quats: np.ndarray,
 ) -> np.ndarray:
     """The standard properties as float32 columns ``[N, 17 + 3*(K-1)]`` in file order (zero normals), from means
-    [N, 3], sh_dc [N, 3], sh_rest [N, K-1, 3], opacity_logits [N, 1], log_scales [N, 3] and quats [N, 4]."""
+    [N, 3], features_dc [N, 3], features_rest [N, K-1, 3], opacities [N, 1], scales [N, 3] and quats [N, 4]."""
     n = means.shape[0]
-    f_rest = sh_rest.transpose(0, 2, 1).reshape(n, -1)  # [N, 3*(K-1)], all red coefficients first
+    f_rest = features_rest.transpose(0, 2, 1).reshape(n, -1)  # [N, 3*(K-1)], all red coefficients first
     return np.concatenate(
-        [means, np.zeros((n, 3)), sh_dc, f_rest, opacity_logits, log_scales, quats], axis=1
+        [means, np.zeros((n, 3)), features_dc, f_rest, opacities, scales, quats], axis=1
     ).astype(np.float32)  # [N, 17 + 3*(K-1)]
 
 
@@ -173,11 +174,11 @@ def _vertices(
 def write_gaussian_ply(
     path: Path,
     means: np.ndarray,
-    log_scales: np.ndarray,
+    scales: np.ndarray,
     quats: np.ndarray,
-    opacity_logits: np.ndarray,
-    sh_dc: np.ndarray,
-    sh_rest: Optional[np.ndarray] = None,
+    opacities: np.ndarray,
+    features_dc: np.ndarray,
+    features_rest: Optional[np.ndarray] = None,
     extra: Optional[Dict[str, np.ndarray]] = None,
 ) -> None:
     """Write Gaussians as a standard binary little-endian 3DGS ply, atomically.
@@ -185,26 +186,26 @@ def write_gaussian_ply(
     Args:
         path: output file.
         means: [N, 3] centres.
-        log_scales: [N, 3] log scales.
+        scales: [N, 3] log scales.
         quats: [N, 4] quaternions w, x, y, z.
-        opacity_logits: [N] opacity logits.
-        sh_dc: [N, 3] SH degree-0 coefficients.
-        sh_rest: [N, K-1, 3] higher SH coefficients, or None (or [N, 0, 3]) for degree 0.
+        opacities: [N] opacity logits.
+        features_dc: [N, 3] SH degree-0 coefficients.
+        features_rest: [N, K-1, 3] higher SH coefficients, or None (or [N, 0, 3]) for degree 0.
         extra: optional per-Gaussian properties [N] appended after the standard ones (ints as int32, floats as
             float32). Torch tensors are accepted everywhere (moved to CPU numpy).
     """
     means = _checked_means(means)
     n = means.shape[0]
-    log_scales = _as_2d("log_scales", log_scales, n, 3)
+    scales = _as_2d("scales", scales, n, 3)
     quats = _as_2d("quats", quats, n, 4)
-    sh_dc = _as_2d("sh_dc", sh_dc, n, 3)
-    opacity_logits = _as_2d("opacity_logits", opacity_logits, n, 1)  # [N, 1]
-    sh_rest = _checked_sh_rest(sh_rest, n)
+    features_dc = _as_2d("features_dc", features_dc, n, 3)
+    opacities = _as_2d("opacities", opacities, n, 1)  # [N, 1]
+    features_rest = _checked_features_rest(features_rest, n)
     extra = {name: _to_numpy(arr) for name, arr in (extra or {}).items()}
 
-    standard_names = _standard_names(sh_rest.shape[1])
+    standard_names = _standard_names(features_rest.shape[1])
     dtype = _vertex_dtype(standard_names, extra, n)
-    columns = _standard_columns(means, sh_dc, sh_rest, opacity_logits, log_scales, quats)  # [N, 17 + 3*(K-1)]
+    columns = _standard_columns(means, features_dc, features_rest, opacities, scales, quats)  # [N, 17 + 3*(K-1)]
     vertices = _vertices(standard_names, dtype, columns, extra)
     ply = PlyData([PlyElement.describe(vertices, "vertex")], text=False, byte_order="<")
     with atomic_path(Path(path)) as tmp:
@@ -248,15 +249,15 @@ def read_gaussian_ply(path: Path) -> GaussianPly:
         return np.stack([np.asarray(data[c], dtype=np.float32) for c in cols], axis=1)
 
     n = len(data)
-    sh_rest = stack(rest_names).reshape(n, 3, num_coeffs - 1).transpose(0, 2, 1)  # [N, K-1, 3]
+    features_rest = stack(rest_names).reshape(n, 3, num_coeffs - 1).transpose(0, 2, 1)  # [N, K-1, 3]
     standard = set(REQUIRED_PROPERTIES) | set(rest_names) | set(_NORMAL_PROPERTIES)
     return GaussianPly(
         means=stack(["x", "y", "z"]),
-        log_scales=stack(["scale_0", "scale_1", "scale_2"]),
+        scales=stack(["scale_0", "scale_1", "scale_2"]),
         quats=stack(["rot_0", "rot_1", "rot_2", "rot_3"]),
-        opacity_logits=np.asarray(data["opacity"], dtype=np.float32),
-        sh_dc=stack(["f_dc_0", "f_dc_1", "f_dc_2"]),
-        sh_rest=np.ascontiguousarray(sh_rest),
+        opacities=np.asarray(data["opacity"], dtype=np.float32),
+        features_dc=stack(["f_dc_0", "f_dc_1", "f_dc_2"]),
+        features_rest=np.ascontiguousarray(features_rest),
         extra={name: np.asarray(data[name]).copy() for name in names if name not in standard},
     )
 

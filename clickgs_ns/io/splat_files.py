@@ -34,11 +34,11 @@ def load_splat_ply(path: Path) -> SplatParams:
     tensor = lambda array: torch.as_tensor(array, dtype=torch.float32)  # noqa: E731
     return {
         "means": tensor(ply.means),
-        "scales": tensor(ply.log_scales),
+        "scales": tensor(ply.scales),
         "quats": tensor(ply.quats),
-        "features_dc": tensor(ply.sh_dc),
-        "features_rest": tensor(ply.sh_rest).reshape(len(ply.means), -1, 3),
-        "opacities": tensor(ply.opacity_logits).reshape(-1, 1),
+        "features_dc": tensor(ply.features_dc),
+        "features_rest": tensor(ply.features_rest).reshape(len(ply.means), -1, 3),
+        "opacities": tensor(ply.opacities).reshape(-1, 1),
     }
 
 

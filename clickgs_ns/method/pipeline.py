@@ -9,6 +9,7 @@ dataset's frame).
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 import os
 from pathlib import Path
@@ -35,6 +36,18 @@ from clickgs_ns.render import transform_splat
 
 SELECTION_ENV = "CLICKGS_SELECTION"
 """Environment variable: a selection .npy whose Gaussians alone an inference-mode pipeline keeps (module doc)."""
+
+
+@contextmanager
+def selection_env_set_aside() -> Iterator[Optional[str]]:
+    """``$CLICKGS_SELECTION`` unset while the block runs (a pipeline built there keeps every Gaussian), then
+    restored; yields its value (None when it was not set). For loaders other than ns-export."""
+    value = os.environ.pop(SELECTION_ENV, None)
+    try:
+        yield value
+    finally:
+        if value is not None:
+            os.environ[SELECTION_ENV] = value
 
 
 @dataclass
@@ -216,8 +229,7 @@ class ClickGaussianPipeline(VanillaPipeline):
             for level, ids in zip(LEVELS, level_ids):
                 level_map = self.click_model.level_features(feature_map, level)
                 averages[level].append(mask_average_features(level_map, ids, min_pixels)[0])
-        coarse_averages, fine_averages = (torch.cat(averages[level]) for level in LEVELS)
-        return coarse_averages, fine_averages
+        return tuple(torch.cat(averages[level]) for level in LEVELS)  # type: ignore[return-value]
 
     @torch.no_grad()
     def candidate_sharing(self, candidates: Dict[str, Tensor]) -> Dict[str, Tensor]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple
@@ -14,7 +13,7 @@ from nerfstudio.cameras.cameras import Cameras
 
 from clickgs_ns.io.checkpoints import save_checkpoint_atomic
 from clickgs_ns.method.model import ClickGaussianModel
-from clickgs_ns.method.pipeline import SELECTION_ENV
+from clickgs_ns.method.pipeline import selection_env_set_aside
 
 
 @dataclass
@@ -104,14 +103,10 @@ def load_run(config_path: Path, on_ignored_selection: Optional[Callable[[str], N
     from nerfstudio.utils.eval_utils import eval_setup
 
     config_path = check_config_path(config_path)
-    selection = os.environ.pop(SELECTION_ENV, None)
-    if selection and on_ignored_selection is not None:
-        on_ignored_selection(selection)
-    try:
+    with selection_env_set_aside() as selection:
+        if selection and on_ignored_selection is not None:
+            on_ignored_selection(selection)
         _, pipeline, _, step = eval_setup(config_path, test_mode="inference")
-    finally:
-        if selection is not None:
-            os.environ[SELECTION_ENV] = selection
     if not isinstance(pipeline.model, ClickGaussianModel):
         raise TypeError(f"{config_path} is a {type(pipeline.model).__name__} run, not a click-gaussian one.")
     pipeline.eval()

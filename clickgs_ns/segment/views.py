@@ -21,7 +21,7 @@ from torch import Tensor
 
 from clickgs_ns.io.images import full_resolution_path, full_resolution_size
 from clickgs_ns.render.cameras import camera_size, camera_with_intrinsics
-from clickgs_ns.render.lens import has_distortion, undistort_pixels
+from clickgs_ns.lens import has_distortion, undistort_pixels
 from clickgs_ns.segment.selection import ClickResult, Segmenter, selection_mask
 
 

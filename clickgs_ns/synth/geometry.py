@@ -117,12 +117,13 @@ class SynthGaussians:
 
     means: np.ndarray
     """[N, 3] centres."""
-    log_scales: np.ndarray
-    """[N, 3] log standard deviations along the local axes (the third is the surface normal)."""
+    scales: np.ndarray
+    """[N, 3] log standard deviations along the local axes (the third is the surface normal), as splatfacto's
+    ``scales``."""
     quats: np.ndarray
     """[N, 4] wxyz."""
-    opacity_logits: np.ndarray
-    """[N]."""
+    opacities: np.ndarray
+    """[N] opacity logits, as splatfacto's ``opacities``."""
     rgb: np.ndarray
     """[N, 3] colours in [0, 1]."""
     object_id: np.ndarray
@@ -312,13 +313,13 @@ def build_gaussians(config: SynthConfig, rng: np.random.Generator) -> SynthGauss
         ground_rows = cat["object"] == 0
         cat["rgb"][ground_rows] = checker_texture(cat["rgb"][ground_rows], cat["means"][ground_rows], config)
     sigma = cat["sigma"]
-    log_scales = np.log(np.stack([sigma, sigma, config.gaussian_flatness * sigma], axis=1))
+    scales = np.log(np.stack([sigma, sigma, config.gaussian_flatness * sigma], axis=1))
     opacity_logit = math.log(config.opacity / (1 - config.opacity))
     return SynthGaussians(
         means=cat["means"].astype(np.float32),
-        log_scales=log_scales.astype(np.float32),
+        scales=scales.astype(np.float32),
         quats=quats_z_to_normals(cat["normals"]).astype(np.float32),
-        opacity_logits=np.full(len(sigma), opacity_logit, dtype=np.float32),
+        opacities=np.full(len(sigma), opacity_logit, dtype=np.float32),
         rgb=cat["rgb"].astype(np.float32),
         object_id=cat["object"].astype(np.int32),
         part_id=cat["part"].astype(np.int32),

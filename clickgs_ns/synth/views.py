@@ -13,7 +13,7 @@ from typing import Tuple
 import numpy as np
 import torch
 
-from clickgs_ns.render import get_viewmat, rasterize
+from clickgs_ns.render import get_viewmat, rasterize, splat_inputs
 from clickgs_ns.synth.config import SynthConfig
 from clickgs_ns.synth.geometry import SynthGaussians, split_count
 
@@ -72,10 +72,8 @@ def render_views(
     num_parts = len(gaussians.part_names)
     one_hot = np.eye(num_parts, dtype=np.float32)[gaussians.part_id]  # [N, P]
     colors = torch.from_numpy(np.concatenate([gaussians.rgb, one_hot], axis=1))  # [N, 3 + P]
-    means = torch.from_numpy(gaussians.means)
-    quats = torch.from_numpy(gaussians.quats)
-    scales = torch.from_numpy(gaussians.log_scales).exp()
-    opacities = torch.sigmoid(torch.from_numpy(gaussians.opacity_logits))
+    splat = splat_inputs(*(torch.from_numpy(a) for a in (gaussians.means, gaussians.quats, gaussians.scales,
+                                                           gaussians.opacities)))
     viewmats = get_viewmat(torch.from_numpy(camera_to_worlds[:, :3, :4]).float())  # [C, 4, 4] OpenCV w2c
     K = intrinsics_matrix(config)
     background = torch.cat([torch.tensor(config.background, dtype=torch.float32), torch.zeros(num_parts)])
@@ -86,8 +84,8 @@ def render_views(
         views = viewmats[start : start + batch]
         c = len(views)
         render, alphas, _ = rasterize(
-            means, quats, scales, opacities, colors, views, K.expand(c, 3, 3), config.image_width,
-            config.image_height, backgrounds=background.expand(c, -1),
+            **splat, colors=colors, viewmats=views, Ks=K.expand(c, 3, 3), width=config.image_width,
+            height=config.image_height, backgrounds=background.expand(c, -1),
         )  # [c, H, W, 3 + P], [c, H, W, 1]
         rgb = (render[..., :3].clamp(0, 1) * 255).round().to(torch.uint8)
         part = render[..., 3:].argmax(dim=-1).numpy().astype(np.int32)  # [c, H, W]
@@ -109,10 +107,8 @@ def render_silhouettes(gaussians: SynthGaussians, members: np.ndarray, camera_to
         camera_to_worlds: [C, 4, 4] (OpenGL convention).
     """
     index = torch.from_numpy(np.flatnonzero(members))
-    means = torch.from_numpy(gaussians.means)[index]
-    quats = torch.from_numpy(gaussians.quats)[index]
-    scales = torch.from_numpy(gaussians.log_scales)[index].exp()
-    opacities = torch.sigmoid(torch.from_numpy(gaussians.opacity_logits)[index])
+    splat = splat_inputs(*(torch.from_numpy(a)[index] for a in (gaussians.means, gaussians.quats, gaussians.scales,
+                                                                  gaussians.opacities)))
     viewmats = get_viewmat(torch.from_numpy(camera_to_worlds[:, :3, :4]).float())
     K = intrinsics_matrix(config)
     out = np.zeros((len(viewmats), config.image_height, config.image_width), dtype=bool)
@@ -121,7 +117,7 @@ def render_silhouettes(gaussians: SynthGaussians, members: np.ndarray, camera_to
     batch = max(1, config.render_batch_views)
     for start in range(0, len(viewmats), batch):
         views = viewmats[start : start + batch]
-        _, alphas, _ = rasterize(means, quats, scales, opacities, torch.ones(len(index), 1), views,
-                                 K.expand(len(views), 3, 3), config.image_width, config.image_height)
+        _, alphas, _ = rasterize(**splat, colors=torch.ones(len(index), 1), viewmats=views,
+                                 Ks=K.expand(len(views), 3, 3), width=config.image_width, height=config.image_height)
         out[start : start + len(views)] = alphas[..., 0].numpy() > config.gt_alpha_threshold
     return out

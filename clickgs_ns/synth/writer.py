@@ -39,7 +39,7 @@ from clickgs_ns.synth.views import intrinsics, render_views, ring_camera_to_worl
 GENERATOR = "clickgs_ns.synth"
 """The generator's name in scene.json."""
 SH_C0 = 0.28209479177387814
-"""Degree-0 SH basis constant: rgb = 0.5 + SH_C0 * sh_dc."""
+"""Degree-0 SH basis constant: rgb = 0.5 + SH_C0 * features_dc."""
 
 
 @dataclass
@@ -104,10 +104,10 @@ def write_prompts(gaussians: SynthGaussians, camera_to_worlds: np.ndarray, gt_co
 def write_gaussians(gaussians: SynthGaussians, out_dir: Path) -> Tuple[Path, Path]:
     """Write the Gaussians as ``scene.ply`` (with their object and part ids) and their labels as
     ``scene_labels.npz``; returns both paths."""
-    sh_dc = (gaussians.rgb - 0.5) / SH_C0
+    features_dc = (gaussians.rgb - 0.5) / SH_C0
     scene_ply_path = out_dir / "scene.ply"
     write_gaussian_ply(
-        scene_ply_path, gaussians.means, gaussians.log_scales, gaussians.quats, gaussians.opacity_logits, sh_dc,
+        scene_ply_path, gaussians.means, gaussians.scales, gaussians.quats, gaussians.opacities, features_dc,
         None, extra={"object_id": gaussians.object_id, "part_id": gaussians.part_id},
     )
     labels_path = out_dir / "scene_labels.npz"

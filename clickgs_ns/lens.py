@@ -1,6 +1,9 @@
 """The lens model of nerfstudio's cameras as OpenCV applies it: a camera's K and distortion in OpenCV's terms,
 id maps undistorted exactly as nerfstudio's datamanager undistorts the images, and pixels mapped from a distorted
 photo to its pinhole image.
+
+Camera geometry that both the data layer (id maps undistorted with their images) and the selection (clicks on a
+distorted photo) need, so it sits below both, beside ``levels``: the data and render layers stay independent.
 """
 
 from __future__ import annotations
@@ -12,7 +15,10 @@ import torch
 
 from nerfstudio.cameras.cameras import CameraType
 
-from clickgs_ns.io.id_maps import MaskFileError
+
+
+class UnsupportedLensError(ValueError):
+    """A camera's lens model that nerfstudio's undistortion (and so click-gaussian's) does not handle."""
 
 
 def opencv_camera(camera_type: int, intrinsics: np.ndarray, distortion: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
@@ -48,7 +54,7 @@ def undistort_ids(ids: np.ndarray, camera_type: int, intrinsics: np.ndarray, dis
     source = ids.astype(np.float32)  # cv2.remap has no int32; ids below 2^24 are exact
     if camera_type == CameraType.PERSPECTIVE.value:
         if distortion[3] != 0:
-            raise MaskFileError("nerfstudio cannot undistort images with the 4th radial parameter k4 (OPENCV "
+            raise UnsupportedLensError("nerfstudio cannot undistort images with the 4th radial parameter k4 (OPENCV "
                                 "distortion): reprocess the data with another camera model")
         new_K, (x, y, w, h) = cv2.getOptimalNewCameraMatrix(K, params, size, 0)
         maps = cv2.initUndistortRectifyMap(K, params, None, new_K, size, cv2.CV_32FC1)
@@ -59,7 +65,7 @@ def undistort_ids(ids: np.ndarray, camera_type: int, intrinsics: np.ndarray, dis
         maps = cv2.fisheye.initUndistortRectifyMap(K, params, np.eye(3), new_K, size, cv2.CV_32FC1)
         undistorted = cv2.remap(source, *maps, cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT, borderValue=-1)
     else:
-        raise MaskFileError(f"Cameras of type {CameraType(camera_type).name} with distortion are not supported by "
+        raise UnsupportedLensError(f"Cameras of type {CameraType(camera_type).name} with distortion are not supported by "
                             "click-gaussian: reprocess the data as PERSPECTIVE (OPENCV) or FISHEYE.")
     return np.rint(undistorted).astype(np.int32)
 
