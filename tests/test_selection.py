@@ -24,11 +24,12 @@ from clickgs_ns.segment.selection import (
     SelectionConfig,
     SelectionState,
     Segmenter,
-    candidate_by_weight,
+    candidate_shares,
     level_features,
     render_selection_alpha,
     segment_everything,
     select_by_feature,
+    shown_candidate,
     selection_mask,
 )
 
@@ -136,34 +137,55 @@ def test_select_by_feature_falls_back_when_no_candidate_matches_and_says_so():
     assert math.isnan(result.cosine) and result.num_selected == 2
 
 
-def test_candidate_by_weight_is_the_label_that_renders_most_of_the_pixel():
+def test_candidate_shares_are_each_labels_share_of_the_pixels_weight():
     labels = torch.tensor([0, 1, 1, -1, 2])
     gaussians, weights = torch.tensor([0, 1, 2, 3]), torch.tensor([0.3, 0.2, 0.2, 0.3])
-    candidate, share = candidate_by_weight(labels, gaussians, weights, 3)
-    assert candidate == 1 and share == pytest.approx(0.4), "1 has 0.2 + 0.2; unlabelled weight counts in the share"
-    assert candidate_by_weight(labels, torch.tensor([3]), torch.tensor([0.9]), 3) == (None, 0.0), "only unlabelled"
-    assert candidate_by_weight(labels, torch.tensor([], dtype=torch.long), torch.tensor([]), 3) == (None, 0.0)
+    shares = candidate_shares(labels, gaussians, weights, 3)
+    assert shares.tolist() == pytest.approx([0.3, 0.4, 0.0]), "unlabelled weight counts in the total only"
+    assert candidate_shares(labels, torch.tensor([3]), torch.tensor([0.9]), 3).tolist() == [0, 0, 0], "only unlabelled"
+    assert candidate_shares(labels, torch.tensor([], dtype=torch.long), torch.tensor([]), 3).tolist() == [0, 0, 0]
 
 
-def test_a_click_that_matches_no_candidate_selects_the_one_rendered_under_it():
-    candidates = torch.eye(3)
-    features = torch.eye(3)[torch.tensor([0, 0, 1, 2])]
+def test_shown_candidate_is_the_matching_one_the_pixel_renders_most():
+    cosines = torch.tensor([0.79, 0.76, 0.69, 0.95])
+    shares = torch.tensor([0.0, 0.5, 0.5, 0.0], dtype=torch.float64)
+    assert shown_candidate(cosines, shares, 0.75) == (1, True), "the best match (0) is not under the pixel"
+    assert shown_candidate(cosines, torch.tensor([0.3, 0.6, 0.1, 0.0]), 0.75) == (1, True)
+    assert shown_candidate(cosines, torch.tensor([0.0, 0.0, 0.7, 0.0]), 0.75) == (2, False), "no match renders it"
+
+
+def test_a_click_selects_the_matching_candidate_that_its_pixel_shows():
+    candidates = torch.tensor([[1.0, 0.0, 0.0], [0.6, 0.8, 0.0], [0.0, 0.0, 1.0]])
     labels = torch.tensor([0, 0, 1, 2])
-    blended = unit(torch.tensor([1.0, 1.0, 0.9]))  # cos 0.6 with each: a blend of features that never converged
+    features = candidates[labels]
+    # a blend that matches 0 best (cos 0.94) and 1 well too (0.84), on a pixel that 1 renders and 0 does not
+    blended = unit(torch.tensor([0.95, 0.35, 0.0]))
+    weak_feature = unit(torch.tensor([1.0, -1.0, 1.0]))  # cos 0.58, -0.12, 0.58: matches nothing well
     asked = []
 
     def under_pixel():
         asked.append(True)
-        return 1, 0.7
+        return torch.tensor([0.0, 0.7, 0.1], dtype=torch.float64)
 
-    result = select_by_feature(blended, labels, candidates, features, pixel_candidate=under_pixel)
+    without = select_by_feature(blended, labels, candidates, features)
+    assert without.candidate == 0, "without the pixel's weights: the best feature match"
+    result = select_by_feature(blended, labels, candidates, features, pixel_shares=under_pixel)
     assert result.candidate == 1 and result.mask.tolist() == [False, False, True, False] and not result.used_fallback
-    assert "render 70% of the clicked pixel" in result.message and "matches no global candidate well" in result.message
-    strong = select_by_feature(unit(torch.tensor([1.0, 0.1, 0.0])), labels, candidates, features,
-                               pixel_candidate=under_pixel)
-    assert strong.candidate == 0 and len(asked) == 1, "a good feature match does not look under the pixel"
-    nothing = select_by_feature(blended, labels, candidates, features, pixel_candidate=lambda: (None, 0.0))
-    assert nothing.used_fallback and nothing.candidate is None, "nothing labelled under the pixel: the old fallback"
+    assert "render 70% of the clicked pixel" in result.message and len(asked) == 1
+    # a feature that matches nothing well: the candidate that renders most of the pixel
+    weak = select_by_feature(weak_feature, labels, candidates, features, pixel_shares=under_pixel)
+    assert weak.candidate == 1 and "matches no global candidate that renders the clicked pixel" in weak.message
+    # labelled Gaussians give under half of the pixel's weight: it does not say what it shows; the feature decides
+    mostly_unknown = lambda: torch.tensor([0.0, 0.03, 0.0], dtype=torch.float64)  # noqa: E731
+    assert select_by_feature(blended, labels, candidates, features, pixel_shares=mostly_unknown).candidate == 0
+    assert select_by_feature(weak_feature, labels, candidates, features, pixel_shares=mostly_unknown).candidate == 1, \
+        "a feature that matches nothing still takes what renders the pixel"
+    # nothing labelled under the pixel: the feature decides (a strong match), or the old fallback (a weak one)
+    nothing = lambda: torch.zeros(3, dtype=torch.float64)  # noqa: E731
+    assert select_by_feature(blended, labels, candidates, features, pixel_shares=nothing).candidate == 0
+    fallback = select_by_feature(weak_feature, labels, candidates, features, pixel_shares=nothing)
+    assert fallback.used_fallback and fallback.candidate is None
+    assert select_by_feature(blended, labels, candidates, features, pixel_shares=lambda: None).candidate == 0
 
 
 def test_pixel_camera_sees_one_pixel_of_the_camera():

@@ -57,6 +57,11 @@ class SelectionConfig:
     fallback_min_cosine: float = 0.9
     """Fallback selection: Gaussians whose own (level) feature has cosine above this with the clicked pixel's
     feature. Also the cluster radius (cosine) of the candidate-free ``segment_everything`` fallback."""
+    min_labelled_share: float = 0.5
+    """A click's pixel says which of the candidates matching its feature it shows (``shown_candidate``) when
+    labelled Gaussians give at least this share of its rendering weight: most of what renders it is known. Below,
+    the best feature match is taken, as in the paper (a feature that matches nothing still takes the candidate that
+    renders most of the pixel). A majority, not a tuned value."""
     background_alpha: float = 0.5
     """A click on a pixel whose rendered accumulation (alpha) is below this hits empty background."""
     max_history: int = 32
@@ -194,15 +199,19 @@ def select_by_feature(
     candidates: Tensor,
     level_features: Tensor,
     config: SelectionConfig = SelectionConfig(),
-    pixel_candidate: Optional[Callable[[], Tuple[Optional[int], float]]] = None,
+    pixel_shares: Optional[Callable[[], Optional[Tensor]]] = None,
 ) -> ClickResult:
     """Select the Gaussians that a pixel feature ``query`` points at.
 
-    c* = argmax_c cos(query, g_c). When cos(query, g_c*) >= ``candidate_min_cosine`` the selection is
-    ``gaussian_labels == c*`` (one comparison over N). When the feature matches no candidate that well (it blends
-    features that never converged) and ``pixel_candidate`` is given, the candidate whose Gaussians render most of
-    the clicked pixel is selected instead (``candidate_by_weight``). Otherwise, when C == 0, or when no Gaussian
-    carries the candidate (one that no view's vote gave a Gaussian), it falls back to cos(level_features, query) >
+    The candidates that match the feature are those with cos(query, g_c) >= ``candidate_min_cosine``. The click
+    selects ``gaussian_labels == c*`` (one comparison over N) for c* chosen as follows. When ``pixel_shares`` (each
+    candidate's share of the clicked pixel's rendering weight) says what renders most of the pixel
+    (``min_labelled_share``), the pixel decides which matching candidate it shows: the one that renders most of it
+    (a pixel's feature blends the features of what renders it, and can match a candidate that is not there at
+    all), or, when no matching candidate renders it, the candidate that renders most of it (``shown_candidate``).
+    Otherwise c* = argmax_c cos(query, g_c) as in the paper, if it matches; a feature that matches nothing takes
+    the candidate that renders most of the pixel. Failing all of that, when C == 0, or when no Gaussian carries
+    c* (a candidate that no view's vote gave a Gaussian), it falls back to cos(level_features, query) >
     ``fallback_min_cosine`` and the message says so.
 
     Args:
@@ -210,8 +219,8 @@ def select_by_feature(
         gaussian_labels: [N] long, each Gaussian's candidate id (``assign_candidates``).
         candidates: [C, D] global candidates (C may be 0).
         level_features: [N, D] unit per-Gaussian features (used only by the fallback).
-        pixel_candidate: optional, called only when no candidate matches well: the candidate whose Gaussians render
-            most of the clicked pixel and its share of the pixel's weight, or (None, 0).
+        pixel_shares: optional, called once when C > 0: [C] each candidate's share of the clicked pixel's
+            rendering weight (``candidate_shares``), or None when the model cannot say.
     """
     query = query.detach().float().reshape(-1).to(level_features.device)
     norm = float(query.norm())
@@ -223,10 +232,20 @@ def select_by_feature(
     if candidates.shape[0] == 0:
         reason = "There are no global candidates at this level (GFL has not run)"
         return select_similar_features(query, level_features, config, reason, math.nan)
-    result, reason, best_cos = select_candidate(query, gaussian_labels, candidates, config, pixel_candidate)
+    result, reason, best_cos = select_candidate(query, gaussian_labels, candidates, config, pixel_shares)
     if result is not None:
         return result
     return select_similar_features(query, level_features, config, reason, best_cos)
+
+
+def shown_candidate(cosines: Tensor, shares: Tensor, min_cosine: float) -> Tuple[int, bool]:
+    """The candidate a pixel shows, from each candidate's cosine [C] with the pixel's feature and share [C] of its
+    rendering weight (some share > 0): the matching one (cosine >= ``min_cosine``) that renders most of the pixel,
+    else the one that renders most of it. Returns (the candidate, whether it matches the feature)."""
+    matching_shares = torch.where(cosines >= min_cosine, shares.to(cosines), torch.zeros_like(cosines))  # [C]
+    if float(matching_shares.max()) > 0:
+        return int(matching_shares.argmax()), True
+    return int(shares.argmax()), False
 
 
 def select_candidate(
@@ -234,36 +253,51 @@ def select_candidate(
     gaussian_labels: Tensor,
     candidates: Tensor,
     config: SelectionConfig,
-    pixel_candidate: Optional[Callable[[], Tuple[Optional[int], float]]] = None,
+    pixel_shares: Optional[Callable[[], Optional[Tensor]]] = None,
 ) -> Tuple[Optional[ClickResult], str, float]:
-    """The Gaussians of the candidate a unit ``query`` [D] matches (cos >= ``candidate_min_cosine``), or of the
-    candidate under the pixel (``pixel_candidate``) when it matches none that well; ``select_by_feature`` without
-    its fallback. Returns (the result, or None when neither selects a Gaussian; why not, in words; the best cosine).
+    """The Gaussians of the candidate a unit ``query`` [D] points at (``select_by_feature`` without its fallback):
+    among the candidates it matches (cos >= ``candidate_min_cosine``) the one the clicked pixel shows
+    (``shown_candidate``, when ``pixel_shares`` says what renders most of the pixel: ``min_labelled_share``), else
+    the best match; a feature that matches nothing takes the candidate that renders most of the pixel. Returns (the
+    result, or None when nothing is selected; why not, in words; the best cosine).
 
     Args:
         gaussian_labels: [N] long candidate ids; candidates: [C, D], C >= 1.
     """
     cos = torch.nn.functional.normalize(candidates.detach().float().to(query.device), dim=-1) @ query  # [C]
     best_cos, best_id = (float(v) for v in cos.max(dim=0))
-    candidate = int(best_id)
-    if best_cos >= config.candidate_min_cosine:
-        mask = gaussian_labels == candidate
-        count = int(mask.sum())
-        if count > 0:
-            message = f"Selected {count} Gaussians: global candidate {candidate} (cos {best_cos:.2f})."
-            return ClickResult(mask, candidate, best_cos, False, message, count), "", best_cos
-        return None, f"The click matches global candidate {candidate} (cos {best_cos:.2f}), which no Gaussian " \
-                     "carries", best_cos
-    reason = (f"The click matches no global candidate well (best: {candidate}, cos {best_cos:.2f} < "
-              f"{config.candidate_min_cosine:g})")
-    under, share = pixel_candidate() if pixel_candidate is not None else (None, 0.0)
-    if under is None:
-        return None, reason, best_cos
-    mask = gaussian_labels == under
+    matches = best_cos >= config.candidate_min_cosine
+    shares = pixel_shares() if pixel_shares is not None else None  # [C] or None
+    labelled = float(shares.sum()) if shares is not None else 0.0
+    if labelled > 0 and (labelled >= config.min_labelled_share or not matches):
+        candidate, matches = shown_candidate(cos, shares, config.candidate_min_cosine)
+        share = f"whose Gaussians render {100 * float(shares[candidate]):.0f}% of the clicked pixel"
+    elif matches:
+        candidate, share = int(best_id), ""
+    else:
+        return None, (f"The click matches no global candidate well (best: {int(best_id)}, cos {best_cos:.2f} < "
+                      f"{config.candidate_min_cosine:g})"), best_cos
+    reason = "" if matches else (
+        f"The click matches no global candidate that renders the clicked pixel (best match: {int(best_id)}, "
+        f"cos {best_cos:.2f}; matching needs cos >= {config.candidate_min_cosine:g})")
+    result = _candidate_result(gaussian_labels, candidate, float(cos[candidate]), share, reason)
+    if result is None:
+        reason = f"The click points at global candidate {candidate} (cos {float(cos[candidate]):.2f}), which no " \
+                 "Gaussian carries"
+    return result, reason, best_cos
+
+
+def _candidate_result(gaussian_labels: Tensor, candidate: int, cosine: float, why: str = "",
+                      reason: str = "") -> Optional[ClickResult]:
+    """The Gaussians [N] carrying ``candidate``, with the message of a click that selected it (None when no
+    Gaussian carries it)."""
+    mask = gaussian_labels == candidate
     count = int(mask.sum())
-    message = (f"{reason}: selected {count} Gaussians, global candidate {under}, whose Gaussians render "
-               f"{100 * share:.0f}% of the clicked pixel.")
-    return ClickResult(mask, under, best_cos, False, message, count), reason, best_cos
+    if count == 0:
+        return None
+    what = f"global candidate {candidate} (cos {cosine:.2f}" + (f"), {why}." if why else ").")
+    message = f"{reason}: selected {count} Gaussians, {what}" if reason else f"Selected {count} Gaussians: {what}"
+    return ClickResult(mask, candidate, cosine, False, message, count)
 
 
 def select_similar_features(query: Tensor, level_features: Tensor, config: SelectionConfig, reason: str,
@@ -280,23 +314,20 @@ def select_similar_features(query: Tensor, level_features: Tensor, config: Selec
     return ClickResult(mask, None, best_cos, True, message, count)
 
 
-def candidate_by_weight(gaussian_labels: Tensor, gaussians: Tensor, weights: Tensor, num_candidates: int
-                        ) -> Tuple[Optional[int], float]:
-    """The candidate whose Gaussians give a pixel the most rendering weight, and its share of the pixel's weight
-    (None, 0 when no labelled Gaussian renders it).
+def candidate_shares(gaussian_labels: Tensor, gaussians: Tensor, weights: Tensor, num_candidates: int) -> Tensor:
+    """Each candidate's share [C] of a pixel's rendering weight: the weights (alpha_i T_i) of the Gaussians that
+    render the pixel summed by their label, over their total (unlabelled Gaussians count in the total only); zeros
+    when nothing renders it.
 
     Args:
         gaussian_labels: [N] long in [-1, num_candidates).
-        gaussians: [M] long, the Gaussians that render the pixel; weights: [M] their weights (alpha_i T_i).
+        gaussians: [M] long, the Gaussians that render the pixel; weights: [M] their weights.
     """
     labels = gaussian_labels[gaussians.to(gaussian_labels.device)]  # [M]
     per_label = torch.zeros(num_candidates + 1, dtype=torch.float64, device=labels.device).index_add_(
         0, labels + 1, weights.to(labels.device).double())  # [C + 1]: "none" first
     total = float(per_label.sum())
-    best_weight, best = per_label[1:].max(dim=0)
-    if float(best_weight) <= 0:
-        return None, 0.0
-    return int(best), float(best_weight) / total
+    return per_label[1:] / total if total > 0 else per_label[1:]
 
 
 def leader_clusters(features: Tensor, min_cosine: float, max_samples: int, min_size: int) -> Tensor:
@@ -669,13 +700,13 @@ class Segmenter:
         if query.reshape(-1).shape[0] != data.features.shape[1]:
             raise ValueError(f"A {level} query has {data.features.shape[1]} channels, got {query.reshape(-1).shape[0]}")
 
-        def pixel_candidate() -> Tuple[Optional[int], float]:
+        def pixel_shares() -> Optional[Tensor]:
             rendered = pixel_weights() if pixel_weights is not None else None
             if rendered is None:
-                return None, 0.0
-            return candidate_by_weight(data.segment_labels, *rendered, data.candidates.shape[0])
+                return None
+            return candidate_shares(data.segment_labels, *rendered, data.candidates.shape[0])
 
-        result = select_by_feature(query, data.labels, data.candidates, data.features, self.config, pixel_candidate)
+        result = select_by_feature(query, data.labels, data.candidates, data.features, self.config, pixel_shares)
         if data.convergence < self.config.min_convergence:
             result.message += (f" Warning: the {level} features have not converged ({100 * data.convergence:.0f}% of "
                                f"the Gaussians, weighted by opacity, lie within cos {self.config.converged_cosine:g} "
