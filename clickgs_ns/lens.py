@@ -16,7 +16,6 @@ import torch
 from nerfstudio.cameras.cameras import CameraType
 
 
-
 class UnsupportedLensError(ValueError):
     """A camera's lens model that nerfstudio's undistortion (and so click-gaussian's) does not handle."""
 
@@ -54,8 +53,8 @@ def undistort_ids(ids: np.ndarray, camera_type: int, intrinsics: np.ndarray, dis
     source = ids.astype(np.float32)  # cv2.remap has no int32; ids below 2^24 are exact
     if camera_type == CameraType.PERSPECTIVE.value:
         if distortion[3] != 0:
-            raise UnsupportedLensError("nerfstudio cannot undistort images with the 4th radial parameter k4 (OPENCV "
-                                "distortion): reprocess the data with another camera model")
+            raise UnsupportedLensError("nerfstudio cannot undistort images with the 4th radial parameter k4 "
+                                       "(OPENCV distortion): reprocess the data with another camera model")
         new_K, (x, y, w, h) = cv2.getOptimalNewCameraMatrix(K, params, size, 0)
         maps = cv2.initUndistortRectifyMap(K, params, None, new_K, size, cv2.CV_32FC1)
         undistorted = cv2.remap(source, *maps, cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT, borderValue=-1)
@@ -65,8 +64,8 @@ def undistort_ids(ids: np.ndarray, camera_type: int, intrinsics: np.ndarray, dis
         maps = cv2.fisheye.initUndistortRectifyMap(K, params, np.eye(3), new_K, size, cv2.CV_32FC1)
         undistorted = cv2.remap(source, *maps, cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT, borderValue=-1)
     else:
-        raise UnsupportedLensError(f"Cameras of type {CameraType(camera_type).name} with distortion are not supported by "
-                            "click-gaussian: reprocess the data as PERSPECTIVE (OPENCV) or FISHEYE.")
+        raise UnsupportedLensError(f"Cameras of type {CameraType(camera_type).name} with distortion are not supported "
+                                   "by click-gaussian: reprocess the data as PERSPECTIVE (OPENCV) or FISHEYE.")
     return np.rint(undistorted).astype(np.int32)
 
 
