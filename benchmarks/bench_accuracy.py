@@ -7,8 +7,9 @@
    fuzzy, partly hidden Gaussians, as real splats are). Trained once, shared by every run below.
 3. Feature stage: ``ns-train click-gaussian --pipeline.model.init-checkpoint`` of that splat, per noise level,
    GFL on and off; on the noisiest masks also with SAM's whole-scene segment added to half the views
-   (``--scene-segments``), and with each departure from the paper turned off (candidate merging; and labels by
-   nearest feature instead of the view vote, which is a relabelling of the same run).
+   (``--scene-segments``), and with each departure from the paper turned off (candidate merging, the balanced
+   negatives; labels by nearest feature instead of the view vote, which is a relabelling of the same run; clicks by
+   the best feature match alone, without the clicked pixel's say or the weak-candidate rule, a rescoring of it).
 4. Scoring: ``clickgs eval``'s code on the scene's prompts.json (clicks in training views, targets in the held-out
    views only): mIoU and mBIoU per level; the convergence figure (opacity-weighted share of Gaussians whose feature
    has cos > 0.9 to its nearest candidate); and the oracle: every Gaussian labelled with the ground-truth segment
@@ -237,13 +238,16 @@ def mask_coverage(scene_dir: Path, image_filenames: Sequence[Path]):
     return lambda indices: torch.stack([maps[i] for i in indices.tolist()]) >= 0
 
 
-def evaluate_run(config: Path, scene_dir: Path, relabel: Optional[Dict[str, object]] = None) -> Dict[str, object]:
+def evaluate_run(config: Path, scene_dir: Path, relabel: Optional[Dict[str, object]] = None,
+                 selection: Optional[Dict[str, object]] = None) -> Dict[str, object]:
     """``clickgs eval`` on the scene's prompts; with ``relabel``, the run's labels are first recomputed with those
-    ``labelling`` settings ({"method": "nearest_feature"}: the paper's rule, each Gaussian's nearest candidate)."""
+    ``labelling`` settings ({"method": "nearest_feature"}: the paper's rule, each Gaussian's nearest candidate);
+    ``selection``: ``SelectionConfig`` settings of the clicks (default: its defaults)."""
     from clickgs_ns.app.api import load
     from clickgs_ns.segment.evaluate import evaluate_prompts, load_prompts
+    from clickgs_ns.segment.selection import SelectionConfig
 
-    scene = load(config)
+    scene = load(config, SelectionConfig(**(selection or {})))
     if relabel:
         labelling = scene.model.config.labelling
         for name, value in relabel.items():
@@ -498,29 +502,34 @@ def main() -> None:
     paper_loss = ["--pipeline.model.losses.negative-normalisation", "negative_pairs"]
     nearest = {"method": "nearest_feature"}
     all_pixels = {"confident_cosine": 0.75}
-    # (row, scene, training run, its flags, relabelling of that run: None = as trained)
-    runs: List[Tuple[str, Path, str, List[str], Optional[Dict[str, object]]]] = []
+    paper_clicks = {"pixel_decides": False, "weak_segment_share": 0.0}  # the best feature match, confident labels
+    # (row, scene, training run, its flags, relabelling of that run: None = as trained, SelectionConfig settings)
+    Run = Tuple[str, Path, str, List[str], Optional[Dict[str, object]], Optional[Dict[str, object]]]
+    runs: List[Run] = []
     for noise in args.noise:
         tag = f"{noise:g}".replace(".", "")
-        runs.append((f"noise {noise:g}, GFL on", scenes[noise], f"noise{tag}_gfl", [], None))
+        runs.append((f"noise {noise:g}, GFL on", scenes[noise], f"noise{tag}_gfl", [], None, None))
         runs.append((f"noise {noise:g}, GFL off", scenes[noise], f"noise{tag}_nogfl",
-                     ["--pipeline.model.gfl.enabled", "False"], None))
+                     ["--pipeline.model.gfl.enabled", "False"], None, None))
     tag = f"noise{noisy:g}".replace(".", "")
     if scene_variant is not None:
         runs.append((f"+ whole-scene segments in {args.scene_segments:.0%} of views", scene_variant,
-                     f"{tag}_gfl_scene{args.scene_segments:g}".replace(".", ""), [], None))
+                     f"{tag}_gfl_scene{args.scene_segments:g}".replace(".", ""), [], None, None))
     if not args.skip_ablations:
         runs += [
-            (f"- candidate merging off", scenes[noisy], f"{tag}_gfl_nomerge", no_merge, None),
-            (f"- balanced negatives off (paper's mean)", scenes[noisy], f"{tag}_gfl_paperloss", paper_loss, None),
-            (f"- confident pixels off (all pixels vote)", scenes[noisy], f"{tag}_gfl", [], all_pixels),
-            (f"- view vote off (nearest-feature labels)", scenes[noisy], f"{tag}_gfl", [], nearest),
-            (f"- all departures off (the paper)", scenes[noisy], f"{tag}_gfl_paper", no_merge + paper_loss, nearest),
+            (f"- candidate merging off", scenes[noisy], f"{tag}_gfl_nomerge", no_merge, None, None),
+            (f"- balanced negatives off (paper's mean)", scenes[noisy], f"{tag}_gfl_paperloss", paper_loss, None,
+             None),
+            (f"- confident pixels off (all pixels vote)", scenes[noisy], f"{tag}_gfl", [], all_pixels, None),
+            (f"- view vote off (nearest-feature labels)", scenes[noisy], f"{tag}_gfl", [], nearest, None),
+            (f"- the pixel's say off (paper's clicks)", scenes[noisy], f"{tag}_gfl", [], None, paper_clicks),
+            (f"- all departures off (the paper)", scenes[noisy], f"{tag}_gfl_paper", no_merge + paper_loss, nearest,
+             paper_clicks),
         ]
 
     # every training run first (relabelled rows share theirs), so that the cache lines come before the table
     configs: Dict[Tuple[Path, str], Path] = {}
-    for _, scene, run_name, extra, _ in runs:
+    for _, scene, run_name, extra, _, _ in runs:
         if (scene, run_name) not in configs:
             configs[(scene, run_name)], _ = ns_train(
                 scene, outputs, run_name, common + extra, args.work, codes.feature_stage,
@@ -529,11 +538,11 @@ def main() -> None:
 
     print(f"{'run':<42} | coarse mIoU mBIoU | fine mIoU mBIoU | converged c/f | cands | train min", flush=True)
     results = {}
-    for name, scene, run_name, extra, relabel in runs:
+    for name, scene, run_name, extra, relabel, selection in runs:
         config = configs[(scene, run_name)]
-        result = evaluate_run(config, scene, relabel)
+        result = evaluate_run(config, scene, relabel, selection)
         results[name] = result
-        print(row(name, result, None if relabel else run_seconds(config)), flush=True)
+        print(row(name, result, None if relabel or selection else run_seconds(config)), flush=True)
 
     main_run = results[f"noise {noisy:g}, GFL on"]
     oracle = score_oracle(main_run["scene"], main_run["prompts"], scenes[noisy] / "prompts.json", scenes[noisy])

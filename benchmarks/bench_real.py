@@ -8,12 +8,14 @@ For each capture in ``../shared/data/real`` (its README: DTU scan 37, SPIn-NeRF 
 2. ``clickgs masks --sam-model vit_t`` with real MobileSAM weights (tests/sam_weights.py builds them, or
    ``--checkpoint``).
 3. ``ns-train click-gaussian`` on the CPU (the schedule below, ``nerfstudio-data --downscale-factor``).
-4. Prompts by a fixed rule from the ground-truth masks: ``--clicks`` prompts, each in a training view (spread over
-   the training views whose mask covers at least 1% of the photo), its first click at the mask's pixel farthest
-   from its edge and, while the selection seen in that view has IoU below ``--target-iou``, up to
-   ``--max-clicks`` in all, one more on the largest error as a user corrects a selection; at the level (coarse or
-   fine) whose selection fits that view's mask best, as a user tries both (``user_clicks``). Every held-out view
-   with a non-empty mask is a target. ``clickgs eval`` replays the clicks and scores them.
+4. Prompts by a fixed rule from the ground-truth masks: ``--clicks`` prompts, each starting in a training view
+   (spread over the training views whose mask covers at least 1% of the photo), its first click at the mask's pixel
+   farthest from its edge. Then the user looks at the selection in that view and in ``--look-views`` more training
+   views spread around the capture (``look_views``), as one orbits in the viewer, and while it has IoU below
+   ``--target-iou`` in one of them, up to ``--max-clicks`` in all, clicks once more where it fits worst, on the
+   largest error (``level_clicks``); at the level (coarse or fine) whose selection fits those views best, as a user
+   tries both (``user_clicks``). Every held-out view with a non-empty mask is a target. ``clickgs eval`` replays
+   the clicks and scores them.
 5. The oracle: the ground-truth masks of the training views voted onto the same splat (each Gaussian takes the
    label, object or not, that receives most of its rendering weight; those the views hardly see take none, as in
    ``lift_labels``), its object Gaussians rendered in the held-out views.
@@ -129,39 +131,57 @@ def dataset_split(config_path: Path) -> Dict[str, List[str]]:
             for split, name in (("train", "train"), ("eval", "val"))}
 
 
-def user_clicks(scene: Any, image: str, gt: np.ndarray, max_clicks: int, target_iou: float
+def look_views(clickable: Sequence[str], image: str, count: int) -> List[str]:
+    """The training views a user judges a selection in while orbiting: ``image`` (where the prompt starts), then
+    ``count`` more spread evenly around the capture from it (``clickable`` is in capture order)."""
+    start = clickable.index(image)
+    others = [clickable[(start + round(k * len(clickable) / (count + 1))) % len(clickable)]
+              for k in range(1, count + 1)]
+    return list(dict.fromkeys([image, *others]))
+
+
+def user_clicks(scene: Any, views: Sequence[Tuple[str, np.ndarray]], max_clicks: int, target_iou: float
                 ) -> Tuple[str, List[Dict[str, Any]]]:
-    """The level and clicks a user makes in one training view ``image`` of a loaded run (``clickgs_ns.app.api.load``)
-    to select the object of mask ``gt`` [H, W] bool (``level_clicks`` at each level; the level whose selection fits
-    the mask best in that view, on a tie the one with fewer clicks, then coarse)."""
-    tries = [(level, *level_clicks(scene, image, gt, level, max_clicks, target_iou)) for level in ("coarse", "fine")]
+    """The level and clicks a user makes to select the object of the masks [H, W] bool of ``views`` [(image, mask)]
+    of a loaded run (``clickgs_ns.app.api.load``), starting in the first view (``level_clicks`` at each level; the
+    level whose selection fits the masks best, mean IoU over the views, on a tie the one with fewer clicks, then
+    coarse)."""
+    tries = [(level, *level_clicks(scene, views, level, max_clicks, target_iou)) for level in ("coarse", "fine")]
     level, clicks, _ = max(tries, key=lambda t: (round(t[2], 6), -len(t[1]), t[0] == "coarse"))
     return level, clicks
 
 
-def level_clicks(scene: Any, image: str, gt: np.ndarray, level: str, max_clicks: int, target_iou: float
-                 ) -> Tuple[List[Dict[str, Any]], float]:
-    """Clicks at ``level`` in view ``image``: the first at the mask's deepest pixel, then, while the selection seen in
-    that view has IoU below ``target_iou`` with the mask and fewer than ``max_clicks`` were made, one more at the
-    deepest pixel of the larger error: the biggest region of the mask left out ("add") or of the selection outside
-    it ("subtract"). Returns the clicks and the view's final IoU."""
+def level_clicks(scene: Any, views: Sequence[Tuple[str, np.ndarray]], level: str, max_clicks: int,
+                 target_iou: float) -> Tuple[List[Dict[str, Any]], float]:
+    """Clicks at ``level``: the first at the deepest pixel of the first view's mask; then, while the selection seen in
+    some view of ``views`` has IoU below ``target_iou`` with its mask and fewer than ``max_clicks`` were made, one
+    more in the view where it fits worst (the first view on a tie), at the deepest pixel of its larger error: the
+    biggest region of the mask left out ("add") or of the selection outside it ("subtract"). With one view this is
+    a user who judges the selection where they clicked; with more, one who orbits and corrects what they see.
+    Returns the clicks and the mean IoU over the views."""
     from scipy.ndimage import label as connected_regions
 
     from clickgs_ns.segment.evaluate import mask_iou
     from clickgs_ns.segment.views import click_view, full_resolution_camera, photo_selection_mask
 
-    view = scene.views.get(image)
-    camera = full_resolution_camera(view.camera, view.full_size)
-    x, y = deepest_pixel(gt)
-    clicks = [{"image": image, "xy": [x, y], "mode": "add"}]
+    loaded = {image: scene.views.get(image) for image, _ in views}
+    x, y = deepest_pixel(views[0][1])
+    clicks = [{"image": views[0][0], "xy": [x, y], "mode": "add"}]
     while True:
         scene.segmenter.clear()
         for click in clicks:
-            click_view(scene.segmenter, view, *click["xy"], level, click["mode"])
-        pred = photo_selection_mask(scene.model, scene.segmenter.selection, view, camera)
-        iou = mask_iou(pred, gt)
-        if len(clicks) >= max_clicks or iou >= target_iou:
-            return clicks, iou
+            click_view(scene.segmenter, loaded[click["image"]], *click["xy"], level, click["mode"])
+        seen = []  # per view: (IoU, its selection mask)
+        for image, gt in views:
+            view = loaded[image]
+            pred = photo_selection_mask(scene.model, scene.segmenter.selection, view,
+                                        full_resolution_camera(view.camera, view.full_size))
+            seen.append((mask_iou(pred, gt), pred))
+        worst = min(range(len(views)), key=lambda i: seen[i][0])
+        mean_iou = float(np.mean([iou for iou, _ in seen]))
+        if len(clicks) >= max_clicks or seen[worst][0] >= target_iou:
+            return clicks, mean_iou
+        (image, gt), pred = views[worst], seen[worst][1]
         regions = []
         for error, mode in ((gt & ~pred, "add"), (pred & ~gt, "subtract")):
             labelled, count = connected_regions(error)
@@ -170,8 +190,8 @@ def level_clicks(scene: Any, image: str, gt: np.ndarray, level: str, max_clicks:
                 regions.append((int(sizes.max()), labelled == int(np.argmax(sizes)) + 1, mode))
         _, region, mode = max(regions, key=lambda r: r[0])
         x, y = deepest_pixel(region)
-        if any(click["xy"] == [x, y] for click in clicks):
-            return clicks, iou
+        if any(click["image"] == image and click["xy"] == [x, y] for click in clicks):
+            return clicks, mean_iou
         clicks.append({"image": image, "xy": [x, y], "mode": mode})
 
 
@@ -192,7 +212,8 @@ def write_prompts(scene: Path, names: Dict[str, str], split: Dict[str, List[str]
     run = load(config)
     prompts = []
     for name in dict.fromkeys(chosen):
-        level, clicks = user_clicks(run, f"images/{name}", read(name), args.max_clicks, args.target_iou)
+        views = [(f"images/{view}", read(view)) for view in look_views(clickable, name, args.look_views)]
+        level, clicks = user_clicks(run, views, args.max_clicks, args.target_iou)
         prompts.append({"level": level, "segment": "object", "clicks": clicks, "targets": targets})
     path.write_text(json.dumps(prompts, indent=1))
     return prompts
@@ -340,7 +361,10 @@ def main() -> None:
     parser.add_argument("--clicks", type=int, default=6, help="prompts per scene (each in its own training view)")
     parser.add_argument("--max-clicks", type=int, default=3, help="clicks a prompt may hold (user_clicks)")
     parser.add_argument("--target-iou", type=float, default=0.9,
-                        help="no more clicks once the clicked view's selection reaches this IoU")
+                        help="no more clicks once the selection reaches this IoU in every view the user looks at")
+    parser.add_argument("--look-views", type=int, default=4,
+                        help="training views besides the clicked one that the user judges the selection in, spread "
+                             "around the capture (look_views); 0: the clicked view only")
     parser.add_argument("--until", choices=["masks", "eval"], default="eval", help="stop after this stage")
     args = parser.parse_args()
     if not REAL.is_dir():

@@ -329,6 +329,39 @@ def test_eval_errors_name_the_prompt_and_the_missing_image(loaded, tiny_scene, t
         evaluate_prompts(loaded, load_prompts(path), path)
 
 
+def test_bench_real_user_clicks_where_the_selection_fits_worst(loaded, tiny_scene):
+    """benchmarks/bench_real.py's simulated user: the views it looks at, and its clicks on the tiny run."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from bench_real import deepest_pixel, level_clicks, look_views
+
+    from clickgs_ns.segment.evaluate import mask_iou
+    from clickgs_ns.segment.views import click_view, full_resolution_camera, photo_selection_mask
+
+    names = [f"v{i}" for i in range(12)]
+    assert look_views(names, "v3", 4) == ["v3", "v5", "v8", "v10", "v1"], "spread around the capture from v3"
+    assert look_views(names, "v3", 0) == ["v3"] and look_views(names[:2], "v1", 4) == ["v1", "v0"]
+
+    images = [view.key for view in loaded.views.train_views][:6]
+    gt = {image: np.load(tiny_scene.root / "gt" / f"{Path(image).stem}.npz")["coarse"] for image in images}
+    ids, counts = np.unique(gt[images[0]][gt[images[0]] > 0], return_counts=True)
+    target = int(ids[np.argmax(counts)])  # the largest object of the first view (0 is the floor)
+    views = [(image, gt[image] == target) for image in images if (gt[image] == target).any()][:3]
+    assert len(views) >= 2
+    clicks, mean_iou = level_clicks(loaded, views, "coarse", 3, 0.999)
+    assert clicks[0] == {"image": views[0][0], "xy": list(deepest_pixel(views[0][1])), "mode": "add"}
+    assert 1 <= len(clicks) <= 3 and {click["image"] for click in clicks} <= {image for image, _ in views}
+    loaded.segmenter.clear()
+    for click in clicks:
+        click_view(loaded.segmenter, loaded.views.get(click["image"]), *click["xy"], "coarse", click["mode"])
+    ious = [mask_iou(photo_selection_mask(loaded.model, loaded.segmenter.selection, loaded.views.get(image),
+                                          full_resolution_camera(loaded.views.get(image).camera,
+                                                                 loaded.views.get(image).full_size)), mask)
+            for image, mask in views]
+    assert mean_iou == pytest.approx(float(np.mean(ious))), "the mean IoU of the views, after every click"
+    one_view_clicks, _ = level_clicks(loaded, views[:1], "coarse", 3, 0.999)
+    assert {click["image"] for click in one_view_clicks} == {views[0][0]}, "one view: every click in it"
+
+
 def test_segment_and_export_round_trip(trained, loaded, tiny_scene, tmp_path: Path, monkeypatch):
     from clickgs_ns.app.cli import apply_click, load_clicks_file
     from clickgs_ns.io.ply import REQUIRED_PROPERTIES

@@ -678,6 +678,8 @@ def test_segmenter_on_the_real_model_and_renderer():
     segmenter.clear()
     result = segmenter.click(camera, 19.0, 16.0, level="coarse")
     assert not result.used_fallback and "clicked pixel" in result.message, result.message
+    paper = Segmenter(model, SelectionConfig(pixel_decides=False)).click(camera, 19.0, 16.0, level="coarse")
+    assert paper.used_fallback and "matches no global candidate well" in paper.message, "the paper: features only"
 
     # a click reads the pixel from a remembered render (the viewer's), else from a render of the view or of a window
     segmenter.refresh()

@@ -62,6 +62,10 @@ class SelectionConfig:
     labelled Gaussians give at least this share of its rendering weight: most of what renders it is known. Below,
     the best feature match is taken, as in the paper (a feature that matches nothing still takes the candidate that
     renders most of the pixel). A majority, not a tuned value."""
+    pixel_decides: bool = True
+    """Whether what renders the clicked pixel may decide the candidate (``min_labelled_share``, and a feature that
+    matches no candidate); False: the paper's rule, the best feature match only (bench_accuracy's "all departures
+    off" row)."""
     background_alpha: float = 0.5
     """A click on a pixel whose rendered accumulation (alpha) is below this hits empty background."""
     max_history: int = 32
@@ -701,7 +705,7 @@ class Segmenter:
             raise ValueError(f"A {level} query has {data.features.shape[1]} channels, got {query.reshape(-1).shape[0]}")
 
         def pixel_shares() -> Optional[Tensor]:
-            rendered = pixel_weights() if pixel_weights is not None else None
+            rendered = pixel_weights() if pixel_weights is not None and self.config.pixel_decides else None
             if rendered is None:
                 return None
             return candidate_shares(data.segment_labels, *rendered, data.candidates.shape[0])
