@@ -65,6 +65,19 @@ from cache import (environment, is_cached, labels_fingerprint, lift_labels_stage
 VENV_BIN = Path(sys.executable).parent
 
 
+class AblationRow(NamedTuple):
+    """One row of the room scenes' table: a feature run of ``scene`` (named ``run_name``, trained with ``flags`` on
+    top of the common ones; rows with the same scene and name share it), scored as trained or after relabelling
+    with ``relabel`` (``labelling`` settings) and with clicks by ``selection`` (``SelectionConfig`` settings)."""
+
+    name: str
+    scene: Path
+    run_name: str
+    flags: List[str]
+    relabel: Optional[Dict[str, object]] = None
+    selection: Optional[Dict[str, object]] = None
+
+
 class CodeKeys(NamedTuple):
     """The code fingerprints that key this script's artefacts (``benchmarks/cache.py``)."""
 
@@ -503,46 +516,43 @@ def main() -> None:
     nearest = {"method": "nearest_feature"}
     all_pixels = {"confident_cosine": 0.75}
     paper_clicks = {"pixel_decides": False, "weak_segment_share": 0.0}  # the best feature match, confident labels
-    # (row, scene, training run, its flags, relabelling of that run: None = as trained, SelectionConfig settings)
-    Run = Tuple[str, Path, str, List[str], Optional[Dict[str, object]], Optional[Dict[str, object]]]
-    runs: List[Run] = []
+    runs: List[AblationRow] = []
     for noise in args.noise:
         tag = f"{noise:g}".replace(".", "")
-        runs.append((f"noise {noise:g}, GFL on", scenes[noise], f"noise{tag}_gfl", [], None, None))
-        runs.append((f"noise {noise:g}, GFL off", scenes[noise], f"noise{tag}_nogfl",
-                     ["--pipeline.model.gfl.enabled", "False"], None, None))
+        runs.append(AblationRow(f"noise {noise:g}, GFL on", scenes[noise], f"noise{tag}_gfl", []))
+        runs.append(AblationRow(f"noise {noise:g}, GFL off", scenes[noise], f"noise{tag}_nogfl",
+                                ["--pipeline.model.gfl.enabled", "False"]))
     tag = f"noise{noisy:g}".replace(".", "")
     if scene_variant is not None:
-        runs.append((f"+ whole-scene segments in {args.scene_segments:.0%} of views", scene_variant,
-                     f"{tag}_gfl_scene{args.scene_segments:g}".replace(".", ""), [], None, None))
+        runs.append(AblationRow(f"+ whole-scene segments in {args.scene_segments:.0%} of views", scene_variant,
+                                f"{tag}_gfl_scene{args.scene_segments:g}".replace(".", ""), []))
     if not args.skip_ablations:
         runs += [
-            (f"- candidate merging off", scenes[noisy], f"{tag}_gfl_nomerge", no_merge, None, None),
-            (f"- balanced negatives off (paper's mean)", scenes[noisy], f"{tag}_gfl_paperloss", paper_loss, None,
-             None),
-            (f"- confident pixels off (all pixels vote)", scenes[noisy], f"{tag}_gfl", [], all_pixels, None),
-            (f"- view vote off (nearest-feature labels)", scenes[noisy], f"{tag}_gfl", [], nearest, None),
-            (f"- the pixel's say off (paper's clicks)", scenes[noisy], f"{tag}_gfl", [], None, paper_clicks),
-            (f"- all departures off (the paper)", scenes[noisy], f"{tag}_gfl_paper", no_merge + paper_loss, nearest,
-             paper_clicks),
+            AblationRow("- candidate merging off", scenes[noisy], f"{tag}_gfl_nomerge", no_merge),
+            AblationRow("- balanced negatives off (paper's mean)", scenes[noisy], f"{tag}_gfl_paperloss", paper_loss),
+            AblationRow("- confident pixels off (all pixels vote)", scenes[noisy], f"{tag}_gfl", [], all_pixels),
+            AblationRow("- view vote off (nearest-feature labels)", scenes[noisy], f"{tag}_gfl", [], nearest),
+            AblationRow("- the pixel's say off (paper's clicks)", scenes[noisy], f"{tag}_gfl", [], None, paper_clicks),
+            AblationRow("- all departures off (the paper)", scenes[noisy], f"{tag}_gfl_paper", no_merge + paper_loss,
+                        nearest, paper_clicks),
         ]
 
     # every training run first (relabelled rows share theirs), so that the cache lines come before the table
     configs: Dict[Tuple[Path, str], Path] = {}
-    for _, scene, run_name, extra, _, _ in runs:
-        if (scene, run_name) not in configs:
-            configs[(scene, run_name)], _ = ns_train(
-                scene, outputs, run_name, common + extra, args.work, codes.feature_stage,
-                {"data": scene_keys[scene], "init_checkpoint": splat_key, "environment": env},
+    for run in runs:
+        if (run.scene, run.run_name) not in configs:
+            configs[(run.scene, run.run_name)], _ = ns_train(
+                run.scene, outputs, run.run_name, common + run.flags, args.work, codes.feature_stage,
+                {"data": scene_keys[run.scene], "init_checkpoint": splat_key, "environment": env},
                 init_checkpoint=checkpoint, labels_fp=codes.labels)
 
     print(f"{'run':<42} | coarse mIoU mBIoU | fine mIoU mBIoU | converged c/f | cands | train min", flush=True)
     results = {}
-    for name, scene, run_name, extra, relabel, selection in runs:
-        config = configs[(scene, run_name)]
-        result = evaluate_run(config, scene, relabel, selection)
-        results[name] = result
-        print(row(name, result, None if relabel or selection else run_seconds(config)), flush=True)
+    for run in runs:
+        config = configs[(run.scene, run.run_name)]
+        result = evaluate_run(config, run.scene, run.relabel, run.selection)
+        results[run.name] = result
+        print(row(run.name, result, None if run.relabel or run.selection else run_seconds(config)), flush=True)
 
     main_run = results[f"noise {noisy:g}, GFL on"]
     oracle = score_oracle(main_run["scene"], main_run["prompts"], scenes[noisy] / "prompts.json", scenes[noisy])
