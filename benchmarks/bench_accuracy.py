@@ -242,13 +242,13 @@ def oracle_prompt_scores(scene, prompts, scene_dir: Path) -> List[Dict[str, obje
     return records
 
 
-def mask_coverage(scene_dir: Path, image_filenames: Sequence[Path]):
-    """``lift_labels``' coverage from the dataset's mask files (a loaded run's datamanager holds no id maps)."""
+def mask_ids(scene_dir: Path, image_filenames: Sequence[Path]):
+    """``lift_labels``' SAM id maps from the dataset's mask files (a loaded run's datamanager holds none)."""
     from clickgs_ns.io.id_maps import read_id_maps
 
     maps = [torch.from_numpy(np.stack(read_id_maps(scene_dir / "clickgs_masks" / f"{Path(name).stem}.npz"), -1))
             for name in image_filenames]
-    return lambda indices: torch.stack([maps[i] for i in indices.tolist()]) >= 0
+    return lambda indices: torch.stack([maps[i] for i in indices.tolist()]).long()
 
 
 def evaluate_run(config: Path, scene_dir: Path, relabel: Optional[Dict[str, object]] = None,
@@ -269,7 +269,7 @@ def evaluate_run(config: Path, scene_dir: Path, relabel: Optional[Dict[str, obje
             scene.model.update_labels()
         else:
             dataset = scene.run.datamanager.train_dataset
-            scene.model.lift_labels(dataset.cameras, mask_coverage(scene_dir, dataset.image_filenames))
+            scene.model.lift_labels(dataset.cameras, mask_ids(scene_dir, dataset.image_filenames))
         scene.refresh()
     prompts_path = scene_dir / "prompts.json"
     prompts = load_prompts(prompts_path)

@@ -82,13 +82,13 @@ LABEL_STAGE_DEFINITIONS: Dict[str, Sequence[str]] = {
     "clickgs_ns/method/lifting.py": (
         "LabellingConfig", "segment_sharing", "merge_candidates", "pixel_label_maps", "coalesce_votes", "add_votes", "gaussian_votes",
         "vote_labels", "total_weights", "unoccluded_weights", "hardly_seen", "nearest_seen", "neighbour_labels",
-        "fill_unlabelled", "click_labels", "labels_per_pass"),
+        "fill_unlabelled", "click_labels", "labels_per_pass", "found_candidates", "missed_segment_votes"),
     "clickgs_ns/method/model.py": (
         "ClickGaussianModel.label_votes", "ClickGaussianModel.candidate_label_maps", "ClickGaussianModel.label_columns",
         "ClickGaussianModel.unoccluded_weights", "ClickGaussianModel.lift_labels"),
     "clickgs_ns/method/pipeline.py": (
         "ClickGaussianPipeline.finish_labels",
-        "ClickGaussianPipeline.mask_coverage", "ClickGaussianPipeline.candidate_sharing",
+        "ClickGaussianPipeline.mask_ids", "ClickGaussianPipeline.candidate_sharing",
         "ClickGaussianPipeline.merged_candidates"),
 }
 """The definitions that only the end of training uses, once the features are trained and saved: the functions of the

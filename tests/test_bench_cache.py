@@ -264,7 +264,8 @@ def test_an_rgb_stage_run_calls_no_feature_or_label_stage_function(tiny_scene, t
 
 
 def test_training_calls_no_label_stage_function_before_its_end_and_relabelling_gives_its_labels(tiny_scene,
-                                                                                                 tmp_path):
+                                                                                                 tmp_path,
+                                                                                                 monkeypatch):
     """``cache.LABEL_STAGE_DEFINITIONS`` stay out of a trained run's key because training calls none of them before
     ``finish_labels`` (traced through a feature stage with GFL); and ``cache.lift_labels_stage`` on that run, which
     relabels it with ``clickgs lift-labels`` as a cached run whose labels' code changed, gives the labels that the
@@ -277,6 +278,10 @@ def test_training_calls_no_label_stage_function_before_its_end_and_relabelling_g
 
     config = make_trainer_config(tiny_scene.root, tmp_path, init_ply=tiny_scene.scene_ply_path,
                                  feature_stage_steps=12, gfl=GFLConfig(start_step=4, update_every=4))
+    # the same threads in training and in the relabelling process, however busy the machine (sums in another
+    # order differ in their last bits, and so would the candidates)
+    config.cpu_threads = torch.get_num_threads()
+    monkeypatch.setenv("OMP_NUM_THREADS", str(config.cpu_threads))
     config_path = []
     before_end = traced_calls(lambda: config_path.append(train(config)), stop_at="ClickGaussianPipeline.finish_labels")
     assert ("clickgs_ns/method/pipeline.py", "ClickGaussianPipeline.update_global_candidates") in before_end  # GFL

@@ -15,9 +15,11 @@ from clickgs_ns.method.lifting import (
     coalesce_votes,
     feature_convergence,
     fill_unlabelled,
+    found_candidates,
     gaussian_votes,
     labels_per_pass,
     merge_candidates,
+    missed_segment_votes,
     nearest_seen,
     neighbour_labels,
     pixel_label_maps,
@@ -116,6 +118,9 @@ def test_gaussian_votes_are_the_rendering_weights_per_label(per_pass):
     votes = gaussian_votes(render, two_levels, num_labels=5, num_gaussians=3, labels_per_pass=per_pass)
     assert torch.allclose(dense(votes), torch.cat([expected, torch.zeros(3, 1), expected], dim=1)), \
         "label 2 is never shown: no pass renders it"
+    abstaining = torch.tensor([[[0, -1, 1]]])  # the middle pixel votes for nothing
+    votes = gaussian_votes(render, abstaining, num_labels=2, num_gaussians=3, labels_per_pass=per_pass)
+    assert torch.allclose(dense(votes), torch.tensor([[0.5, 0.3], [0.2, 0.3], [0.0, 0.3]]))
 
 
 def test_add_votes_sums_equal_pairs_and_keeps_the_others():
@@ -317,7 +322,29 @@ def test_forward_label_weights_equal_the_colour_gradients(rasterize_mode):
         return rasterize(means, quats, scales, opacities, colors, viewmats, Ks, 48, 40, backend="torch",
                          rasterize_mode=rasterize_mode)[0]
 
-    gradient = dense(gaussian_votes(render, torch.where(label_maps < 0, 12, label_maps), 13, num, 64))
-    gradient[:, 12] = 0.0  # label 12 stood for "nothing" (-1) in the gradient path
+    gradient = dense(gaussian_votes(render, label_maps, 13, num, 64))  # -1 votes for nothing on both paths
     assert forward.sum() > 10.0 and (forward > 0).sum() > num, "many Gaussians vote for several labels"
     torch.testing.assert_close(forward, gradient, rtol=1e-4, atol=1e-6)
+
+
+def test_missed_segment_votes_abstain_only_where_the_views_masks_missed_the_candidate():
+    # one view of 9 pixels, candidates 0 and 1, 2 = "none"; segment 0 is mostly candidate 1 (found), segment 1
+    # mostly "none"; candidate 0 holds most of no segment: missed, its uncovered pixels vote nothing (-1); the
+    # uncovered pixel of candidate 1 is ground around it ("none"), and an uncovered "none" pixel stays "none"
+    labels = torch.tensor([[[0, 0, 0, 0, 1, 1, 1, 1, 2]]])
+    ids = torch.tensor([[[0, -1, -1, -1, 0, 0, 1, -1, 1]]])
+    assert found_candidates(labels, ids, 2).tolist() == [[False, True, False]]
+    assert missed_segment_votes(labels, ids, 2).tolist() == [[[0, -1, -1, -1, 1, 1, 1, 2, 2]]]
+    # candidate 0 with a segment of its own in a second view: found there, so its uncovered pixels vote "none"
+    two_views = torch.cat([labels, labels])  # [2, 1, 9]
+    own_segment = torch.tensor([[[2, 2, -1, -1, 0, 0, 1, -1, 1]]])
+    votes = missed_segment_votes(two_views, torch.cat([ids, own_segment]), 2)
+    assert votes[1].tolist() == [[0, 0, 2, 2, 1, 1, 1, 2, 2]]
+    # a tie is not "most": half of a segment does not find a candidate, nor does covering half of its pixels
+    assert found_candidates(torch.tensor([[[0, 1, 0, 1]]]), torch.tensor([[[0, 0, -1, -1]]]), 2).tolist() == \
+        [[False, False, False]]
+    # most of its pixels covered (here inside a neighbour's segment): found, though it holds no segment
+    assert found_candidates(torch.tensor([[[0, 0, 1, 1, 1, 1, 1]]]), torch.tensor([[[0, -1, 0, 0, 0, 0, -1]]]),
+                            2).tolist() == [[False, True, False]]
+    assert found_candidates(torch.tensor([[[0, 0, 0, 1, 1, 1, 1, 1]]]), torch.tensor([[[0, 0, -1, 0, 0, 0, 0, -1]]]),
+                            2).tolist() == [[True, True, False]]

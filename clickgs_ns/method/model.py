@@ -310,31 +310,43 @@ class ClickGaussianModel(SplatfactoModel):
         return coalesce_votes(gaussians * num_labels + labels, weights, self.num_points, num_labels)
 
     @torch.no_grad()
-    def candidate_label_maps(self, cameras: Cameras, covered: Optional[Tensor] = None) -> Tensor:
-        """Per-pixel candidate labels [B, H, W, 4] of ``cameras`` (one size), in the label ranges of
-        ``label_columns``: coarse (cosine >= ``min_cosine``), coarse confident (>= ``confident_cosine``), fine,
-        fine confident; the last label of each range means "none" (``pixel_label_maps``).
+    def candidate_label_maps(self, cameras: Cameras, segment_ids: Optional[Tensor] = None) -> Tensor:
+        """Per-pixel labels [B, H, W, 5] of ``cameras`` (one size), in the label ranges of ``label_columns``:
+        coarse (cosine >= ``min_cosine``), coarse confident (>= ``confident_cosine``), fine, fine confident (the
+        last label of each range means "none", ``pixel_label_maps``), and "seen" (one label, every pixel: what
+        each Gaussian weighs in the views, ``lifting.hardly_seen``). -1: no vote.
 
         Args:
-            covered: optional [B, H, W, 2] bool, per level the pixels that may vote (those a SAM mask covers).
+            segment_ids: optional [B, H, W, 2] long, per level the SAM segment ids (-1 where no mask covers the
+                pixel): uncovered pixels vote "none", or nothing where the view's masks missed their candidate
+                (``missed_segment_votes``).
         """
+        from clickgs_ns.method.lifting import missed_segment_votes  # here: see unoccluded_weights
+
         cfg = self.config.labelling
         feature_maps, alphas = self.render_features(cameras)  # [B, H, W, D], [B, H, W, 1]
+        columns = self.label_columns()
         maps = []
         for index, level in enumerate(LEVELS):
-            level_covered = None if covered is None else covered[..., index]
+            level_ids = None if segment_ids is None else segment_ids[..., index]
             for min_cosine in (cfg.min_cosine, cfg.confident_cosine):
-                maps.append(pixel_label_maps(self.level_features(feature_maps, level), alphas,
-                                             level_state(self, level, "candidates"), cfg.min_alpha, min_cosine,
-                                             level_covered))
-        offsets = torch.tensor(self.label_columns()[:-1], device=self.device)
-        return torch.stack(maps, dim=-1) + offsets
+                candidates = level_state(self, level, "candidates")
+                labels = pixel_label_maps(self.level_features(feature_maps, level), alphas, candidates,
+                                          cfg.min_alpha, min_cosine)
+                if level_ids is not None and cfg.abstain_where_missed:
+                    labels = missed_segment_votes(labels, level_ids, candidates.shape[0])
+                elif level_ids is not None:
+                    labels = torch.where(level_ids.to(labels.device) >= 0, labels, candidates.shape[0])
+                maps.append(torch.where(labels >= 0, labels + columns[len(maps)], -1))
+        maps.append(torch.full_like(maps[0], columns[len(maps)]))  # "seen"
+        return torch.stack(maps, dim=-1)
 
     def label_columns(self) -> List[int]:
-        """Start of each label range of ``candidate_label_maps`` (coarse, coarse confident, fine, fine confident),
-        then the total: each range holds the level's candidates plus "none"."""
+        """Start of each label range of ``candidate_label_maps`` (coarse, coarse confident, fine, fine confident,
+        seen), then the total: each level's ranges hold its candidates plus "none"; "seen" holds one label."""
         num_coarse, num_fine = self.coarse_candidates.shape[0] + 1, self.fine_candidates.shape[0] + 1
-        return [0, num_coarse, 2 * num_coarse, 2 * num_coarse + num_fine, 2 * num_coarse + 2 * num_fine]
+        fine_end = 2 * num_coarse + 2 * num_fine
+        return [0, num_coarse, 2 * num_coarse, 2 * num_coarse + num_fine, fine_end, fine_end + 1]
 
     def unoccluded_weights(self, cameras: Cameras) -> Tensor:
         """[N] float64: what each Gaussian would weigh in ``cameras`` (any sizes) with nothing in front of it
@@ -347,13 +359,13 @@ class ClickGaussianModel(SplatfactoModel):
             total += lifting.unoccluded_weights(**self.frozen_splat_view(cameras[batch]))
         return total
 
-    def lift_labels(self, cameras: Cameras, coverage: Optional[Callable[[Tensor], Tensor]] = None) -> Dict[str, int]:
+    def lift_labels(self, cameras: Cameras, segment_ids: Optional[Callable[[Tensor], Tensor]] = None) -> Dict[str, int]:
         """Label every Gaussian with the candidate that receives most of its rendered weight over ``cameras`` (the
         training views; clickgs_ns/method/lifting.py). Returns the number of labelled Gaussians per level.
 
         Args:
-            coverage: optional, maps camera indices [B] to [B, H, W, 2] bool, per level the pixels a SAM mask
-                covers (the others vote "none" when ``labelling.use_mask_coverage``).
+            segment_ids: optional, maps camera indices [B] to [B, H, W, 2] long, per level the SAM segment ids
+                (-1 where no mask covers the pixel; what those vote: ``labelling.use_mask_coverage``).
         """
         from clickgs_ns.method.lifting import hardly_seen, nearest_seen, neighbour_labels  # here: see unoccluded_weights
 
@@ -361,16 +373,16 @@ class ClickGaussianModel(SplatfactoModel):
         columns = self.label_columns()
         votes: Optional[SparseVotes] = None
         for batch in views_by_size(cameras, cfg.render_batch_views, cfg.render_batch_pixels):
-            covered = coverage(batch) if (coverage is not None and cfg.use_mask_coverage) else None
-            batch_votes = self.label_votes(cameras[batch], self.candidate_label_maps(cameras[batch], covered),
+            ids = segment_ids(batch) if (segment_ids is not None and cfg.use_mask_coverage) else None
+            batch_votes = self.label_votes(cameras[batch], self.candidate_label_maps(cameras[batch], ids),
                                            columns[-1])
             votes = add_votes(votes, batch_votes)
         assert votes is not None, "no training views"
-        hidden = hardly_seen(votes, columns[0], columns[1], self.unoccluded_weights(cameras), cfg.min_visibility)
+        hidden = hardly_seen(votes, columns[4], columns[5], self.unoccluded_weights(cameras), cfg.min_visibility)
         neighbours = nearest_seen(self.means, hidden, cfg.hidden_neighbours)
         coarse, coarse_confident, fine, fine_confident = (
             neighbour_labels(vote_labels(votes, first, stop, cfg.min_weight), hidden, neighbours)
-            for first, stop in zip(columns[:-1], columns[1:]))
+            for first, stop in zip(columns[:4], columns[1:5]))
         self.coarse_labels, self.fine_labels = coarse_confident, fine_confident
         self.coarse_segment_labels = fill_unlabelled(self.coarse_labels, coarse)
         self.fine_segment_labels = fill_unlabelled(self.fine_labels, fine)

@@ -194,7 +194,7 @@ class ClickGaussianPipeline(VanillaPipeline):
             return {level: int((level_state(model, level, "labels") >= 0).sum()) for level in LEVELS}
         started = time.perf_counter()
         labelled = model.lift_labels(self.datamanager.train_dataset.cameras,  # type: ignore[attr-defined]
-                                     self.mask_coverage)
+                                     self.mask_ids)
         model.labels_final = torch.tensor(True, device=model.device)
         CONSOLE.log(f"Labels lifted from {len(self.datamanager.train_dataset)} training views in "  # type: ignore
                     f"{time.perf_counter() - started:.1f} s: {labelled['coarse']} (coarse) and {labelled['fine']} "
@@ -202,10 +202,10 @@ class ClickGaussianPipeline(VanillaPipeline):
                     "shows confidently near a candidate.")
         return labelled
 
-    def mask_coverage(self, indices: Tensor) -> Tensor:
-        """[B, H, W, 2] bool: per level, the pixels of training views ``indices`` [B] that a SAM mask covers."""
+    def mask_ids(self, indices: Tensor) -> Tensor:
+        """[B, H, W, 2] long: per level, the SAM segment ids of training views ``indices`` [B] (-1: no mask)."""
         maps = [torch.stack(self.datamanager.id_maps(int(i)), dim=-1) for i in indices]  # type: ignore[attr-defined]
-        return torch.stack(maps).to(self.device) >= 0
+        return torch.stack(maps).to(self.device).long()
 
     @torch.no_grad()
     def rendered_training_views(self) -> Iterator[Tuple[Tensor, Tensor, Tensor, Tensor]]:
