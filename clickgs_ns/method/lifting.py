@@ -65,11 +65,11 @@ class LabellingConfig:
     abstain_where_missed: bool = True
     """With ``use_mask_coverage``: where a view's masks missed a candidate (they cover less than half of its pixels,
     and no segment is mostly its pixels), its uncovered pixels there vote nothing instead of "none"
-    (``missed_segment_votes``). SAM misses small
-    objects in most views (a 16 x 16 prompt grid; ``small_segment_area_px`` in the synthetic scenes), and those
-    views' "none" outvoted the views that segment such an object, which then had no click labels (a click on it
-    selected 1 Gaussian). Where the masks found the object, the uncovered pixels of its candidate are the ground
-    around it, and vote "none" as before (development scenes: docs/benchmarks.md, "Objects the masks miss")."""
+    (``missed_segment_votes``). SAM misses small objects in most views (a 16 x 16 prompt grid;
+    ``small_segment_area_px`` in the synthetic scenes), and those views' "none" outvoted the views that segment
+    such an object, which then had no click labels (a click on it selected 1 Gaussian). Where the masks found the
+    object, the uncovered pixels of its candidate are the ground around it, and vote "none" as before (development
+    scenes: docs/benchmarks.md, "Objects the masks miss")."""
     min_weight: float = 1e-4
     """Gaussians whose rendering weight summed over all training views is below this (never seen) get -1."""
     min_visibility: float = 0.01
