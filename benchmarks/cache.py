@@ -82,7 +82,8 @@ LABEL_STAGE_DEFINITIONS: Dict[str, Sequence[str]] = {
     "clickgs_ns/method/lifting.py": (
         "LabellingConfig", "segment_sharing", "merge_candidates", "pixel_label_maps", "coalesce_votes", "add_votes", "gaussian_votes",
         "vote_labels", "total_weights", "unoccluded_weights", "hardly_seen", "nearest_seen", "neighbour_labels",
-        "fill_unlabelled", "click_labels", "labels_per_pass", "found_candidates", "missed_segment_votes"),
+        "fill_unlabelled", "click_labels", "labels_per_pass", "segment_label_pixels", "found_candidates",
+        "missed_segment_votes"),
     "clickgs_ns/method/model.py": (
         "ClickGaussianModel.label_votes", "ClickGaussianModel.candidate_label_maps", "ClickGaussianModel.label_columns",
         "ClickGaussianModel.unoccluded_weights", "ClickGaussianModel.lift_labels"),

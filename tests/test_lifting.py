@@ -23,6 +23,7 @@ from clickgs_ns.method.lifting import (
     nearest_seen,
     neighbour_labels,
     pixel_label_maps,
+    segment_label_pixels,
     segment_sharing,
     total_weights,
     unoccluded_weights,
@@ -51,6 +52,15 @@ def test_merge_candidates_joins_near_duplicates_transitively_and_keeps_the_rest(
     assert group.tolist() == [0, 1, 2, 3] and torch.allclose(same, candidates, atol=1e-6), "above 1: no merging"
     empty, empty_sizes, _ = merge_candidates(torch.zeros(0, 3), torch.zeros(0), 0.9)
     assert empty.shape == (0, 3) and empty_sizes.shape == (0,)
+
+
+def test_segment_label_pixels_counts_each_label_per_segment():
+    labels = torch.tensor([[0, 0, 1, 2], [0, 1, 2, 3]])  # 3 = "none" of candidates 0..2
+    ids = torch.tensor([[0, 0, 0, 1], [0, 0, 1, -1]], dtype=torch.int8)  # -1: no segment
+    assert segment_label_pixels(labels, ids, 3).tolist() == [[3, 2, 0], [0, 0, 2]], "'none' and id -1 left out"
+    assert segment_label_pixels(labels, ids, 4).tolist() == [[3, 2, 0, 0], [0, 0, 2, 0]], "'none' counted"
+    assert segment_label_pixels(torch.tensor([[-1, 0]]), torch.tensor([[0, 0]]), 2).tolist() == [[1, 0]]
+    assert segment_label_pixels(labels, torch.full_like(ids, -1), 3).shape == (0, 3), "no segment: no rows"
 
 
 def test_segment_sharing_counts_pixels_two_candidates_show_in_the_same_segments():

@@ -110,13 +110,30 @@ class LabellingConfig:
     CPU path needs no such budget (one pass, ``render.rasterize_label_weights``)."""
 
 
+def segment_label_pixels(labels: Tensor, segment_ids: Tensor, num_labels: int) -> Tensor:
+    """[S, num_labels] long: pixels of each label in each SAM segment of one view (S = largest id + 1; 0 rows
+    without segments). Labels outside [0, num_labels) and pixels no segment covers are not counted.
+
+    Args:
+        labels: [H, W] long pixel labels.
+        segment_ids: [H, W] integer SAM segment ids, -1 where no segment covers the pixel.
+    """
+    ids = segment_ids.to(labels.device, torch.long)
+    counted = (ids >= 0) & (labels >= 0) & (labels < num_labels)
+    num_segments = int(ids.max()) + 1 if ids.numel() else 0
+    if num_segments <= 0 or num_labels <= 0:
+        return torch.zeros(max(num_segments, 0), max(num_labels, 0), dtype=torch.long, device=labels.device)
+    pixels = torch.bincount(ids[counted] * num_labels + labels[counted], minlength=num_segments * num_labels)
+    return pixels.view(num_segments, num_labels)
+
+
 def segment_sharing(label_maps: Tensor, segment_ids: Tensor, num_candidates: int,
                     segments_per_pass: int = 32) -> Tuple[Tensor, Tensor]:
     """How much two candidates' pixels lie in the same SAM segments, summed over views.
 
     Args:
         label_maps: [B, H, W] long pixel labels in [0, C], C meaning "none" (``pixel_label_maps``).
-        segment_ids: [B, H, W] long SAM segment ids of the same level, -1 where no segment covers the pixel.
+        segment_ids: [B, H, W] integer SAM segment ids of the same level, -1 where no segment covers the pixel.
         num_candidates: C.
         segments_per_pass: segments compared at once (memory only: a [segments, C, C] tensor).
 
@@ -128,14 +145,11 @@ def segment_sharing(label_maps: Tensor, segment_ids: Tensor, num_candidates: int
     count = num_candidates
     shared = torch.zeros(count, count, dtype=torch.float64, device=label_maps.device)
     present = torch.zeros_like(shared)
-    for labels, ids in zip(label_maps, segment_ids.to(label_maps.device, torch.long)):  # [H, W] each
-        inside = (ids >= 0) & (labels < count)
-        if count == 0 or not bool(inside.any()):
-            continue
-        num_segments = int(ids.max()) + 1
-        pixels = torch.bincount(ids[inside] * count + labels[inside], minlength=num_segments * count)
-        pixels = pixels.view(num_segments, count).double()  # [S, C]
+    for labels, ids in zip(label_maps, segment_ids.to(label_maps.device)):  # [H, W] each
+        pixels = segment_label_pixels(labels, ids, count).double()  # [S, C]: "none" (C) left out
         pixels = pixels[pixels.sum(dim=1) > 0]
+        if count == 0 or pixels.shape[0] == 0:
+            continue
         for chunk in pixels.split(segments_per_pass):  # [s, C]
             shared += torch.minimum(chunk[:, :, None], chunk[:, None, :]).sum(dim=0)
         totals = pixels.sum(dim=0)  # [C]
@@ -212,16 +226,13 @@ def found_candidates(label_maps: Tensor, segment_ids: Tensor, count: int) -> Ten
 
     Args:
         label_maps: [B, H, W] long in [0, count], ``count`` = "none" (``pixel_label_maps``).
-        segment_ids: [B, H, W] long SAM segment ids of the same level, -1 where no mask covers the pixel.
+        segment_ids: [B, H, W] integer SAM segment ids of the same level, -1 where no mask covers the pixel.
     """
     found = torch.zeros(label_maps.shape[0], count + 1, dtype=torch.bool, device=label_maps.device)
-    for view, (labels, ids) in enumerate(zip(label_maps, segment_ids.to(label_maps.device, torch.long))):
-        inside = ids >= 0
-        if not bool(inside.any()):
+    for view, (labels, ids) in enumerate(zip(label_maps, segment_ids.to(label_maps.device))):
+        pixels = segment_label_pixels(labels, ids, count + 1)  # [S, C + 1]
+        if pixels.shape[0] == 0:
             continue
-        num_segments = int(ids.max()) + 1
-        pixels = torch.bincount(ids[inside] * (count + 1) + labels[inside], minlength=num_segments * (count + 1))
-        pixels = pixels.view(num_segments, count + 1)  # [S, C + 1]
         holds_most = (2 * pixels > pixels.sum(dim=1, keepdim=True)).any(dim=0)  # [C + 1]
         mostly_covered = 2 * pixels.sum(dim=0) > torch.bincount(labels.reshape(-1), minlength=count + 1)
         found[view] = holds_most | mostly_covered
@@ -236,7 +247,7 @@ def missed_segment_votes(label_maps: Tensor, segment_ids: Tensor, count: int) ->
     object, the uncovered pixels of its candidate are the ground or backdrop around it, and vote "none".
 
     Args:
-        segment_ids: [B, H, W] long SAM segment ids of the same level, -1 where no mask covers the pixel.
+        segment_ids: [B, H, W] integer SAM segment ids of the same level, -1 where no mask covers the pixel.
     Returns:
         [B, H, W] long in [-1, count].
     """

@@ -317,7 +317,7 @@ class ClickGaussianModel(SplatfactoModel):
         each Gaussian weighs in the views, ``lifting.hardly_seen``). -1: no vote.
 
         Args:
-            segment_ids: optional [B, H, W, 2] long, per level the SAM segment ids (-1 where no mask covers the
+            segment_ids: optional [B, H, W, 2] integer, per level the SAM segment ids (-1 where no mask covers the
                 pixel): uncovered pixels vote "none", or nothing where the view's masks missed their candidate
                 (``missed_segment_votes``).
         """
@@ -331,12 +331,12 @@ class ClickGaussianModel(SplatfactoModel):
             level_ids = None if segment_ids is None else segment_ids[..., index]
             for min_cosine in (cfg.min_cosine, cfg.confident_cosine):
                 candidates = level_state(self, level, "candidates")
+                abstain = level_ids is not None and cfg.abstain_where_missed
+                covered = None if level_ids is None or abstain else level_ids >= 0
                 labels = pixel_label_maps(self.level_features(feature_maps, level), alphas, candidates,
-                                          cfg.min_alpha, min_cosine)
-                if level_ids is not None and cfg.abstain_where_missed:
+                                          cfg.min_alpha, min_cosine, covered)
+                if abstain:
                     labels = missed_segment_votes(labels, level_ids, candidates.shape[0])
-                elif level_ids is not None:
-                    labels = torch.where(level_ids.to(labels.device) >= 0, labels, candidates.shape[0])
                 maps.append(torch.where(labels >= 0, labels + columns[len(maps)], -1))
         maps.append(torch.full_like(maps[0], columns[len(maps)]))  # "seen"
         return torch.stack(maps, dim=-1)
@@ -364,7 +364,7 @@ class ClickGaussianModel(SplatfactoModel):
         training views; clickgs_ns/method/lifting.py). Returns the number of labelled Gaussians per level.
 
         Args:
-            segment_ids: optional, maps camera indices [B] to [B, H, W, 2] long, per level the SAM segment ids
+            segment_ids: optional, maps camera indices [B] to [B, H, W, 2] integer, per level the SAM segment ids
                 (-1 where no mask covers the pixel; what those vote: ``labelling.use_mask_coverage``).
         """
         from clickgs_ns.method.lifting import hardly_seen, nearest_seen, neighbour_labels  # here: see unoccluded_weights

@@ -203,9 +203,10 @@ class ClickGaussianPipeline(VanillaPipeline):
         return labelled
 
     def mask_ids(self, indices: Tensor) -> Tensor:
-        """[B, H, W, 2] long: per level, the SAM segment ids of training views ``indices`` [B] (-1: no mask)."""
+        """[B, H, W, 2] integer: per level, the SAM segment ids of training views ``indices`` [B] (-1: no mask), in
+        the datamanager's compact type (int8 to int32)."""
         maps = [torch.stack(self.datamanager.id_maps(int(i)), dim=-1) for i in indices]  # type: ignore[attr-defined]
-        return torch.stack(maps).to(self.device).long()
+        return torch.stack(maps).to(self.device)
 
     @torch.no_grad()
     def rendered_training_views(self) -> Iterator[Tuple[Tensor, Tensor, Tensor, Tensor]]:
