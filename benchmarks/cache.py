@@ -8,9 +8,10 @@ flags is never reused.
 
 Training has two stages (docs/method.md): the RGB stage trains the splat, the feature stage its click features,
 GFL and the labels. An RGB-stage artefact is keyed by ``rgb_stage_fingerprint``: the training sources with the
-functions that only the feature stage calls (``FEATURE_STAGE_FUNCTIONS``) left out, so that changing GFL, the
-losses or label lifting retrains the feature stage from the cached splat instead of the splat too;
-tests/test_bench_cache.py traces an RGB-stage run and checks that it calls none of them.
+definitions that only the feature stage uses (``FEATURE_STAGE_FUNCTIONS``: its functions and the losses' settings)
+left out, so that changing GFL, the losses, their settings or label lifting retrains the feature stage from the
+cached splat instead of the splat too; tests/test_bench_cache.py traces an RGB-stage run and checks that it uses
+none of them.
 
 The hashing is ``clickgs_ns.data.mask_cache``'s (``file_sha1``, ``settings_fingerprint``: sha1 of canonical JSON),
 the same the SAM mask cache keys its files with; a Python file enters by its code (``code_text``: comments and
@@ -63,7 +64,7 @@ FEATURE_STAGE_FUNCTIONS: Dict[str, Sequence[str]] = {
     "clickgs_ns/method/losses.py": (
         "graph_zero", "_safe_mean", "_unit", "_segment_counts", "sample_pixels", "positive_mean_cosine",
         "negative_mean_cosine", "contrastive_losses", "pair_counts", "contrastive_loss", "norm3d_loss", "norm2d_loss",
-        "build_knn_index", "spatial_loss", "feature_stage_losses"),
+        "build_knn_index", "spatial_loss", "feature_stage_losses", "FeatureLossConfig"),
     "clickgs_ns/method/model.py": (
         "ClickGaussianModel.has_candidates", "ClickGaussianModel.set_candidates", "ClickGaussianModel.update_labels",
         "ClickGaussianModel.feature_convergence", "ClickGaussianModel.render_features",
@@ -72,12 +73,13 @@ FEATURE_STAGE_FUNCTIONS: Dict[str, Sequence[str]] = {
         "ClickGaussianPipeline.rendered_training_views", "ClickGaussianPipeline.mask_averages",
         "ClickGaussianPipeline.update_global_candidates", "ClickGaussianPipeline.finish_labels_after_checkpoint"),
 }
-"""Per source file (relative to the project root), the functions (qualified names: ``Class.method``) that the
-feature stage calls and the RGB stage does not: GFL's clustering and loss, the feature losses, the feature render.
-Their source does not enter ``rgb_stage_fingerprint``; everything else of those files does (module-level code,
-class bodies, config defaults, every other function, any function added later). tests/test_bench_cache.py trains
-an RGB stage under a tracer and checks that none of them is called; a name that is not in its file is an error
-when a key is computed, so that a renamed function cannot drop out unnoticed."""
+"""Per source file (relative to the project root), the definitions (qualified names: ``Class.method``) that the
+feature stage uses and the RGB stage does not: GFL's clustering and loss, the feature losses and their settings
+(``FeatureLossConfig``), the feature render. Their source does not enter ``rgb_stage_fingerprint``; everything else
+of those files does (module-level code, class bodies, the other config defaults, every other function, any function
+added later). tests/test_bench_cache.py trains an RGB stage under a tracer and checks that none of the functions is
+called and that no setting of ``FeatureLossConfig`` is read; a name that is not in its file is an error when a key
+is computed, so that a renamed function cannot drop out unnoticed."""
 LABEL_STAGE_DEFINITIONS: Dict[str, Sequence[str]] = {
     "clickgs_ns/method/lifting.py": (
         "LabellingConfig", "segment_sharing", "merge_candidates", "pixel_label_maps", "coalesce_votes", "add_votes", "gaussian_votes",

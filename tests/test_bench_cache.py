@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -239,22 +240,59 @@ def traced_calls(run, stop_at: str = ""):
     return called
 
 
+def project_reads(config_class, monkeypatch) -> set:
+    """From now on (the test's end undoes it), every field of a ``config_class`` instance that this project's code
+    reads, as (file, function, field), into the returned set; reads by other code (nerfstudio printing or saving
+    the config, ``dataclasses``) are not counted."""
+    fields = {field.name for field in dataclasses.fields(config_class)}
+    package = ROOT / "clickgs_ns"
+    reads = set()
+    plain = object.__getattribute__
+
+    def recording(self, name):
+        if name in fields:
+            caller = sys._getframe(1).f_code
+            if Path(caller.co_filename).is_relative_to(package):
+                reads.add((Path(caller.co_filename).relative_to(ROOT).as_posix(), caller.co_qualname, name))
+        return plain(self, name)
+
+    monkeypatch.setattr(config_class, "__getattribute__", recording)
+    return reads
+
+
+def test_project_reads_sees_a_setting_that_the_project_reads(monkeypatch):
+    """The recorder of the RGB-stage test can fail: a feature-stage loss of this project reads its settings."""
+    import torch
+
+    from clickgs_ns.method.losses import FeatureLossConfig, contrastive_losses
+
+    reads = project_reads(FeatureLossConfig, monkeypatch)
+    ids = torch.tensor([0, 0, 1, 1])
+    contrastive_losses(torch.randn(4, 24), ids, ids, FeatureLossConfig(), 12)
+    assert ("clickgs_ns/method/losses.py", "contrastive_losses", "coarse_margin") in reads
+    assert not any(name == "num_sampled_pixels" for *_, name in reads)
+
+
 def stage_functions(*tables):
     return {(name, function) for table in tables for name, functions in table.items() for function in functions}
 
 
-def test_an_rgb_stage_run_calls_no_feature_or_label_stage_function(tiny_scene, tmp_path):
+def test_an_rgb_stage_run_calls_no_feature_or_label_stage_function(tiny_scene, tmp_path, monkeypatch):
     """``cache.FEATURE_STAGE_FUNCTIONS`` and ``LABEL_STAGE_DEFINITIONS`` stay out of the RGB-stage key because an
-    RGB-stage run (as bench_accuracy trains its splats: ``feature_stage_steps=0``) never calls them: traced here
-    from the seed points through splitting, duplicating and pruning and an opacity reset, to its last checkpoint."""
+    RGB-stage run (as bench_accuracy trains its splats: ``feature_stage_steps=0``) never calls them and reads no
+    setting of ``FeatureLossConfig`` (whose defaults are left out too): traced here from the seed points through
+    splitting, duplicating and pruning and an opacity reset, to its last checkpoint."""
     from cache import FEATURE_STAGE_FUNCTIONS, LABEL_STAGE_DEFINITIONS
+    from clickgs_ns.method.losses import FeatureLossConfig
     from conftest import make_trainer_config, train
 
     # thresholds that make gsplat's strategy split, duplicate and prune at step 30 and reset opacities at step 40
     config = make_trainer_config(tiny_scene.root, tmp_path, rgb_stage_steps=50, feature_stage_steps=0,
                                  warmup_length=5, refine_every=10, reset_alpha_every=4, densify_grad_thresh=1e-9,
                                  cull_alpha_thresh=0.2)
+    loss_settings_read = project_reads(FeatureLossConfig, monkeypatch)
     called = traced_calls(lambda: train(config))
+    assert not loss_settings_read, sorted(loss_settings_read)
     assert ("clickgs_ns/method/model.py", "ClickGaussianModel._rasterize") in called  # the tracer saw the run
     densified = {function for path, function in called if path.endswith("gsplat/strategy/ops.py")}
     assert {"split", "duplicate", "remove", "reset_opa"} <= densified, densified
