@@ -59,8 +59,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from cache import (environment, is_cached, labels_fingerprint, lift_labels_stage, mark_cached,  # noqa: E402
-                   rgb_stage_fingerprint, run_key, training_fingerprint)
+from cache import CodeKeys, code_keys, environment, is_cached, lift_labels_stage, mark_cached, run_key  # noqa: E402
 
 VENV_BIN = Path(sys.executable).parent
 
@@ -77,25 +76,6 @@ class AblationRow(NamedTuple):
     relabel: Optional[Dict[str, object]] = None
     selection: Optional[Dict[str, object]] = None
 
-
-class CodeKeys(NamedTuple):
-    """The code fingerprints that key this script's artefacts (``benchmarks/cache.py``)."""
-
-    rgb_stage: str
-    """Scenes and RGB-stage splats: ``cache.rgb_stage_fingerprint`` (the training sources without the functions
-    that only the feature stage and the end of training call)."""
-    feature_stage: str
-    """Feature runs: ``cache.training_fingerprint`` (without the functions that only the end of training calls)."""
-    labels: str
-    """The labels saved in a feature run: ``cache.labels_fingerprint`` (every training source); a run whose labels
-    other code lifted is relabelled by ``clickgs lift-labels`` (``cache.lift_labels_stage``)."""
-
-
-def code_keys() -> CodeKeys:
-    """This checkout's ``CodeKeys``. The selection and scoring code is in none: scores are recomputed on every
-    run. Nor are this script and cache.py: what they decide about an artefact is among its flags (the scene's
-    ``SynthConfig``, the ns-train flags, the keys of the artefacts it is made from, the environment)."""
-    return CodeKeys(rgb_stage_fingerprint(), training_fingerprint(), labels_fingerprint())
 
 NS_TRAIN_FLAGS = ["--machine.device-type", "cpu", "--vis", "tensorboard", "--pipeline.model.num-downscales", "0",
                   "--steps-per-eval-image", "1000000", "--steps-per-eval-all-images", "1000000",

@@ -7,7 +7,10 @@ For each capture in ``../shared/data/real`` (its README: DTU scan 37, SPIn-NeRF 
    camera model left at its default (OPENCV). Copies are named frame_00001... in the sorted order of the photos.
 2. ``clickgs masks --sam-model vit_t`` with real MobileSAM weights (tests/sam_weights.py builds them, or
    ``--checkpoint``).
-3. ``ns-train click-gaussian`` on the CPU (the schedule below, ``nerfstudio-data --downscale-factor``).
+3. ``ns-train click-gaussian`` on the CPU (the schedule below, ``nerfstudio-data --downscale-factor``), in two
+   runs as bench_accuracy trains: the RGB stage, then the feature stage from its last checkpoint
+   (``--pipeline.model.init-checkpoint``; the splat is frozen there either way), so that a change that only the
+   feature stage runs retrains only that.
 4. Prompts by a fixed rule from the ground-truth masks: ``--clicks`` prompts, each starting in a training view
    (spread over the training views whose mask covers at least 1% of the photo), its first click at the mask's pixel
    farthest from its edge. Then the user looks at the selection in that view and in ``--look-views`` more training
@@ -23,7 +26,7 @@ For each capture in ``../shared/data/real`` (its README: DTU scan 37, SPIn-NeRF 
 It prints per scene the time of each stage, per prompt IoU, boundary IoU and the selected-to-true area ratio, the
 oracle's, and last ``real: SCENE mIoU 0.NNN (oracle 0.NNN), ...``. Every stage is cached under ``--work`` by a
 fingerprint of what can change it (the photos and flags; for the masks also the code of clickgs_ns/data and
-clickgs_ns/io, for training the code an ns-train run executes, ``cache.training_fingerprint``); the labels
+clickgs_ns/io, for each training stage the code it executes, ``cache.code_keys``); the labels
 saved at the end of training are keyed by all of that code (``cache.labels_fingerprint``), and a cached run whose
 labels other code lifted is relabelled by ``clickgs lift-labels``; prompts, scores and the oracle are recomputed
 on every run. A rerun after a change is a real rerun.
@@ -41,7 +44,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Sequence, Tuple
+from typing import Any, Dict, List, NamedTuple, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -50,8 +53,8 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from cache import (code_fingerprint, is_cached, labels_fingerprint, lift_labels_stage, mark_cached,  # noqa: E402
-                   run_key, training_fingerprint)
+from cache import (CodeKeys, code_fingerprint, code_keys, is_cached, lift_labels_stage, mark_cached,  # noqa: E402
+                   run_key)
 from sam_weights import HOW_TO_SUPPLY, mobile_sam_checkpoint  # noqa: E402
 
 BIN = Path(sys.executable).parent
@@ -268,8 +271,66 @@ def oracle_scores(config_path: Path, scene: Path, names: Dict[str, str], prompts
     return scores
 
 
-def bench_scene(name: str, args: argparse.Namespace, checkpoint: Path, code_fp: str, labels_fp: str
-                ) -> Tuple[float, float]:
+def train_stage(work: Path, stage: str, masked: Path, code_fp: str, inputs: Dict[str, Any], flags: Sequence[Any],
+                unkeyed: Sequence[Any] = ()) -> Tuple[Path, str, float, bool]:
+    """``ns-train click-gaussian`` on the masked capture as the folder ``work/STAGE_KEY`` unless that folder holds its
+    finished run; KEY hashes ``code_fp``, ``inputs`` (the keys of what it starts from) and ``flags``. ``unkeyed``
+    flags come before ``flags`` and do not enter the key (a path that ``inputs`` names by its key). Returns (the
+    folder, KEY, seconds, reused)."""
+    run_flags = {**inputs, "train": [str(flag) for flag in flags]}
+    key = run_key(code_fp, run_flags)
+    folder, seconds, cached = cached_stage(
+        work / f"{stage}_{key}", key, code_fp, run_flags,
+        lambda folder: run("ns-train", [BIN / "ns-train", "click-gaussian", "--data", masked / "DATA",
+                                        "--output-dir", folder, "--timestamp", "run", *unkeyed, *flags],
+                           folder / "train.log"))
+    return folder, key, seconds, cached
+
+
+class TrainedStages(NamedTuple):
+    """The two ``ns-train`` runs of a capture (``train_stages``)."""
+
+    run: Path
+    """The feature stage's folder (its run: ``DATA/click-gaussian/run``)."""
+    key: str
+    flags: List[Any]
+    """Its ns-train flags (the labelling settings among them reach ``clickgs lift-labels``)."""
+    seconds: float
+    cached: bool
+    rgb_seconds: float
+    rgb_cached: bool
+
+
+def train_stages(work: Path, masked: Path, inputs: Dict[str, Any], args: argparse.Namespace, codes: CodeKeys
+                 ) -> TrainedStages:
+    """The RGB stage (keyed by ``codes.rgb_stage``), then the feature stage from its last checkpoint (keyed by
+    ``codes.feature_stage`` and the RGB run's key), each cached as ``train_stage`` caches it."""
+    common = ["--machine.device-type", "cpu", "--vis", "tensorboard", "--pipeline.model.num-downscales", 0,
+              "--steps-per-eval-image", 10**6, "--steps-per-eval-all-images", 10**6, "--steps-per-save", 10**6]
+    dataparser = ["nerfstudio-data", "--downscale-factor", args.downscale]
+    rgb_flags = [*common, "--pipeline.model.rgb-stage-steps", args.rgb_steps,
+                 "--pipeline.model.feature-stage-steps", 0, *dataparser]
+    splat, rgb_key, rgb_seconds, rgb_cached = train_stage(work, "rgb", masked, codes.rgb_stage, inputs, rgb_flags)
+    splat_checkpoint = last_checkpoint(splat / "DATA" / "click-gaussian" / "run")
+    flags = [*common, "--pipeline.model.feature-stage-steps", args.feature_steps,
+             "--pipeline.model.losses.num-sampled-pixels", 2048,
+             "--pipeline.model.gfl.start-step", args.feature_steps // 2,
+             "--pipeline.model.gfl.update-every", max(1, args.feature_steps // 6)]
+    trained, key, seconds, cached = train_stage(
+        work, "train", masked, codes.feature_stage,
+        {**inputs, "rgb": rgb_key, "init_checkpoint": splat_checkpoint.name}, flags + dataparser, ["--pipeline.model.init-checkpoint", splat_checkpoint])
+    return TrainedStages(trained, key, flags + dataparser, seconds, cached, rgb_seconds, rgb_cached)
+
+
+def last_checkpoint(run_dir: Path) -> Path:
+    """The newest checkpoint of the nerfstudio run ``run_dir``."""
+    checkpoints = sorted((run_dir / "nerfstudio_models").glob("step-*.ckpt"))
+    if not checkpoints:
+        raise SystemExit(f"bench_real: {run_dir} holds no checkpoint: remove it and rerun")
+    return checkpoints[-1]
+
+
+def bench_scene(name: str, args: argparse.Namespace, checkpoint: Path, codes: CodeKeys) -> Tuple[float, float]:
     """All stages of one capture; prints its table; returns (mIoU, oracle mIoU)."""
     scene = REAL / name
     photos = scene / "images"
@@ -300,24 +361,12 @@ def bench_scene(name: str, args: argparse.Namespace, checkpoint: Path, code_fp: 
         print(f"## {name}: {len(names)} photos; ns-process-data {process_s:.0f} s, clickgs masks {masks_s:.0f} s; "
               f"masks in {masked / 'DATA' / 'clickgs_masks'}", flush=True)
         return float("nan"), float("nan")
-    train_flags = ["--machine.device-type", "cpu", "--vis", "tensorboard",
-                   "--pipeline.model.rgb-stage-steps", args.rgb_steps,
-                   "--pipeline.model.feature-stage-steps", args.feature_steps, "--pipeline.model.num-downscales", 0,
-                   "--pipeline.model.losses.num-sampled-pixels", 2048,
-                   "--pipeline.model.gfl.start-step", args.feature_steps // 2,
-                   "--pipeline.model.gfl.update-every", max(1, args.feature_steps // 6),
-                   "--steps-per-eval-image", 10**6, "--steps-per-eval-all-images", 10**6, "--steps-per-save", 10**6,
-                   "nerfstudio-data", "--downscale-factor", args.downscale]
-    run_flags = {**mask_flags, "masks": masks_key, "train": [str(f) for f in train_flags]}
-    train_key = run_key(code_fp, run_flags)
-    trained, train_s, train_cached = cached_stage(
-        work / f"train_{train_key}", train_key, code_fp, run_flags,
-        lambda folder: run("ns-train", [BIN / "ns-train", "click-gaussian", "--data", masked / "DATA",
-                                        "--output-dir", folder, "--timestamp", "run", *train_flags],
-                           folder / "train.log"))
+    stages = train_stages(work, masked, {**mask_flags, "masks": masks_key}, args, codes)
+    trained, train_key, train_flags = stages.run, stages.key, stages.flags
     config = trained / "DATA" / "click-gaussian" / "run" / "config.yml"
-    labels_s, labels_cached = lift_labels_stage(trained, config, train_key, labels_fp, [str(f) for f in train_flags],
-                                                not train_cached, trained / "lift_labels.log")
+    labels_s, labels_cached = lift_labels_stage(trained, config, train_key, codes.labels,
+                                                [str(f) for f in train_flags], not stages.cached,
+                                                trained / "lift_labels.log")
 
     prompts_path = trained / "prompts.json"
     write_prompts(scene, names, dataset_split(config), config, args, prompts_path)
@@ -332,7 +381,8 @@ def bench_scene(name: str, args: argparse.Namespace, checkpoint: Path, code_fp: 
         return f"{seconds:.0f} s" + (" (cached)" if cached else "")
 
     print(f"## {name}: {len(names)} photos; ns-process-data {when(process_s, process_cached)}, clickgs masks "
-          f"{when(masks_s, masks_cached)}, ns-train {when(train_s, train_cached)}, "
+          f"{when(masks_s, masks_cached)}, ns-train RGB stage {when(stages.rgb_seconds, stages.rgb_cached)} + "
+          f"feature stage {when(stages.seconds, stages.cached)}, "
           f"{'labels cached' if labels_cached else f'clickgs lift-labels {labels_s:.0f} s' if labels_s else ''}"
           f"{', ' if labels_cached or labels_s else ''}eval {eval_s:.0f} s, oracle {oracle_s:.0f} s")
     print("| prompt | level | clicks (view: x y mode) | selected Gaussians | IoU | boundary IoU | area ratio | "
@@ -375,9 +425,10 @@ def main() -> None:
     if checkpoint is None:
         raise SystemExit(HOW_TO_SUPPLY)
     args.work = args.work.resolve()
-    code_fp, labels_fp = training_fingerprint(ROOT), labels_fingerprint(ROOT)  # what trains; what lifts the labels
-    print(f"# bench_real: code {code_fp[:12]} (training), {labels_fp[:12]} (labels), work {args.work}")
-    results = {name: bench_scene(name, args, checkpoint, code_fp, labels_fp) for name in args.scenes}
+    codes = code_keys()
+    print(f"# bench_real: code {codes.rgb_stage[:12]} (RGB stage), {codes.feature_stage[:12]} (feature stage), "
+          f"{codes.labels[:12]} (labels), work {args.work}")
+    results = {name: bench_scene(name, args, checkpoint, codes) for name in args.scenes}
     print("real: " + ", ".join(f"{name} mIoU {miou:.3f} (oracle {oracle:.3f})"
                                for name, (miou, oracle) in results.items()))
 

@@ -37,7 +37,7 @@ import sys
 import time
 from importlib import metadata
 from pathlib import Path, PurePath
-from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterable, List, Mapping, NamedTuple, Optional, Sequence, Tuple
 
 from clickgs_ns.data.mask_cache import file_sha1, settings_fingerprint
 from clickgs_ns.io.atomic import atomic_write_text
@@ -217,6 +217,26 @@ def training_fingerprint(root: Optional[Path] = None) -> str:
 def labels_fingerprint(root: Optional[Path] = None) -> str:
     """``code_fingerprint`` of all of ``TRAINING_SOURCES``: the key of the labels lifted at the end of training."""
     return code_fingerprint(TRAINING_SOURCES, root)
+
+
+class CodeKeys(NamedTuple):
+    """The code fingerprints that key the artefacts of bench_accuracy.py and bench_real.py."""
+
+    rgb_stage: str
+    """Scenes and RGB-stage splats: ``cache.rgb_stage_fingerprint`` (the training sources without the functions
+    that only the feature stage and the end of training call)."""
+    feature_stage: str
+    """Feature runs: ``cache.training_fingerprint`` (without the functions that only the end of training calls)."""
+    labels: str
+    """The labels saved in a feature run: ``cache.labels_fingerprint`` (every training source); a run whose labels
+    other code lifted is relabelled by ``clickgs lift-labels`` (``cache.lift_labels_stage``)."""
+
+
+def code_keys() -> CodeKeys:
+    """This checkout's ``CodeKeys``. The selection and scoring code is in none: scores are recomputed on every
+    run. Nor are the benchmark scripts and this file: what they decide about an artefact is among its flags (a
+    scene's ``SynthConfig``, the ns-train flags, the keys of the artefacts it is made from, the environment)."""
+    return CodeKeys(rgb_stage_fingerprint(), training_fingerprint(), labels_fingerprint())
 
 
 def environment() -> Dict[str, str]:

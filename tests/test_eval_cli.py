@@ -542,3 +542,39 @@ def test_views_lists_the_photos_and_clicks_take_their_names(trained, loaded, tin
     printed = " ".join(capsys.readouterr().out.split())  # as one line (the console wraps it)
     assert "frame_00099.png is not a view of the run (12 views: images/frame_00000.png" in printed
     assert f"`clickgs views --load-config {trained}` lists every view" in printed
+
+
+def test_bench_real_trains_the_rgb_stage_then_the_feature_stage_from_its_checkpoint(tmp_path, monkeypatch):
+    """benchmarks/bench_real.py trains a capture in two cached runs: the RGB stage keyed by its own code, then the
+    feature stage from the RGB run's last checkpoint, keyed by the feature code and the RGB run's key; a new feature
+    code retrains the feature stage only."""
+    import argparse
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import bench_real
+    from cache import CodeKeys
+
+    commands = []
+
+    def fake_run(label, command, log):  # an ns-train run that writes its checkpoint
+        commands.append([str(part) for part in command])
+        run_dir = Path(command[command.index("--output-dir") + 1]) / "DATA" / "click-gaussian" / "run"
+        (run_dir / "nerfstudio_models").mkdir(parents=True)
+        (run_dir / "nerfstudio_models" / "step-000000009.ckpt").write_text("")
+        return 1.0
+
+    monkeypatch.setattr(bench_real, "run", fake_run)
+    args = argparse.Namespace(downscale=2, rgb_steps=10, feature_steps=6)
+    inputs = {"scene": "s", "masks": "m"}
+    first = bench_real.train_stages(tmp_path, tmp_path / "masked", inputs, args, CodeKeys("r" * 40, "f" * 40, "l"))
+    rgb_command, feature_command = commands
+    assert rgb_command[rgb_command.index("--pipeline.model.feature-stage-steps") + 1] == "0"
+    checkpoint = Path(feature_command[feature_command.index("--pipeline.model.init-checkpoint") + 1])
+    assert checkpoint.name == "step-000000009.ckpt" and checkpoint.parts[-6].startswith("rgb_")
+    assert feature_command[-3:] == ["nerfstudio-data", "--downscale-factor", "2"]  # the dataparser last
+    assert first.run.name == f"train_{first.key}" and not first.cached and not first.rgb_cached
+
+    again = bench_real.train_stages(tmp_path, tmp_path / "masked", inputs, args, CodeKeys("r" * 40, "f" * 40, "l"))
+    assert again.cached and again.rgb_cached and again.key == first.key and len(commands) == 2
+    changed = bench_real.train_stages(tmp_path, tmp_path / "masked", inputs, args, CodeKeys("r" * 40, "g" * 40, "l"))
+    assert changed.rgb_cached and not changed.cached and changed.key != first.key and len(commands) == 3
