@@ -318,7 +318,8 @@ def train_stages(work: Path, masked: Path, inputs: Dict[str, Any], args: argpars
              "--pipeline.model.gfl.update-every", max(1, args.feature_steps // 6)]
     trained, key, seconds, cached = train_stage(
         work, "train", masked, codes.feature_stage,
-        {**inputs, "rgb": rgb_key, "init_checkpoint": splat_checkpoint.name}, flags + dataparser, ["--pipeline.model.init-checkpoint", splat_checkpoint])
+        {**inputs, "rgb": rgb_key, "init_checkpoint": splat_checkpoint.name}, flags + dataparser,
+        ["--pipeline.model.init-checkpoint", splat_checkpoint])
     return TrainedStages(trained, key, flags + dataparser, seconds, cached, rgb_seconds, rgb_cached)
 
 
