@@ -59,7 +59,8 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from cache import CodeKeys, code_keys, environment, is_cached, lift_labels_stage, mark_cached, run_key  # noqa: E402
+from cache import (NS_TRAIN_FLAGS, CodeKeys, code_keys, environment, is_cached, lift_labels_stage,  # noqa: E402
+                   mark_cached, run_key)
 
 VENV_BIN = Path(sys.executable).parent
 
@@ -75,12 +76,6 @@ class AblationRow(NamedTuple):
     flags: List[str]
     relabel: Optional[Dict[str, object]] = None
     selection: Optional[Dict[str, object]] = None
-
-
-NS_TRAIN_FLAGS = ["--machine.device-type", "cpu", "--vis", "tensorboard", "--pipeline.model.num-downscales", "0",
-                  "--steps-per-eval-image", "1000000", "--steps-per-eval-all-images", "1000000",
-                  "--steps-per-save", "1000000"]
-"""Flags of every ``ns-train`` run here, before its own."""
 
 
 def cache_note(reused: bool, what: str, path: Path, key: str) -> None:

@@ -53,8 +53,8 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from cache import (CodeKeys, code_fingerprint, code_keys, is_cached, lift_labels_stage, mark_cached,  # noqa: E402
-                   run_key)
+from cache import (NS_TRAIN_FLAGS, CodeKeys, code_fingerprint, code_keys, is_cached, lift_labels_stage,  # noqa: E402
+                   mark_cached, run_key)
 from sam_weights import HOW_TO_SUPPLY, mobile_sam_checkpoint  # noqa: E402
 
 BIN = Path(sys.executable).parent
@@ -305,14 +305,12 @@ def train_stages(work: Path, masked: Path, inputs: Dict[str, Any], args: argpars
                  ) -> TrainedStages:
     """The RGB stage (keyed by ``codes.rgb_stage``), then the feature stage from its last checkpoint (keyed by
     ``codes.feature_stage`` and the RGB run's key), each cached as ``train_stage`` caches it."""
-    common = ["--machine.device-type", "cpu", "--vis", "tensorboard", "--pipeline.model.num-downscales", 0,
-              "--steps-per-eval-image", 10**6, "--steps-per-eval-all-images", 10**6, "--steps-per-save", 10**6]
     dataparser = ["nerfstudio-data", "--downscale-factor", args.downscale]
-    rgb_flags = [*common, "--pipeline.model.rgb-stage-steps", args.rgb_steps,
+    rgb_flags = [*NS_TRAIN_FLAGS, "--pipeline.model.rgb-stage-steps", args.rgb_steps,
                  "--pipeline.model.feature-stage-steps", 0, *dataparser]
     splat, rgb_key, rgb_seconds, rgb_cached = train_stage(work, "rgb", masked, codes.rgb_stage, inputs, rgb_flags)
     splat_checkpoint = last_checkpoint(splat / "DATA" / "click-gaussian" / "run")
-    flags = [*common, "--pipeline.model.feature-stage-steps", args.feature_steps,
+    flags = [*NS_TRAIN_FLAGS, "--pipeline.model.feature-stage-steps", args.feature_steps,
              "--pipeline.model.losses.num-sampled-pixels", 2048,
              "--pipeline.model.gfl.start-step", args.feature_steps // 2,
              "--pipeline.model.gfl.update-every", max(1, args.feature_steps // 6)]

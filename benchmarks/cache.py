@@ -219,6 +219,13 @@ def labels_fingerprint(root: Optional[Path] = None) -> str:
     return code_fingerprint(TRAINING_SOURCES, root)
 
 
+NS_TRAIN_FLAGS = ["--machine.device-type", "cpu", "--vis", "tensorboard", "--pipeline.model.num-downscales", "0",
+                  "--steps-per-eval-image", "1000000", "--steps-per-eval-all-images", "1000000",
+                  "--steps-per-save", "1000000"]
+"""Flags of every ``ns-train`` run of bench_accuracy.py and bench_real.py, before its own: the CPU, no viewer,
+full-resolution training, no evaluation or intermediate checkpoints (they are among each run's keyed flags)."""
+
+
 class CodeKeys(NamedTuple):
     """The code fingerprints that key the artefacts of bench_accuracy.py and bench_real.py."""
 
