@@ -8,7 +8,8 @@ Terms (docs/method.md, section 3):
 
 - contrastive: S^l(p, q) = cos(F^l_p, F^l_q) over pairs of sampled pixels labelled at level l;
   L_pos^l = -mean_{same id} S^l, L_neg^l = mean_{different id} [S^l > tau^l] S^l,
-  L_cont = sum_l L_pos^l + negative_weight * sum_l L_neg^l. In the fine negative term the coarse half is detached.
+  L_cont = sum_l L_pos^l + negative_weight * sum_l L_neg^l, except that the fine pairs in different coarse
+  segments weigh cross_object_negative_weight (1). In the fine negative term the coarse half is detached.
 - L_3Dnorm = mean_i (||f_i^c|| - 1)^2 + (||fbar_i|| - 1)^2.
 - L_2Dnorm = mean_p sum_l (||F^l_p|| - r^l)^2.
 - L_spatial = -mean over sampled Gaussians i and their K nearest neighbours k of cos(f_i, f_k).
@@ -54,9 +55,15 @@ class FeatureLossConfig:
     """tau^f: different-id pixel pairs are pushed apart at the fine level only while their cosine exceeds this."""
     negative_weight: float = 0.1
     """Weight of the negative term in L_cont = L_pos + negative_weight * L_neg."""
-    cross_object_negative_weight: Optional[float] = None
-    """Weight of the fine negative pairs whose pixels also lie in different coarse segments (None:
-    ``negative_weight``, as every fine pair). Pushes only the fine-only channels (the coarse half is detached)."""
+    cross_object_negative_weight: Optional[float] = 1.0
+    """Weight of the fine negative pairs whose pixels also lie in different coarse segments of the view: such a
+    pair weighs what a positive pair does (``negative_normalisation``), the pairs inside one coarse segment keep
+    ``negative_weight``; None: ``negative_weight`` for every fine pair (the paper). It pushes only the fine-only
+    channels (the coarse half is detached). Where the coarse masks draw a boundary, the fine level separates at
+    full weight: the ground around an object's base and the base, or two parts that some views' coarse masks
+    split an object along, which the views whose masks merge them had pulled together ten times harder. Inside a
+    coarse segment the masks' random cuts of a part stay at 0.1 (at 1 they cut parts into pieces). Chosen on the
+    development split (docs/benchmarks.md, "Fine negatives across coarse boundaries")."""
     negative_normalisation: Literal["positive_pairs", "negative_pairs"] = "positive_pairs"
     """"negative_pairs" (the paper): L_neg is a mean over the different-id pairs. "positive_pairs" (this project's
     default): its sum is divided by the number of same-id pairs instead, so that one pair weighs the same in both
