@@ -488,6 +488,7 @@ def main() -> None:
               "--pipeline.model.losses.num-sampled-pixels", str(args.pixels)]
     no_merge = ["--pipeline.model.labelling.merge-cosine", "2.0"]
     paper_loss = ["--pipeline.model.losses.negative-normalisation", "negative_pairs"]
+    paper_fine_negatives = ["--pipeline.model.losses.cross-object-negative-weight", "0.1"]
     nearest = {"method": "nearest_feature"}
     all_pixels = {"confident_cosine": 0.75}
     paper_clicks = {"pixel_decides": False, "weak_segment_share": 0.0}  # the best feature match, confident labels
@@ -505,11 +506,13 @@ def main() -> None:
         runs += [
             AblationRow("- candidate merging off", scenes[noisy], f"{tag}_gfl_nomerge", no_merge),
             AblationRow("- balanced negatives off (paper's mean)", scenes[noisy], f"{tag}_gfl_paperloss", paper_loss),
+            AblationRow("- fine negatives across objects at 0.1", scenes[noisy], f"{tag}_gfl_crossneg01",
+                        paper_fine_negatives),
             AblationRow("- confident pixels off (all pixels vote)", scenes[noisy], f"{tag}_gfl", [], all_pixels),
             AblationRow("- view vote off (nearest-feature labels)", scenes[noisy], f"{tag}_gfl", [], nearest),
             AblationRow("- the pixel's say off (paper's clicks)", scenes[noisy], f"{tag}_gfl", [], None, paper_clicks),
-            AblationRow("- all departures off (the paper)", scenes[noisy], f"{tag}_gfl_paper", no_merge + paper_loss,
-                        nearest, paper_clicks),
+            AblationRow("- all departures off (the paper)", scenes[noisy], f"{tag}_gfl_paper",
+                        no_merge + paper_loss + paper_fine_negatives, nearest, paper_clicks),
         ]
 
     # every training run first (relabelled rows share theirs), so that the cache lines come before the table

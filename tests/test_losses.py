@@ -67,7 +67,7 @@ def test_config_defaults_match_method():
     config = FeatureLossConfig()
     assert config.num_sampled_pixels == 10000
     assert config.coarse_margin == 0.5 and config.fine_margin == 0.75
-    assert config.negative_weight == 0.1
+    assert config.negative_weight == 0.1 and config.cross_object_negative_weight == 1.0
     assert config.norm3d_weight == 0.2 and config.norm2d_weight == 0.2 and config.spatial_weight == 0.5
     assert config.coarse_norm_target == 1.0 and config.fine_norm_target == pytest.approx(math.sqrt(2))
     assert config.spatial_num_gaussians == 100000 and config.spatial_num_neighbours == 5
@@ -322,8 +322,8 @@ def test_sampling_nothing_labelled():
 def test_feature_stage_losses_weights_match_config():
     gen = torch.Generator().manual_seed(0)
     config = FeatureLossConfig(
-        num_sampled_pixels=50, negative_weight=0.3, norm3d_weight=0.7, norm2d_weight=0.11,
-        spatial_weight=1.3, coarse_margin=-1.0, fine_margin=-1.0,
+        num_sampled_pixels=50, negative_weight=0.3, cross_object_negative_weight=0.8, norm3d_weight=0.7,
+        norm2d_weight=0.11, spatial_weight=1.3, coarse_margin=-1.0, fine_margin=-1.0,
     )
     rendered = torch.randn(6, 7, 6, generator=gen, requires_grad=True)
     gaussians = torch.randn(20, 6, generator=gen, requires_grad=True)
@@ -332,10 +332,12 @@ def test_feature_stage_losses_weights_match_config():
     fine = torch.randint(-1, 5, (6, 7), generator=gen).to(torch.int32)
     weighted, terms = feature_stage_losses(rendered, coarse, fine, gaussians, knn, config, 3, gen)
     assert set(weighted) == {"contrastive_loss", "norm3d_loss", "norm2d_loss", "spatial_loss"}
-    assert set(terms) == {"pos_coarse", "pos_fine", "neg_coarse", "neg_fine", "norm3d", "norm2d", "spatial"}
+    assert set(terms) == {"pos_coarse", "pos_fine", "neg_coarse", "neg_fine", "neg_fine_cross", "norm3d", "norm2d",
+                          "spatial"}
     assert all(v.item() != 0.0 for v in terms.values())
     expected_total = (
         terms["pos_coarse"] + terms["pos_fine"] + 0.3 * (terms["neg_coarse"] + terms["neg_fine"])
+        + 0.5 * terms["neg_fine_cross"]
         + 0.7 * terms["norm3d"] + 0.11 * terms["norm2d"] + 1.3 * terms["spatial"]
     )
     assert sum(weighted.values()).item() == pytest.approx(expected_total.item(), rel=1e-6)
@@ -410,3 +412,20 @@ def test_positive_pairs_normalisation_weighs_each_pair_the_same_in_both_terms():
     with pytest.raises(ValueError, match="negative_normalisation"):
         contrastive_losses(features, ids, ids, dataclasses.replace(SMALL, negative_normalisation="sum"),
                            SMALL_COARSE_DIM)
+
+
+def test_cross_object_fine_negatives_are_the_part_across_coarse_segments():
+    from clickgs_ns.method.losses import cross_group_negative_cosine, negative_mean_cosine
+
+    features = _t([[1, 0, 1, 0], [1, 0.1, 1, 0], [1, 0.2, 0, 1], [0.9, 0.2, 0, 1], [1, 0.3, 1, 1]])
+    fine = _ids([0, 0, 1, 1, 2])
+    total = negative_mean_cosine(features, fine, 0.5, 2)
+    assert cross_group_negative_cosine(features, fine, _ids([0, 0, 0, 0, 0]), 0.5, 2).item() == 0.0
+    assert cross_group_negative_cosine(features, fine, _ids([0, 0, 1, 1, 2]), 0.5, 2).item() == pytest.approx(
+        total.item())
+    part = cross_group_negative_cosine(features, fine, _ids([0, 0, 0, 0, 1]), 0.5, 2)  # only pairs with pixel 4
+    assert 0 < part.item() < total.item()
+    terms = {"pos_coarse": torch.tensor(-1.0), "pos_fine": torch.tensor(-1.0), "neg_coarse": torch.tensor(0.5),
+             "neg_fine": torch.tensor(0.4), "neg_fine_cross": torch.tensor(0.3)}
+    assert contrastive_loss(terms, 0.1, 1.0).item() == pytest.approx(-2.0 + 0.05 + 0.04 + 0.9 * 0.3)
+    assert contrastive_loss(terms, 0.1).item() == pytest.approx(-2.0 + 0.09)

@@ -8,7 +8,8 @@ Terms (docs/method.md, section 3):
 
 - contrastive: S^l(p, q) = cos(F^l_p, F^l_q) over pairs of sampled pixels labelled at level l;
   L_pos^l = -mean_{same id} S^l, L_neg^l = mean_{different id} [S^l > tau^l] S^l,
-  L_cont = sum_l L_pos^l + negative_weight * sum_l L_neg^l. In the fine negative term the coarse half is detached.
+  L_cont = sum_l L_pos^l + negative_weight * sum_l L_neg^l, except that the fine pairs in different coarse
+  segments weigh cross_object_negative_weight (1). In the fine negative term the coarse half is detached.
 - L_3Dnorm = mean_i (||f_i^c|| - 1)^2 + (||fbar_i|| - 1)^2.
 - L_2Dnorm = mean_p sum_l (||F^l_p|| - r^l)^2.
 - L_spatial = -mean over sampled Gaussians i and their K nearest neighbours k of cos(f_i, f_k).
@@ -54,6 +55,15 @@ class FeatureLossConfig:
     """tau^f: different-id pixel pairs are pushed apart at the fine level only while their cosine exceeds this."""
     negative_weight: float = 0.1
     """Weight of the negative term in L_cont = L_pos + negative_weight * L_neg."""
+    cross_object_negative_weight: Optional[float] = 1.0
+    """Weight of the fine negative pairs whose pixels also lie in different coarse segments of the view: such a
+    pair weighs what a positive pair does (``negative_normalisation``), the pairs inside one coarse segment keep
+    ``negative_weight``; None: ``negative_weight`` for every fine pair (the paper). It pushes only the fine-only
+    channels (the coarse half is detached). Where the coarse masks draw a boundary, the fine level separates at
+    full weight: the ground around an object's base and the base, or two parts that some views' coarse masks
+    split an object along, which the views whose masks merge them had pulled together ten times harder. Inside a
+    coarse segment the masks' random cuts of a part stay at 0.1 (at 1 they cut parts into pieces). Chosen on the
+    development split (docs/benchmarks.md, "Fine negatives across coarse boundaries")."""
     negative_normalisation: Literal["positive_pairs", "negative_pairs"] = "positive_pairs"
     """"negative_pairs" (the paper): L_neg is a mean over the different-id pairs. "positive_pairs" (this project's
     default): its sum is divided by the number of same-id pairs instead, so that one pair weighs the same in both
@@ -202,6 +212,27 @@ def positive_mean_cosine(features: Tensor, ids: Tensor) -> Tensor:
     return _safe_mean(total, num_pairs)
 
 
+def cross_group_negative_cosine(features: Tensor, ids: Tensor, groups: Tensor, margin: float, chunk_rows: int
+                                ) -> Tensor:
+    """The part of ``negative_mean_cosine(features, ids, margin, chunk_rows)`` from the pairs whose ``groups`` [P]
+    (say, the coarse ids) also differ, both >= 0 (the same denominator)."""
+    valid = ids >= 0
+    unit, labels, groups = _unit(features[valid]), ids[valid].long(), groups[valid].long()
+    num_valid = unit.shape[0]
+    if num_valid == 0:
+        return graph_zero(features)
+    _, counts = _segment_counts(labels)
+    num_pairs = num_valid * num_valid - counts.pow(2).sum()
+    total = graph_zero(unit)
+    for start in range(0, num_valid, max(1, int(chunk_rows))):
+        stop = min(start + max(1, int(chunk_rows)), num_valid)
+        similarity = unit[start:stop] @ unit.T  # [R, V]
+        apart = (groups[start:stop, None] != groups[None, :]) & (groups[start:stop, None] >= 0) & (groups[None, :] >= 0)
+        keep = (similarity.detach() > margin) & (labels[start:stop, None] != labels[None, :]) & apart
+        total = total + torch.where(keep, similarity, 0.0).sum()
+    return _safe_mean(total, num_pairs)
+
+
 def negative_mean_cosine(features: Tensor, ids: Tensor, margin: float, chunk_rows: int) -> Tensor:
     """Mean over ordered pairs with different ids (both >= 0) of [cos > margin] * cos.
 
@@ -268,10 +299,15 @@ def contrastive_losses(
             fine_features_coarse_detached, fine_ids, config.fine_margin, config.pair_chunk_rows
         ),
     }
+    if config.cross_object_negative_weight is not None:
+        terms["neg_fine_cross"] = cross_group_negative_cosine(
+            fine_features_coarse_detached, fine_ids, coarse_ids, config.fine_margin, config.pair_chunk_rows)
     if config.negative_normalisation == "positive_pairs":
         for level, ids in (("coarse", coarse_ids), ("fine", fine_ids)):
             same, different = pair_counts(ids)
-            terms[f"neg_{level}"] = terms[f"neg_{level}"] * (different / max(same, 1))
+            for name in (f"neg_{level}", f"neg_{level}_cross"):
+                if name in terms:
+                    terms[name] = terms[name] * (different / max(same, 1))
     elif config.negative_normalisation != "negative_pairs":
         raise ValueError(f"negative_normalisation must be 'negative_pairs' or 'positive_pairs', got "
                          f"{config.negative_normalisation!r}")
@@ -286,9 +322,15 @@ def pair_counts(ids: Tensor) -> Tuple[int, int]:
     return same, int(valid.numel()) ** 2 - int(counts.pow(2).sum())
 
 
-def contrastive_loss(terms: Dict[str, Tensor], negative_weight: float) -> Tensor:
-    """L_cont = (pos_coarse + pos_fine) + negative_weight * (neg_coarse + neg_fine) from ``contrastive_losses``."""
-    return (terms["pos_coarse"] + terms["pos_fine"]) + negative_weight * (terms["neg_coarse"] + terms["neg_fine"])
+def contrastive_loss(terms: Dict[str, Tensor], negative_weight: float,
+                     cross_object_negative_weight: Optional[float] = None) -> Tensor:
+    """L_cont = (pos_coarse + pos_fine) + negative_weight * (neg_coarse + neg_fine) from ``contrastive_losses``; with
+    ``cross_object_negative_weight`` (and "neg_fine_cross" among the terms) the fine pairs in different coarse
+    segments weigh that instead."""
+    loss = (terms["pos_coarse"] + terms["pos_fine"]) + negative_weight * (terms["neg_coarse"] + terms["neg_fine"])
+    if cross_object_negative_weight is not None and "neg_fine_cross" in terms:
+        loss = loss + (cross_object_negative_weight - negative_weight) * terms["neg_fine_cross"]
+    return loss
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -467,7 +509,7 @@ def feature_stage_losses(
         spatial_loss(gaussian_features, knn) if knn is not None else graph_zero(gaussian_features)
     )
     weighted = {
-        "contrastive_loss": contrastive_loss(terms, config.negative_weight),
+        "contrastive_loss": contrastive_loss(terms, config.negative_weight, config.cross_object_negative_weight),
         "norm3d_loss": config.norm3d_weight * terms["norm3d"],
         "norm2d_loss": config.norm2d_weight * terms["norm2d"],
         "spatial_loss": config.spatial_weight * terms["spatial"],
