@@ -148,7 +148,7 @@ def segment_sharing(label_maps: Tensor, segment_ids: Tensor, num_candidates: int
     for labels, ids in zip(label_maps, segment_ids.to(label_maps.device)):  # [H, W] each
         pixels = segment_label_pixels(labels, ids, count).double()  # [S, C]: "none" (C) left out
         pixels = pixels[pixels.sum(dim=1) > 0]
-        if count == 0 or pixels.shape[0] == 0:
+        if pixels.shape[0] == 0:
             continue
         for chunk in pixels.split(segments_per_pass):  # [s, C]
             shared += torch.minimum(chunk[:, :, None], chunk[:, None, :]).sum(dim=0)

@@ -329,10 +329,10 @@ class ClickGaussianModel(SplatfactoModel):
         maps = []
         for index, level in enumerate(LEVELS):
             level_ids = None if segment_ids is None else segment_ids[..., index]
+            candidates = level_state(self, level, "candidates")
+            abstain = level_ids is not None and cfg.abstain_where_missed
+            covered = None if level_ids is None or abstain else level_ids >= 0
             for min_cosine in (cfg.min_cosine, cfg.confident_cosine):
-                candidates = level_state(self, level, "candidates")
-                abstain = level_ids is not None and cfg.abstain_where_missed
-                covered = None if level_ids is None or abstain else level_ids >= 0
                 labels = pixel_label_maps(self.level_features(feature_maps, level), alphas, candidates,
                                           cfg.min_alpha, min_cosine, covered)
                 if abstain:
