@@ -287,7 +287,7 @@ class GFLPipeline:
     update_global_candidates = ClickGaussianPipeline.update_global_candidates
     mask_averages = ClickGaussianPipeline.mask_averages
     rendered_training_views = ClickGaussianPipeline.rendered_training_views
-    candidate_sharing = ClickGaussianPipeline.candidate_sharing
+    candidate_segment_pixels = ClickGaussianPipeline.candidate_segment_pixels
     merged_candidates = ClickGaussianPipeline.merged_candidates
     click_model = ClickGaussianPipeline.click_model
 

@@ -83,7 +83,8 @@ called and that no setting of ``FeatureLossConfig`` is read; a name that is not 
 is computed, so that a renamed function cannot drop out unnoticed."""
 LABEL_STAGE_DEFINITIONS: Dict[str, Sequence[str]] = {
     "clickgs_ns/method/lifting.py": (
-        "LabellingConfig", "segment_sharing", "merge_candidates", "pixel_label_maps", "coalesce_votes", "add_votes", "gaussian_votes",
+        "LabellingConfig", "SegmentPixels", "segment_pixels", "concat_segment_pixels", "group_sharing",
+        "merge_candidates", "pixel_label_maps", "coalesce_votes", "add_votes", "gaussian_votes",
         "vote_labels", "total_weights", "unoccluded_weights", "hardly_seen", "nearest_seen", "neighbour_labels",
         "fill_unlabelled", "click_labels", "labels_per_pass", "segment_label_pixels", "found_candidates",
         "missed_segment_votes"),
@@ -92,7 +93,7 @@ LABEL_STAGE_DEFINITIONS: Dict[str, Sequence[str]] = {
         "ClickGaussianModel.unoccluded_weights", "ClickGaussianModel.lift_labels"),
     "clickgs_ns/method/pipeline.py": (
         "ClickGaussianPipeline.finish_labels",
-        "ClickGaussianPipeline.mask_ids", "ClickGaussianPipeline.candidate_sharing",
+        "ClickGaussianPipeline.mask_ids", "ClickGaussianPipeline.candidate_segment_pixels",
         "ClickGaussianPipeline.merged_candidates"),
 }
 """The definitions that only the end of training uses, once the features are trained and saved: the functions of the

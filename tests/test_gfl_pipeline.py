@@ -7,6 +7,7 @@ import dataclasses
 import torch
 
 from clickgs_ns.method.gfl import GFLConfig
+from clickgs_ns.method.lifting import group_sharing
 from conftest import make_trainer_config
 
 
@@ -84,12 +85,15 @@ def test_merging_joins_one_objects_duplicates_and_keeps_objects_that_the_masks_s
     features = model.click_features.detach()
     candidates = {"coarse": _with_a_duplicate(features[:, :12], objects), "fine": _with_a_duplicate(features, parts)}
     sizes = {level: torch.ones(len(c)) for level, c in candidates.items()}
-    sharing = pipeline.candidate_sharing(candidates)
-    for level, level_sharing in sharing.items():  # [K + 1, K + 1]
-        last = len(candidates[level]) - 1
-        assert level_sharing[0, last] > 0.9, f"{level}: the duplicate's pixels lie in the first one's segments"
-        others = level_sharing[:last, :last][~torch.eye(last, dtype=torch.bool)]
-        assert others.max() < 0.3, f"{level}: different objects (parts) lie in different segments"
+    pixels = pipeline.candidate_segment_pixels(candidates)
+    for level, level_pixels in pixels.items():
+        count = len(candidates[level])
+        assert level_pixels.num_views == len(pipeline.datamanager.train_dataset)
+        member = torch.eye(count, dtype=torch.bool)  # [K + 1, K + 1]: each candidate alone
+        assert group_sharing(level_pixels, member[0], member[-1]) > 0.9, (
+            f"{level}: the duplicate's pixels lie in the first one's segments")
+        others = [group_sharing(level_pixels, member[a], member[b]) for a in range(count - 1) for b in range(a)]
+        assert max(others) < 0.3, f"{level}: different objects (parts) lie in different segments"
     pipeline.config.model.labelling.merge_cosine = -1.0  # every pair is close by cosine: the segments decide
     merged = pipeline.merged_candidates(candidates, sizes)
     for level, level_merged in merged.items():

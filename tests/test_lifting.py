@@ -13,10 +13,12 @@ from clickgs_ns.method.lifting import (
     SparseVotes,
     add_votes,
     coalesce_votes,
+    concat_segment_pixels,
     feature_convergence,
     fill_unlabelled,
     found_candidates,
     gaussian_votes,
+    group_sharing,
     labels_per_pass,
     merge_candidates,
     missed_segment_votes,
@@ -24,7 +26,7 @@ from clickgs_ns.method.lifting import (
     neighbour_labels,
     pixel_label_maps,
     segment_label_pixels,
-    segment_sharing,
+    segment_pixels,
     total_weights,
     unoccluded_weights,
     vote_labels,
@@ -63,30 +65,60 @@ def test_segment_label_pixels_counts_each_label_per_segment():
     assert segment_label_pixels(labels, torch.full_like(ids, -1), 3).shape == (0, 3), "no segment: no rows"
 
 
-def test_segment_sharing_counts_pixels_two_candidates_show_in_the_same_segments():
+def _share(pixels, first, second, count):
+    return group_sharing(pixels, torch.isin(torch.arange(count), torch.tensor(first)),
+                         torch.isin(torch.arange(count), torch.tensor(second)))
+
+
+def test_group_sharing_counts_pixels_two_groups_show_in_the_same_segments():
     # one view, 2 x 4 pixels; candidates 0, 1, 2 and "none" (3); segment ids -1 (none), 0, 1
     labels = torch.tensor([[[0, 0, 1, 2], [0, 1, 2, 3]]])
     ids = torch.tensor([[[0, 0, 0, 1], [0, 0, 1, -1]]])
-    shared, present = segment_sharing(labels, ids, num_candidates=3)
+    pixels = segment_pixels(labels, ids, num_candidates=3)
     # segment 0 holds 0: 3 pixels, 1: 2; segment 1 holds 2: 2 pixels; the "none" pixel and id -1 count nowhere
-    assert shared.tolist() == [[3, 2, 0], [2, 2, 0], [0, 0, 2]]
-    assert present.tolist() == [[3, 2, 2], [2, 2, 2], [2, 2, 2]]
-    twice, twice_present = segment_sharing(labels.repeat(2, 1, 1), ids.repeat(2, 1, 1), 3, segments_per_pass=1)
-    assert torch.equal(twice, 2 * shared) and torch.equal(twice_present, 2 * present), "summed over views, in chunks"
+    assert pixels.counts.tolist() == [[3, 2, 0], [0, 0, 2]] and pixels.views.tolist() == [0, 0]
+    assert _share(pixels, [0], [1], 3) == 2 / 2, "all of 1's pixels lie in 0's segment"
+    assert _share(pixels, [0], [2], 3) == 0.0 and _share(pixels, [1], [2], 3) == 0.0
+    assert _share(pixels, [0, 1], [2], 3) == 0.0
+    twice = concat_segment_pixels([pixels, segment_pixels(labels, ids, 3, first_view=1)], 3)
+    assert twice.num_views == 2 and twice.views.tolist() == [0, 0, 1, 1]
+    assert _share(twice, [0], [1], 3) == 1.0, "summed over views"
+    # a second view shows 0 and 1 in different segments: 1's 2 pixels shared of 4 present
+    apart = segment_pixels(torch.tensor([[[0, 0, 1, 1]]]), torch.tensor([[[0, 0, 1, 1]]]), 3, first_view=1)
+    assert _share(concat_segment_pixels([pixels, apart], 3), [0], [1], 3) == 2 / 4
     high_ids = torch.where(ids >= 0, ids + 100, ids).to(torch.int8)  # segments 100, 101: 101 * 3 overflows int8
-    assert torch.equal(segment_sharing(labels, high_ids, 3)[0], shared), "id maps come in their smallest type"
-    empty, _ = segment_sharing(torch.full((1, 2, 2), 3), torch.full((1, 2, 2), -1), 3)
-    assert empty.eq(0).all()
+    assert torch.equal(segment_pixels(labels, high_ids, 3).counts, pixels.counts), "id maps in their smallest type"
+    empty = segment_pixels(torch.full((1, 2, 2), 3), torch.full((1, 2, 2), -1), 3)
+    assert empty.counts.shape == (0, 3) and _share(empty, [0], [1], 3) == 0.0
+    assert concat_segment_pixels([], 3).counts.shape == (0, 3)
 
 
 def test_merge_candidates_keeps_close_candidates_apart_that_the_views_show_in_different_segments():
     a, a2, a3 = unit([1.0, 0.0, 0.0]), unit([1.0, 0.05, 0.0]), unit([1.0, 0.10, 0.0])  # a chain at cosine 0.9988
     candidates = torch.stack([a, a2, a3])
-    sharing = torch.tensor([[1.0, 0.9, 0.2], [0.9, 1.0, 0.3], [0.2, 0.3, 1.0]])  # a3 lies in other segments
-    _, sizes, group = merge_candidates(candidates, torch.tensor([1, 1, 1]), 0.998, sharing, min_shared=0.7)
+    # one view: a and a2 in segment 0, a3 alone in segment 1
+    pixels = segment_pixels(torch.tensor([[[0, 0, 1, 1, 2, 2]]]), torch.tensor([[[0, 0, 0, 0, 1, 1]]]), 3)
+    _, sizes, group = merge_candidates(candidates, torch.tensor([1, 1, 1]), 0.998, pixels, min_shared=0.7)
     assert group.tolist() == [0, 0, 1] and sizes.tolist() == [2, 1], "the chain a-a2-a3 is cut where a3 starts"
     _, _, by_cosine = merge_candidates(candidates, torch.tensor([1, 1, 1]), 0.998)
     assert by_cosine.tolist() == [0, 0, 0]
+
+
+def test_merge_candidates_does_not_chain_two_objects_through_a_cluster_between_them():
+    # two objects (0 and 2) and a small cluster between them (1), close to both, as the mask averages of segments
+    # that merge the two neighbours make it; cos(0, 1) = cos(1, 2) = 0.9988 > cos(0, 2) = 0.995
+    candidates = torch.stack([unit([1.0, -0.05, 0.0]), unit([1.0, 0.0, 0.0]), unit([1.0, 0.05, 0.0])])
+    # view 0: one segment holds both objects, and the cluster's pixels between them; views 1 and 2: each object in
+    # its own segment, and no pixel near the cluster
+    labels = torch.tensor([[0] * 4 + [1] * 2 + [2] * 4, [0] * 5 + [2] * 5, [0] * 5 + [2] * 5])[:, None]  # [3, 1, 10]
+    ids = torch.tensor([[0] * 10, [0] * 5 + [1] * 5, [0] * 5 + [1] * 5])[:, None]
+    pixels = segment_pixels(labels, ids, 3)
+    assert _share(pixels, [0], [1], 3) == 1.0 and _share(pixels, [1], [2], 3) == 1.0, "the cluster: with both"
+    assert _share(pixels, [0, 1], [2], 3) == 4 / 14, "the two objects, as groups, share one view in three"
+    _, sizes, group = merge_candidates(candidates, torch.ones(3), 0.998, pixels, min_shared=0.7)
+    assert group.tolist() == [0, 0, 1] and sizes.tolist() == [2, 1], "the cluster joins one object, not both"
+    _, _, by_cosine = merge_candidates(candidates, torch.ones(3), 0.998)
+    assert by_cosine.tolist() == [0, 0, 0], "by cosine alone, one chain"
 
 
 def test_pixel_label_maps_nearest_candidate_and_none_where_uncovered():

@@ -21,7 +21,7 @@ those over every candidate. This module labels the Gaussians by what the views s
 
 Near-duplicate candidates (HDBSCAN often splits one object into several clusters whose centres have cosine
 0.99) are merged first (``merge_candidates``), where the views show them in the same SAM segments
-(``segment_sharing``): two neighbouring objects can be as close in feature, but their pixels lie in different
+(``group_sharing``): two neighbouring objects can be as close in feature, but their pixels lie in different
 segments. ``feature_convergence`` measures how far the Gaussians' own features
 have converged to the candidates: the opacity-weighted share with cosine above a threshold to their nearest one.
 """
@@ -96,8 +96,10 @@ class LabellingConfig:
     merge_min_shared: float = 0.7
     """Two candidates above ``merge_cosine`` merge only where the training views show them in the same SAM segments:
     more than this share of their pixels (the smaller one's, view by view) lies in segments that hold both
-    (``segment_sharing``). One object's duplicate clusters lie in that object's segments (DTU's house, coarse
-    clusters above 0.97: 0.87-1.00); two neighbouring objects whose features drew close lie in their own segments and share only the
+    (``group_sharing``). Once a candidate has merged, its whole group is tested: a small cluster between two objects
+    (the averages of segments that merge them) shares segments with each, the two objects as wholes do not.
+    One object's duplicate clusters lie in that object's segments (DTU's house, coarse clusters above 0.97:
+    0.87-1.00); two neighbouring objects whose features drew close lie in their own segments and share only the
     views whose masks merge them (0.44-0.69 on a development clutter scene, where cosine alone chained two objects
     into one candidate: coarse mIoU 0.630, with this test 0.756). Values <= 0 merge by cosine alone."""
     render_batch_views: int = 4
@@ -127,47 +129,77 @@ def segment_label_pixels(labels: Tensor, segment_ids: Tensor, num_labels: int) -
     return pixels.view(num_segments, num_labels)
 
 
-def segment_sharing(label_maps: Tensor, segment_ids: Tensor, num_candidates: int,
-                    segments_per_pass: int = 32) -> Tuple[Tensor, Tensor]:
-    """How much two candidates' pixels lie in the same SAM segments, summed over views.
+class SegmentPixels(NamedTuple):
+    """Pixels of each candidate in each SAM segment of the training views (``segment_pixels``): what
+    ``group_sharing`` asks of two groups of candidates."""
+
+    counts: Tensor
+    """[R, C] float64: one row per (view, segment) that holds a candidate's pixel, pixels per candidate."""
+    views: Tensor
+    """[R] long: the view of each row, in [0, V)."""
+    num_views: int
+
+
+def segment_pixels(label_maps: Tensor, segment_ids: Tensor, num_candidates: int, first_view: int = 0) -> SegmentPixels:
+    """``SegmentPixels`` of the views ``label_maps`` [B, H, W] (long in [0, C], C meaning "none"; ``pixel_label_maps``)
+    with their SAM segment ids [B, H, W] of the same level (-1 where no segment covers the pixel); the views are
+    numbered from ``first_view``. Concatenate the views' with ``concat_segment_pixels``."""
+    rows, views = [], []
+    for offset, (labels, ids) in enumerate(zip(label_maps, segment_ids.to(label_maps.device))):  # [H, W] each
+        pixels = segment_label_pixels(labels, ids, num_candidates).double()  # [S, C]: "none" (C) left out
+        pixels = pixels[pixels.sum(dim=1) > 0]
+        rows.append(pixels)
+        views.append(torch.full((pixels.shape[0],), first_view + offset, dtype=torch.long, device=pixels.device))
+    counts = torch.cat(rows) if rows else torch.zeros(0, num_candidates, dtype=torch.float64, device=label_maps.device)
+    views_tensor = torch.cat(views) if views else torch.zeros(0, dtype=torch.long, device=label_maps.device)
+    return SegmentPixels(counts, views_tensor, first_view + label_maps.shape[0])
+
+
+def concat_segment_pixels(parts: List[SegmentPixels], num_candidates: int) -> SegmentPixels:
+    """One ``SegmentPixels`` of several, whose views are numbered apart (``segment_pixels``' ``first_view``)."""
+    if not parts:
+        return SegmentPixels(torch.zeros(0, num_candidates, dtype=torch.float64), torch.zeros(0, dtype=torch.long), 0)
+    return SegmentPixels(torch.cat([part.counts for part in parts]), torch.cat([part.views for part in parts]),
+                         max(part.num_views for part in parts))
+
+
+def group_sharing(pixels: SegmentPixels, first: Tensor, second: Tensor) -> float:
+    """How much the pixels of two groups of candidates lie in the same SAM segments: summed over views and segments,
+    min(pixels of the first group in the segment, pixels of the second) over, summed over views, min(the first's
+    pixels inside segments, the second's). 1 for groups that every view shows in the same segments, 0 for two that
+    never share one.
 
     Args:
-        label_maps: [B, H, W] long pixel labels in [0, C], C meaning "none" (``pixel_label_maps``).
-        segment_ids: [B, H, W] integer SAM segment ids of the same level, -1 where no segment covers the pixel.
-        num_candidates: C.
-        segments_per_pass: segments compared at once (memory only: a [segments, C, C] tensor).
-
-    Returns:
-        shared [C, C] float64: over views and segments, min(pixels of a in the segment, pixels of b in it);
-        present [C, C] float64: over views, min(pixels of a, pixels of b) inside segments. Their ratio is 1 for two
-        candidates that every view shows in the same segments and 0 for two that never share one.
+        pixels: ``segment_pixels`` of the training views.
+        first, second: [C] bool, the candidates of each group.
     """
-    count = num_candidates
-    shared = torch.zeros(count, count, dtype=torch.float64, device=label_maps.device)
-    present = torch.zeros_like(shared)
-    for labels, ids in zip(label_maps, segment_ids.to(label_maps.device)):  # [H, W] each
-        pixels = segment_label_pixels(labels, ids, count).double()  # [S, C]: "none" (C) left out
-        pixels = pixels[pixels.sum(dim=1) > 0]
-        if pixels.shape[0] == 0:
-            continue
-        for chunk in pixels.split(segments_per_pass):  # [s, C]
-            shared += torch.minimum(chunk[:, :, None], chunk[:, None, :]).sum(dim=0)
-        totals = pixels.sum(dim=0)  # [C]
-        present += torch.minimum(totals[:, None], totals[None, :])
-    return shared, present
+    first_pixels = pixels.counts[:, first.to(pixels.counts.device)].sum(dim=1)  # [R]
+    second_pixels = pixels.counts[:, second.to(pixels.counts.device)].sum(dim=1)
+    shared = torch.minimum(first_pixels, second_pixels).sum()
+    per_view = torch.zeros(2, pixels.num_views, dtype=torch.float64, device=pixels.counts.device)
+    per_view[0].index_add_(0, pixels.views, first_pixels)
+    per_view[1].index_add_(0, pixels.views, second_pixels)
+    present = per_view.amin(dim=0).sum()
+    return float(shared / present.clamp_min(1.0))
 
 
-def merge_candidates(candidates: Tensor, sizes: Tensor, min_cosine: float, sharing: Optional[Tensor] = None,
+def merge_candidates(candidates: Tensor, sizes: Tensor, min_cosine: float, pixels: Optional[SegmentPixels] = None,
                      min_shared: float = 0.0) -> Tuple[Tensor, Tensor, Tensor]:
-    """Merge candidates [C, D] whose cosine exceeds ``min_cosine`` (and, given ``sharing``, whose share of pixels in
-    the same segments exceeds ``min_shared``), transitively (connected components).
+    """Merge candidates [C, D] whose cosine exceeds ``min_cosine``, transitively; given ``pixels``, two groups join
+    only where the views show the two groups, as wholes, in the same segments (``group_sharing`` above
+    ``min_shared``).
+
+    The pairs above ``min_cosine`` are taken from the closest down (ties by index), and each joins its two groups
+    unless the segment test fails for them. Testing the groups, not the pair, keeps a chain from running through a
+    small cluster that lies between two objects (the mask averages of segments that merge two neighbours): the
+    cluster shares segments with each, but the two objects, as wholes, do not share theirs.
 
     Args:
         candidates: [C, D] candidates (any length; normalised here).
         sizes: [C] cluster sizes, the weights of the merged mean.
         min_cosine: merge threshold.
-        sharing: optional [C, C] in [0, 1], shared / present of ``segment_sharing``.
-        min_shared: pairs whose ``sharing`` is not above this stay apart.
+        pixels: optional ``segment_pixels`` of the training views, with the candidates' pixel labels.
+        min_shared: groups whose ``group_sharing`` is not above this stay apart.
 
     Returns:
         merged [C', D] unit candidates (ordered by their first member), merged sizes [C'], and ``group`` [C] long,
@@ -177,16 +209,19 @@ def merge_candidates(candidates: Tensor, sizes: Tensor, min_cosine: float, shari
     unit = F.normalize(candidates.detach().float(), dim=-1)
     group = torch.arange(count, device=candidates.device)
     if count > 1:
-        close = (unit @ unit.T) > min_cosine  # [C, C]
-        if sharing is not None:
-            close = close & (sharing.to(close.device) > min_shared)
-        for _ in range(count):  # label propagation: each candidate takes the smallest index it is connected to
-            spread = torch.where(close, group[None, :], count).amin(dim=1)
-            new_group = torch.minimum(group, spread)
-            new_group = new_group[new_group]
-            if torch.equal(new_group, group):
-                break
-            group = new_group
+        cosines = unit @ unit.T  # [C, C]
+        first, second = torch.triu_indices(count, count, offset=1, device=unit.device)
+        pair_cosines = cosines[first, second]
+        close = pair_cosines > min_cosine
+        first, second, pair_cosines = first[close], second[close], pair_cosines[close]
+        order = torch.argsort(-pair_cosines, stable=True)
+        for a, b in zip(first[order].tolist(), second[order].tolist()):
+            group_a, group_b = int(group[a]), int(group[b])
+            if group_a == group_b:
+                continue
+            if pixels is not None and group_sharing(pixels, group == group_a, group == group_b) <= min_shared:
+                continue
+            group[group == max(group_a, group_b)] = min(group_a, group_b)
     roots, group = torch.unique(group, return_inverse=True)
     weights = sizes.detach().float().clamp_min(1e-12).to(unit.device)
     summed = unit.new_zeros(roots.shape[0], unit.shape[1]).index_add_(0, group, unit * weights[:, None])

@@ -30,7 +30,13 @@ from clickgs_ns.io.selection_files import load_selection
 from clickgs_ns.io.splat_files import load_splat_checkpoint, load_splat_ply
 from clickgs_ns.levels import LEVELS, level_state
 from clickgs_ns.method.gfl import cluster_level_candidates, mask_average_features
-from clickgs_ns.method.lifting import merge_candidates, pixel_label_maps, segment_sharing
+from clickgs_ns.method.lifting import (
+    SegmentPixels,
+    concat_segment_pixels,
+    merge_candidates,
+    pixel_label_maps,
+    segment_pixels,
+)
 from clickgs_ns.method.model import LABEL_BUFFERS, ClickGaussianModel, ClickGaussianModelConfig, views_by_size
 from clickgs_ns.render import transform_splat
 
@@ -233,32 +239,28 @@ class ClickGaussianPipeline(VanillaPipeline):
         return tuple(torch.cat(averages[level]) for level in LEVELS)  # type: ignore[return-value]
 
     @torch.no_grad()
-    def candidate_sharing(self, candidates: Dict[str, Tensor]) -> Dict[str, Tensor]:
-        """Per level, [C, C] in [0, 1]: how much of two candidates' pixels the training views show in the same SAM
-        segments (``lifting.segment_sharing``; pixels labelled as ``lift_labels`` labels them at ``min_cosine``)."""
+    def candidate_segment_pixels(self, candidates: Dict[str, Tensor]) -> Dict[str, SegmentPixels]:
+        """Per level, the pixels of each candidate in each SAM segment of the training views
+        (``lifting.segment_pixels``; pixels labelled as ``lift_labels`` labels them at ``min_cosine``)."""
         labelling = self.config.model.labelling
-        shared = {level: torch.zeros(len(c), len(c), dtype=torch.float64, device=self.device)
-                  for level, c in candidates.items()}
-        present = {level: torch.zeros_like(total) for level, total in shared.items()}
-        for feature_map, alpha, *level_ids in self.rendered_training_views():
+        parts: Dict[str, List[SegmentPixels]] = {level: [] for level in candidates}
+        for view, (feature_map, alpha, *level_ids) in enumerate(self.rendered_training_views()):
             for level, ids in zip(LEVELS, level_ids):
                 labels = pixel_label_maps(self.click_model.level_features(feature_map[None], level), alpha[None],
                                           candidates[level].to(self.device), labelling.min_alpha,
                                           labelling.min_cosine, ids[None] >= 0)  # [1, H, W]
-                view_shared, view_present = segment_sharing(labels, ids[None], len(candidates[level]))
-                shared[level] += view_shared
-                present[level] += view_present
-        return {level: shared[level] / present[level].clamp_min(1.0) for level in candidates}
+                parts[level].append(segment_pixels(labels, ids[None], len(candidates[level]), first_view=view))
+        return {level: concat_segment_pixels(parts[level], len(candidates[level])) for level in candidates}
 
     def merged_candidates(self, candidates: Dict[str, Tensor], sizes: Dict[str, Tensor]) -> Dict[str, Tensor]:
         """Per level, candidates [C, D] with their near-duplicates merged (``lifting.merge_candidates``): above
         ``labelling.merge_cosine`` and, unless ``labelling.merge_min_shared`` <= 0, shown in the same SAM segments
-        (``candidate_sharing``, one more rendering of the training views)."""
+        (``candidate_segment_pixels``, one more rendering of the training views)."""
         labelling = self.config.model.labelling
         if labelling.merge_cosine > 1:
             return candidates
-        sharing = self.candidate_sharing(candidates) if labelling.merge_min_shared > 0 else {}
-        return {level: merge_candidates(candidates[level], sizes[level], labelling.merge_cosine, sharing.get(level),
+        pixels = self.candidate_segment_pixels(candidates) if labelling.merge_min_shared > 0 else {}
+        return {level: merge_candidates(candidates[level], sizes[level], labelling.merge_cosine, pixels.get(level),
                                         labelling.merge_min_shared)[0] for level in candidates}
 
     def update_global_candidates(self, step: int, merge: bool = False) -> Dict[str, int]:
