@@ -387,8 +387,9 @@ def gfl_stage(args: argparse.Namespace, device: torch.device) -> Tuple[Dict[str,
     dataset = mask_dataset(args.masks_dir, cameras_of(c2w, width, height))
     pipeline = GFLPipeline(model, CachedViews(dataset, cached_id_maps(dataset)))
     reuse_freed_memory_as_the_trainer(device)
-    counts, result = measure(lambda: pipeline.update_global_candidates(step=model.config.gfl_start_step), device)
+    merged, result = measure(lambda: pipeline.update_global_candidates(step=model.config.gfl_start_step), device)
     gfl = model.config.gfl
+    counts = {level: len(level_merged.candidates) for level, level_merged in merged.items()}
     return result, (f"{counts['coarse']} coarse and {counts['fine']} fine candidates; views rendered "
                     f"{gfl.render_batch_views} at a time, at most {gfl.render_batch_pixels} pixels")
 

@@ -60,7 +60,7 @@ FEATURE_STAGE_FUNCTIONS: Dict[str, Sequence[str]] = {
         "_hdbscan_outcome", "_cluster_means", "_labels_outcome", "_all_noise_outcome", "_cluster_result",
         "cluster_candidates", "cluster_level_candidates", "assign_candidates", "gfl_losses", "gfl_level_losses",
         "gfl_loss"),
-    "clickgs_ns/method/lifting.py": ("feature_convergence",),
+    "clickgs_ns/method/lifting.py": ("feature_convergence", "MergedCandidates", "unmerged_candidates"),
     "clickgs_ns/method/losses.py": (
         "graph_zero", "_safe_mean", "_unit", "_segment_counts", "sample_pixels", "positive_mean_cosine",
         "negative_mean_cosine", "contrastive_losses", "pair_counts", "contrastive_loss", "norm3d_loss", "norm2d_loss",
@@ -87,7 +87,7 @@ LABEL_STAGE_DEFINITIONS: Dict[str, Sequence[str]] = {
         "merge_candidates", "pixel_label_maps", "coalesce_votes", "add_votes", "gaussian_votes",
         "vote_labels", "total_weights", "unoccluded_weights", "hardly_seen", "nearest_seen", "neighbour_labels",
         "fill_unlabelled", "click_labels", "labels_per_pass", "segment_label_pixels", "found_candidates",
-        "missed_segment_votes"),
+        "missed_segment_votes", "member_label_maps"),
     "clickgs_ns/method/model.py": (
         "ClickGaussianModel.label_votes", "ClickGaussianModel.candidate_label_maps", "ClickGaussianModel.label_columns",
         "ClickGaussianModel.unoccluded_weights", "ClickGaussianModel.lift_labels"),

@@ -35,8 +35,12 @@ def test_update_gives_candidates_and_labels(tiny_scene, tmp_path):
     model = pipeline.model
     objects = _ground_truth_features(tiny_scene, model)  # so that clustering has something to find
     assert not model.has_candidates and not model.gfl_active
-    counts = pipeline.update_global_candidates(step=2)
+    merged = pipeline.update_global_candidates(step=2)
+    counts = {level: len(level_merged.candidates) for level, level_merged in merged.items()}
     assert counts["coarse"] >= 3 and counts["fine"] >= counts["coarse"]
+    for level_merged in merged.values():  # without merging, each cluster is its own candidate
+        assert torch.equal(level_merged.clusters, level_merged.candidates)
+        assert torch.equal(level_merged.group, torch.arange(len(level_merged.candidates)))
     assert model.coarse_candidates.shape == (counts["coarse"], 12)
     torch.testing.assert_close(model.coarse_candidates.norm(dim=-1), torch.ones(counts["coarse"]))
     # every Gaussian of one object carries that object's candidate, and different objects differ
@@ -95,7 +99,7 @@ def test_merging_joins_one_objects_duplicates_and_keeps_objects_that_the_masks_s
         others = [group_sharing(level_pixels, member[a], member[b]) for a in range(count - 1) for b in range(a)]
         assert max(others) < 0.3, f"{level}: different objects (parts) lie in different segments"
     pipeline.config.model.labelling.merge_cosine = -1.0  # every pair is close by cosine: the segments decide
-    merged = pipeline.merged_candidates(candidates, sizes)
+    merged = {level: m.candidates for level, m in pipeline.merged_candidates(candidates, sizes).items()}
     for level, level_merged in merged.items():
         assert level_merged.shape[0] == len(candidates[level]) - 1, f"{level}: one candidate per object (part)"
         unit = torch.nn.functional.normalize(candidates[level], dim=-1)
@@ -103,7 +107,7 @@ def test_merging_joins_one_objects_duplicates_and_keeps_objects_that_the_masks_s
         torch.testing.assert_close(level_merged[1:], unit[1:-1])  # the others as they were
     pipeline.config.model.labelling.merge_min_shared = 0.0
     by_cosine = pipeline.merged_candidates(candidates, sizes)
-    assert by_cosine["coarse"].shape[0] == by_cosine["fine"].shape[0] == 1, "by cosine alone, everything merges"
+    assert by_cosine["coarse"].candidates.shape[0] == by_cosine["fine"].candidates.shape[0] == 1, "by cosine alone, everything merges"
 
 
 def test_candidates_round_trip_through_a_checkpoint(tiny_scene, tmp_path):
@@ -122,8 +126,8 @@ def test_candidates_round_trip_through_a_checkpoint(tiny_scene, tmp_path):
 
 def test_degenerate_clustering_warns_and_training_goes_on(tiny_scene, tmp_path, capsys):
     pipeline = _pipeline(tiny_scene, tmp_path, min_cluster_size_floor=100000)
-    counts = pipeline.update_global_candidates(step=2)
-    assert counts == {"coarse": 0, "fine": 0}
+    merged = pipeline.update_global_candidates(step=2)
+    assert {level: len(level_merged.candidates) for level, level_merged in merged.items()} == {"coarse": 0, "fine": 0}
     assert "contrastive loss alone" in capsys.readouterr().out
     model = pipeline.model
     model.train()

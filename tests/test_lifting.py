@@ -20,6 +20,7 @@ from clickgs_ns.method.lifting import (
     gaussian_votes,
     group_sharing,
     labels_per_pass,
+    member_label_maps,
     merge_candidates,
     missed_segment_votes,
     nearest_seen,
@@ -45,14 +46,14 @@ def test_merge_candidates_joins_near_duplicates_transitively_and_keeps_the_rest(
     a3 = unit([1.0, 0.10, 0.0])  # cos(a2, a3) = 0.9988, cos(a, a3) = 0.995
     b = unit([0.0, 1.0, 0.0])
     candidates = torch.stack([a, b, a2, a3])
-    merged, sizes, group = merge_candidates(candidates, torch.tensor([10, 5, 30, 60]), min_cosine=0.998)
+    merged, sizes, group, _ = merge_candidates(candidates, torch.tensor([10, 5, 30, 60]), min_cosine=0.998)
     assert group.tolist() == [0, 1, 0, 0], "a3 joins a through a2 (transitively)"
     assert sizes.tolist() == [100, 5]
     expected = unit(10 * a + 30 * a2 + 60 * a3)
     assert torch.allclose(merged[0], expected, atol=1e-6) and torch.allclose(merged[1], b)
-    same, _, group = merge_candidates(candidates, torch.ones(4), min_cosine=2.0)
+    same, _, group, _ = merge_candidates(candidates, torch.ones(4), min_cosine=2.0)
     assert group.tolist() == [0, 1, 2, 3] and torch.allclose(same, candidates, atol=1e-6), "above 1: no merging"
-    empty, empty_sizes, _ = merge_candidates(torch.zeros(0, 3), torch.zeros(0), 0.9)
+    empty, empty_sizes, _, _ = merge_candidates(torch.zeros(0, 3), torch.zeros(0), 0.9)
     assert empty.shape == (0, 3) and empty_sizes.shape == (0,)
 
 
@@ -98,9 +99,9 @@ def test_merge_candidates_keeps_close_candidates_apart_that_the_views_show_in_di
     candidates = torch.stack([a, a2, a3])
     # one view: a and a2 in segment 0, a3 alone in segment 1
     pixels = segment_pixels(torch.tensor([[[0, 0, 1, 1, 2, 2]]]), torch.tensor([[[0, 0, 0, 0, 1, 1]]]), 3)
-    _, sizes, group = merge_candidates(candidates, torch.tensor([1, 1, 1]), 0.998, pixels, min_shared=0.7)
+    _, sizes, group, _ = merge_candidates(candidates, torch.tensor([1, 1, 1]), 0.998, pixels, min_shared=0.7)
     assert group.tolist() == [0, 0, 1] and sizes.tolist() == [2, 1], "the chain a-a2-a3 is cut where a3 starts"
-    _, _, by_cosine = merge_candidates(candidates, torch.tensor([1, 1, 1]), 0.998)
+    _, _, by_cosine, _ = merge_candidates(candidates, torch.tensor([1, 1, 1]), 0.998)
     assert by_cosine.tolist() == [0, 0, 0]
 
 
@@ -115,9 +116,9 @@ def test_merge_candidates_does_not_chain_two_objects_through_a_cluster_between_t
     pixels = segment_pixels(labels, ids, 3)
     assert _share(pixels, [0], [1], 3) == 1.0 and _share(pixels, [1], [2], 3) == 1.0, "the cluster: with both"
     assert _share(pixels, [0, 1], [2], 3) == 4 / 14, "the two objects, as groups, share one view in three"
-    _, sizes, group = merge_candidates(candidates, torch.ones(3), 0.998, pixels, min_shared=0.7)
+    _, sizes, group, _ = merge_candidates(candidates, torch.ones(3), 0.998, pixels, min_shared=0.7)
     assert group.tolist() == [0, 0, 1] and sizes.tolist() == [2, 1], "the cluster joins one object, not both"
-    _, _, by_cosine = merge_candidates(candidates, torch.ones(3), 0.998)
+    _, _, by_cosine, _ = merge_candidates(candidates, torch.ones(3), 0.998)
     assert by_cosine.tolist() == [0, 0, 0], "by cosine alone, one chain"
 
 
@@ -318,6 +319,21 @@ def test_pixel_label_maps_vote_none_where_no_mask_covers_or_no_candidate_is_near
     covered = torch.tensor([[[True, True], [True, False]]])
     labels = pixel_label_maps(features, alphas, candidates, 0.5, min_cosine=0.75, covered=covered)
     assert labels.tolist() == [[[0, 2], [1, 2]]], "(0, 1): cos 0.29 to the nearest; (1, 1): no mask covers it"
+
+
+def test_member_label_maps_are_confident_near_any_cluster_of_a_merged_candidate():
+    # clusters a and a2 (cosine 0.8) merged into one candidate, b on its own; the merged mean lies between a and a2
+    a, a2, b = unit([1.0, 0.0, 0.0]), unit([0.8, 0.6, 0.0]), unit([0.0, 0.0, 1.0])
+    merged = merge_candidates(torch.stack([a, b, a2]), torch.ones(3), min_cosine=0.7)
+    assert merged.group.tolist() == [0, 1, 0]
+    features = torch.stack([a, a2, b, unit([0.5, 0.5, 0.7])]).view(1, 2, 2, 3)  # [1, 2, 2, 3]
+    alphas = torch.ones(1, 2, 2, 1)
+    by_mean = pixel_label_maps(features, alphas, merged.candidates, 0.5, min_cosine=0.95)
+    assert by_mean.tolist() == [[[2, 2], [1, 2]]], "a and a2 are at cosine 0.95 to their mean: not confident"
+    by_cluster = member_label_maps(features, alphas, merged, 0.5, min_cosine=0.95)
+    assert by_cluster.tolist() == [[[0, 0], [1, 2]]], "each on its own cluster: confident for the merged candidate"
+    covered = torch.tensor([[[True, False], [True, True]]])
+    assert member_label_maps(features, alphas, merged, 0.5, 0.95, covered).tolist() == [[[0, 2], [1, 2]]]
 
 
 def test_click_labels_take_segment_labels_for_weakly_confident_candidates():

@@ -57,6 +57,11 @@ class LabellingConfig:
     would spill onto what surrounds it (measured: coarse mIoU 0.87 with all pixels above ``min_cosine``, 0.94 with
     confident ones). "Segment everything" fills the Gaussians that no confident pixel labels with the vote of all
     pixels above ``min_cosine``."""
+    confident_near_cluster: bool = True
+    """Where the last clustering merged clusters into one candidate (``merge_candidates``), a pixel is confident for
+    it where its feature has cosine above ``confident_cosine`` with any of those clusters, not only with their mean
+    (``member_label_maps``): the mean of clusters spread over one object lies between them, nearer to few of its
+    pixels than each cluster is to its own."""
     use_mask_coverage: bool = True
     """Pixels that no SAM mask of that level covers (id -1) vote "none": nothing trained their features (sky,
     background, what SAM missed), so whatever candidate they happen to be near says nothing; but the ground or
@@ -93,6 +98,8 @@ class LabellingConfig:
     size-weighted mean) before labelling: HDBSCAN often splits one object into several near-identical clusters
     (cosine 0.99), which would split its selection. Values above 1 disable merging. Not applied during GFL: there
     a merge of two still-close objects would be trained in (measured: lower mIoU)."""
+    coarse_merge_cosine: Optional[float] = None
+    """``merge_cosine`` of the coarse level (None: ``merge_cosine``)."""
     merge_min_shared: float = 0.7
     """Two candidates above ``merge_cosine`` merge only where the training views show them in the same SAM segments:
     more than this share of their pixels (the smaller one's, view by view) lies in segments that hold both
@@ -110,6 +117,12 @@ class LabellingConfig:
     """Through gsplat (CUDA), memory for the label channels of one voting render: the labels a batch of views shows
     are rendered as many at a time as fit [B, H, W, labels] float32 in this budget (memory only; same labels). The
     CPU path needs no such budget (one pass, ``render.rasterize_label_weights``)."""
+
+    def level_merge_cosine(self, level: str) -> float:
+        """The merge threshold of ``level`` ("coarse" or "fine"): ``coarse_merge_cosine`` or ``merge_cosine``."""
+        if level == "coarse" and self.coarse_merge_cosine is not None:
+            return self.coarse_merge_cosine
+        return self.merge_cosine
 
 
 def segment_label_pixels(labels: Tensor, segment_ids: Tensor, num_labels: int) -> Tensor:
@@ -183,8 +196,26 @@ def group_sharing(pixels: SegmentPixels, first: Tensor, second: Tensor) -> float
     return float(shared / present.clamp_min(1.0))
 
 
+class MergedCandidates(NamedTuple):
+    """One level's candidates after ``merge_candidates``, with the clusters they were merged from."""
+
+    candidates: Tensor
+    """[C', D] unit candidates, ordered by their first member."""
+    sizes: Tensor
+    """[C'] summed cluster sizes."""
+    group: Tensor
+    """[C] long: the merged candidate of each cluster."""
+    clusters: Tensor
+    """[C, D] the clusters as clustered (unit): the members of each merged candidate."""
+
+
+def unmerged_candidates(candidates: Tensor, sizes: Tensor) -> MergedCandidates:
+    """``MergedCandidates`` of ``candidates`` [C, D] (unit) that nothing merged: each its own group."""
+    return MergedCandidates(candidates, sizes, torch.arange(candidates.shape[0], device=candidates.device), candidates)
+
+
 def merge_candidates(candidates: Tensor, sizes: Tensor, min_cosine: float, pixels: Optional[SegmentPixels] = None,
-                     min_shared: float = 0.0) -> Tuple[Tensor, Tensor, Tensor]:
+                     min_shared: float = 0.0) -> MergedCandidates:
     """Merge candidates [C, D] whose cosine exceeds ``min_cosine``, transitively; given ``pixels``, two groups join
     only where the views show the two groups, as wholes, in the same segments (``group_sharing`` above
     ``min_shared``).
@@ -202,8 +233,8 @@ def merge_candidates(candidates: Tensor, sizes: Tensor, min_cosine: float, pixel
         min_shared: groups whose ``group_sharing`` is not above this stay apart.
 
     Returns:
-        merged [C', D] unit candidates (ordered by their first member), merged sizes [C'], and ``group`` [C] long,
-        the merged index of each input candidate.
+        ``MergedCandidates``: merged [C', D] unit candidates (ordered by their first member), merged sizes [C'],
+        ``group`` [C] long, the merged index of each input candidate, and the input candidates, normalised.
     """
     count = candidates.shape[0]
     unit = F.normalize(candidates.detach().float(), dim=-1)
@@ -226,7 +257,8 @@ def merge_candidates(candidates: Tensor, sizes: Tensor, min_cosine: float, pixel
     weights = sizes.detach().float().clamp_min(1e-12).to(unit.device)
     summed = unit.new_zeros(roots.shape[0], unit.shape[1]).index_add_(0, group, unit * weights[:, None])
     merged_sizes = sizes.new_zeros(roots.shape[0]).to(unit.device).index_add_(0, group, sizes.to(unit.device))
-    return F.normalize(summed, dim=-1).to(candidates.dtype), merged_sizes, group
+    return MergedCandidates(F.normalize(summed, dim=-1).to(candidates.dtype), merged_sizes, group,
+                            unit.to(candidates.dtype))
 
 
 @torch.no_grad()
@@ -252,6 +284,26 @@ def pixel_label_maps(feature_maps: Tensor, alphas: Tensor, candidates: Tensor, m
     nearest, best = assign_candidates(feature_maps.reshape(-1, feature_maps.shape[-1]).float(), candidates.float())
     nearest, best = nearest.view(voting.shape), best.view(voting.shape)  # [B, H, W]
     return torch.where(voting & (best >= min_cosine), nearest, count)
+
+
+@torch.no_grad()
+def member_label_maps(feature_maps: Tensor, alphas: Tensor, merged: MergedCandidates, min_alpha: float,
+                      min_cosine: float, covered: Optional[Tensor] = None) -> Tensor:
+    """``pixel_label_maps`` that tests each pixel against the clusters a candidate was merged from: [B, H, W] long
+    in [0, C'], the merged candidate of the pixel's nearest cluster, C' ("none") where that cluster's cosine is below
+    ``min_cosine`` (or as ``pixel_label_maps`` says). A merged candidate's mean lies between its clusters, so a
+    pixel that sits on one of them can be far from the mean; this keeps such pixels the candidate's.
+
+    Args:
+        feature_maps: [B, H, W, D] rendered features of one level.
+        alphas: [B, H, W, 1] rendered accumulation.
+        merged: the level's ``MergedCandidates``.
+        covered: optional [B, H, W] bool, the pixels that may vote.
+    """
+    count = merged.candidates.shape[0]
+    nearest = pixel_label_maps(feature_maps, alphas, merged.clusters, min_alpha, min_cosine, covered)  # [B, H, W]
+    to_group = torch.cat([merged.group.to(nearest.device), nearest.new_full((1,), count)])  # [C + 1]: "none" last
+    return to_group[nearest]
 
 
 def found_candidates(label_maps: Tensor, segment_ids: Tensor, count: int) -> Tensor:

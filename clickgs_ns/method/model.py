@@ -36,6 +36,7 @@ from clickgs_ns.levels import LEVELS, fine_only_channels, level_channels, level_
 from clickgs_ns.method.gfl import GFLConfig, assign_candidates, gfl_level_losses, gfl_loss
 from clickgs_ns.method.lifting import (
     LabellingConfig,
+    MergedCandidates,
     SparseVotes,
     add_votes,
     coalesce_votes,
@@ -43,6 +44,7 @@ from clickgs_ns.method.lifting import (
     fill_unlabelled,
     gaussian_votes,
     labels_per_pass,
+    member_label_maps,
     pixel_label_maps,
     vote_labels,
 )
@@ -310,7 +312,8 @@ class ClickGaussianModel(SplatfactoModel):
         return coalesce_votes(gaussians * num_labels + labels, weights, self.num_points, num_labels)
 
     @torch.no_grad()
-    def candidate_label_maps(self, cameras: Cameras, segment_ids: Optional[Tensor] = None) -> Tensor:
+    def candidate_label_maps(self, cameras: Cameras, segment_ids: Optional[Tensor] = None,
+                             merged: Optional[Dict[str, MergedCandidates]] = None) -> Tensor:
         """Per-pixel labels [B, H, W, 5] of ``cameras`` (one size), in the label ranges of ``label_columns``:
         coarse (cosine >= ``min_cosine``), coarse confident (>= ``confident_cosine``), fine, fine confident (the
         last label of each range means "none", ``pixel_label_maps``), and "seen" (one label, every pixel: what
@@ -320,6 +323,9 @@ class ClickGaussianModel(SplatfactoModel):
             segment_ids: optional [B, H, W, 2] integer, per level the SAM segment ids (-1 where no mask covers the
                 pixel): uncovered pixels vote "none", or nothing where the view's masks missed their candidate
                 (``missed_segment_votes``).
+            merged: optional, per level the model's candidates with the clusters they were merged from
+                (``lifting.MergedCandidates``): with ``labelling.confident_near_cluster``, a pixel is confident for
+                the candidate of its nearest cluster (``member_label_maps``).
         """
         from clickgs_ns.method.lifting import missed_segment_votes  # here: see unoccluded_weights
 
@@ -332,9 +338,14 @@ class ClickGaussianModel(SplatfactoModel):
             candidates = level_state(self, level, "candidates")
             abstain = level_ids is not None and cfg.abstain_where_missed
             covered = None if level_ids is None or abstain else level_ids >= 0
-            for min_cosine in (cfg.min_cosine, cfg.confident_cosine):
-                labels = pixel_label_maps(self.level_features(feature_maps, level), alphas, candidates,
-                                          cfg.min_alpha, min_cosine, covered)
+            level_features = self.level_features(feature_maps, level)
+            for confident in (False, True):
+                if confident and merged is not None and cfg.confident_near_cluster:
+                    labels = member_label_maps(level_features, alphas, merged[level], cfg.min_alpha,
+                                               cfg.confident_cosine, covered)
+                else:
+                    labels = pixel_label_maps(level_features, alphas, candidates, cfg.min_alpha,
+                                              cfg.confident_cosine if confident else cfg.min_cosine, covered)
                 if abstain:
                     labels = missed_segment_votes(labels, level_ids, candidates.shape[0])
                 maps.append(torch.where(labels >= 0, labels + columns[len(maps)], -1))
@@ -359,13 +370,16 @@ class ClickGaussianModel(SplatfactoModel):
             total += lifting.unoccluded_weights(**self.frozen_splat_view(cameras[batch]))
         return total
 
-    def lift_labels(self, cameras: Cameras, segment_ids: Optional[Callable[[Tensor], Tensor]] = None) -> Dict[str, int]:
+    def lift_labels(self, cameras: Cameras, segment_ids: Optional[Callable[[Tensor], Tensor]] = None,
+                    merged: Optional[Dict[str, MergedCandidates]] = None) -> Dict[str, int]:
         """Label every Gaussian with the candidate that receives most of its rendered weight over ``cameras`` (the
         training views; clickgs_ns/method/lifting.py). Returns the number of labelled Gaussians per level.
 
         Args:
             segment_ids: optional, maps camera indices [B] to [B, H, W, 2] integer, per level the SAM segment ids
                 (-1 where no mask covers the pixel; what those vote: ``labelling.use_mask_coverage``).
+            merged: optional, per level the model's candidates with the clusters they were merged from
+                (``candidate_label_maps``).
         """
         from clickgs_ns.method.lifting import hardly_seen, nearest_seen, neighbour_labels  # here: see unoccluded_weights
 
@@ -374,7 +388,7 @@ class ClickGaussianModel(SplatfactoModel):
         votes: Optional[SparseVotes] = None
         for batch in views_by_size(cameras, cfg.render_batch_views, cfg.render_batch_pixels):
             ids = segment_ids(batch) if (segment_ids is not None and cfg.use_mask_coverage) else None
-            batch_votes = self.label_votes(cameras[batch], self.candidate_label_maps(cameras[batch], ids),
+            batch_votes = self.label_votes(cameras[batch], self.candidate_label_maps(cameras[batch], ids, merged),
                                            columns[-1])
             votes = add_votes(votes, batch_votes)
         assert votes is not None, "no training views"

@@ -31,11 +31,13 @@ from clickgs_ns.io.splat_files import load_splat_checkpoint, load_splat_ply
 from clickgs_ns.levels import LEVELS, level_state
 from clickgs_ns.method.gfl import cluster_level_candidates, mask_average_features
 from clickgs_ns.method.lifting import (
+    MergedCandidates,
     SegmentPixels,
     concat_segment_pixels,
     merge_candidates,
     pixel_label_maps,
     segment_pixels,
+    unmerged_candidates,
 )
 from clickgs_ns.method.model import LABEL_BUFFERS, ClickGaussianModel, ClickGaussianModelConfig, views_by_size
 from clickgs_ns.render import transform_splat
@@ -193,14 +195,14 @@ class ClickGaussianPipeline(VanillaPipeline):
         # nerfstudio loads the training images on first use and then gives undistorted views the size of their
         # cropped images: load them before their cameras are rendered (a resumed or relabelled run has not yet)
         self.datamanager.cached_train  # type: ignore[attr-defined]  # noqa: B018
-        self.update_global_candidates(step, merge=True)
+        merged = self.update_global_candidates(step, merge=True)
         model = self.click_model
         if self.config.model.labelling.method == "nearest_feature":
             model.labels_final = torch.tensor(True, device=model.device)
             return {level: int((level_state(model, level, "labels") >= 0).sum()) for level in LEVELS}
         started = time.perf_counter()
         labelled = model.lift_labels(self.datamanager.train_dataset.cameras,  # type: ignore[attr-defined]
-                                     self.mask_ids)
+                                     self.mask_ids, merged)
         model.labels_final = torch.tensor(True, device=model.device)
         CONSOLE.log(f"Labels lifted from {len(self.datamanager.train_dataset)} training views in "  # type: ignore
                     f"{time.perf_counter() - started:.1f} s: {labelled['coarse']} (coarse) and {labelled['fine']} "
@@ -252,22 +254,23 @@ class ClickGaussianPipeline(VanillaPipeline):
                 parts[level].append(segment_pixels(labels, ids[None], len(candidates[level]), first_view=view))
         return {level: concat_segment_pixels(parts[level], len(candidates[level])) for level in candidates}
 
-    def merged_candidates(self, candidates: Dict[str, Tensor], sizes: Dict[str, Tensor]) -> Dict[str, Tensor]:
+    def merged_candidates(self, candidates: Dict[str, Tensor], sizes: Dict[str, Tensor]) -> Dict[str, MergedCandidates]:
         """Per level, candidates [C, D] with their near-duplicates merged (``lifting.merge_candidates``): above
         ``labelling.merge_cosine`` and, unless ``labelling.merge_min_shared`` <= 0, shown in the same SAM segments
         (``candidate_segment_pixels``, one more rendering of the training views)."""
         labelling = self.config.model.labelling
-        if labelling.merge_cosine > 1:
-            return candidates
+        thresholds = {level: labelling.level_merge_cosine(level) for level in candidates}
+        if all(threshold > 1 for threshold in thresholds.values()):
+            return {level: unmerged_candidates(candidates[level], sizes[level]) for level in candidates}
         pixels = self.candidate_segment_pixels(candidates) if labelling.merge_min_shared > 0 else {}
-        return {level: merge_candidates(candidates[level], sizes[level], labelling.merge_cosine, pixels.get(level),
-                                        labelling.merge_min_shared)[0] for level in candidates}
+        return {level: merge_candidates(candidates[level], sizes[level], thresholds[level], pixels.get(level),
+                                        labelling.merge_min_shared) for level in candidates}
 
-    def update_global_candidates(self, step: int, merge: bool = False) -> Dict[str, int]:
+    def update_global_candidates(self, step: int, merge: bool = False) -> Dict[str, MergedCandidates]:
         """Render every training view, average features per mask, cluster them per level with HDBSCAN and give the
         model its new candidates; with ``merge``, near-duplicate candidates are merged (``merged_candidates``).
         A level whose clustering degenerates keeps no candidates (its GFL term is off) and says why; training goes on
-        either way."""
+        either way. Returns per level the candidates the model now holds, with the clusters they were merged from."""
         gfl = self.config.model.gfl
         started = time.perf_counter()
         coarse_averages, fine_averages = self.mask_averages()
@@ -283,20 +286,20 @@ class ClickGaussianPipeline(VanillaPipeline):
             results[level] = result.candidates if result.status == "ok" else result.candidates[:0]
             sizes[level] = result.sizes if result.status == "ok" else result.sizes[:0]
         clusters = {level: int(candidates.shape[0]) for level, candidates in results.items()}
-        if merge:
-            results = self.merged_candidates(results, sizes)
-        self.click_model.set_candidates(results["coarse"], results["fine"])
+        merged = (self.merged_candidates(results, sizes) if merge else
+                  {level: unmerged_candidates(results[level], sizes[level]) for level in results})
+        self.click_model.set_candidates(merged["coarse"].candidates, merged["fine"].candidates)
         seconds = time.perf_counter() - started
-        counts = {"coarse": int(results["coarse"].shape[0]), "fine": int(results["fine"].shape[0])}
+        counts = {level: int(merged[level].candidates.shape[0]) for level in LEVELS}
         converged = self.click_model.feature_convergence()
         writer.put_scalar("GFL/coarse_candidates", counts["coarse"], step)
         writer.put_scalar("GFL/fine_candidates", counts["fine"], step)
         writer.put_scalar("GFL/update_seconds", seconds, step)
         for level, share in converged.items():
             writer.put_scalar(f"GFL/{level}_converged", share, step)
-        merged = f" (merged from {clusters['coarse']} + {clusters['fine']} clusters)" if merge else ""
-        CONSOLE.log(f"GFL step {step}: {counts['coarse']} coarse and {counts['fine']} fine candidates{merged} from "
+        merged_from = f" (merged from {clusters['coarse']} + {clusters['fine']} clusters)" if merge else ""
+        CONSOLE.log(f"GFL step {step}: {counts['coarse']} coarse and {counts['fine']} fine candidates{merged_from} from "
                     f"{len(coarse_averages)} + {len(fine_averages)} mask averages in {seconds:.2f} s "
                     f"(rendering {rendered - started:.2f} s); converged (opacity-weighted share of Gaussians with "
                     f"cos > 0.9 to a candidate): coarse {converged['coarse']:.2f}, fine {converged['fine']:.2f}")
-        return counts
+        return merged
