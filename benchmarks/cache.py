@@ -64,8 +64,7 @@ FEATURE_STAGE_FUNCTIONS: Dict[str, Sequence[str]] = {
     "clickgs_ns/method/losses.py": (
         "graph_zero", "_safe_mean", "_unit", "_segment_counts", "sample_pixels", "positive_mean_cosine",
         "negative_mean_cosine", "contrastive_losses", "pair_counts", "contrastive_loss", "norm3d_loss", "norm2d_loss",
-        "build_knn_index", "spatial_loss", "feature_stage_losses", "FeatureLossConfig",
-        "cross_group_negative_cosine"),
+        "build_knn_index", "spatial_loss", "feature_stage_losses", "FeatureLossConfig"),
     "clickgs_ns/method/model.py": (
         "ClickGaussianModel.has_candidates", "ClickGaussianModel.set_candidates", "ClickGaussianModel.update_labels",
         "ClickGaussianModel.feature_convergence", "ClickGaussianModel.render_features",

@@ -415,15 +415,15 @@ def test_positive_pairs_normalisation_weighs_each_pair_the_same_in_both_terms():
 
 
 def test_cross_object_fine_negatives_are_the_part_across_coarse_segments():
-    from clickgs_ns.method.losses import cross_group_negative_cosine, negative_mean_cosine
+    from clickgs_ns.method.losses import negative_mean_cosine
 
     features = _t([[1, 0, 1, 0], [1, 0.1, 1, 0], [1, 0.2, 0, 1], [0.9, 0.2, 0, 1], [1, 0.3, 1, 1]])
     fine = _ids([0, 0, 1, 1, 2])
     total = negative_mean_cosine(features, fine, 0.5, 2)
-    assert cross_group_negative_cosine(features, fine, _ids([0, 0, 0, 0, 0]), 0.5, 2).item() == 0.0
-    assert cross_group_negative_cosine(features, fine, _ids([0, 0, 1, 1, 2]), 0.5, 2).item() == pytest.approx(
+    assert negative_mean_cosine(features, fine, 0.5, 2, groups=_ids([0, 0, 0, 0, 0])).item() == 0.0
+    assert negative_mean_cosine(features, fine, 0.5, 2, groups=_ids([0, 0, 1, 1, 2])).item() == pytest.approx(
         total.item())
-    part = cross_group_negative_cosine(features, fine, _ids([0, 0, 0, 0, 1]), 0.5, 2)  # only pairs with pixel 4
+    part = negative_mean_cosine(features, fine, 0.5, 2, groups=_ids([0, 0, 0, 0, 1]))  # only pairs with pixel 4
     assert 0 < part.item() < total.item()
     terms = {"pos_coarse": torch.tensor(-1.0), "pos_fine": torch.tensor(-1.0), "neg_coarse": torch.tensor(0.5),
              "neg_fine": torch.tensor(0.4), "neg_fine_cross": torch.tensor(0.3)}

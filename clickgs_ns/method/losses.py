@@ -212,29 +212,10 @@ def positive_mean_cosine(features: Tensor, ids: Tensor) -> Tensor:
     return _safe_mean(total, num_pairs)
 
 
-def cross_group_negative_cosine(features: Tensor, ids: Tensor, groups: Tensor, margin: float, chunk_rows: int
-                                ) -> Tensor:
-    """The part of ``negative_mean_cosine(features, ids, margin, chunk_rows)`` from the pairs whose ``groups`` [P]
-    (say, the coarse ids) also differ, both >= 0 (the same denominator)."""
-    valid = ids >= 0
-    unit, labels, groups = _unit(features[valid]), ids[valid].long(), groups[valid].long()
-    num_valid = unit.shape[0]
-    if num_valid == 0:
-        return graph_zero(features)
-    _, counts = _segment_counts(labels)
-    num_pairs = num_valid * num_valid - counts.pow(2).sum()
-    total = graph_zero(unit)
-    for start in range(0, num_valid, max(1, int(chunk_rows))):
-        stop = min(start + max(1, int(chunk_rows)), num_valid)
-        similarity = unit[start:stop] @ unit.T  # [R, V]
-        apart = (groups[start:stop, None] != groups[None, :]) & (groups[start:stop, None] >= 0) & (groups[None, :] >= 0)
-        keep = (similarity.detach() > margin) & (labels[start:stop, None] != labels[None, :]) & apart
-        total = total + torch.where(keep, similarity, 0.0).sum()
-    return _safe_mean(total, num_pairs)
-
-
-def negative_mean_cosine(features: Tensor, ids: Tensor, margin: float, chunk_rows: int) -> Tensor:
-    """Mean over ordered pairs with different ids (both >= 0) of [cos > margin] * cos.
+def negative_mean_cosine(features: Tensor, ids: Tensor, margin: float, chunk_rows: int,
+                         groups: Optional[Tensor] = None) -> Tensor:
+    """Mean over ordered pairs with different ids (both >= 0) of [cos > margin] * cos; given ``groups``, the part of
+    it from the pairs whose groups also differ, both >= 0 (the same denominator).
 
     Pairs at or below the margin contribute 0 but count in the denominator (the number of different-id pairs).
     The indicator is not differentiated. Computed in blocks of ``chunk_rows`` rows of the [P, P] similarity matrix.
@@ -244,12 +225,14 @@ def negative_mean_cosine(features: Tensor, ids: Tensor, margin: float, chunk_row
         ids: [P] integer ids, -1 = unlabelled (ignored).
         margin: tau^l.
         chunk_rows: rows of the similarity matrix computed at once.
+        groups: optional [P] integer ids of a coarser grouping (say, the coarse ids), -1 = none.
     Returns:
         scalar (0, graph-connected, when there is no different-id pair).
     """
     valid = ids >= 0  # [P]
     unit = _unit(features[valid])  # [V, D]
     labels = ids[valid].long()  # [V]
+    groups = None if groups is None else groups[valid].long()  # [V]
     num_valid = unit.shape[0]
     if num_valid == 0:
         return graph_zero(features)
@@ -261,6 +244,9 @@ def negative_mean_cosine(features: Tensor, ids: Tensor, margin: float, chunk_row
         stop = min(start + chunk_rows, num_valid)
         similarity = unit[start:stop] @ unit.T  # [R, V]
         keep = (similarity.detach() > margin) & (labels[start:stop, None] != labels[None, :])  # [R, V] bool
+        if groups is not None:
+            keep = keep & (groups[start:stop, None] != groups[None, :]) & (groups[start:stop, None] >= 0) & (
+                groups[None, :] >= 0)
         total = total + torch.where(keep, similarity, 0.0).sum()
     return _safe_mean(total, num_pairs)
 
@@ -300,8 +286,8 @@ def contrastive_losses(
         ),
     }
     if config.cross_object_negative_weight is not None:
-        terms["neg_fine_cross"] = cross_group_negative_cosine(
-            fine_features_coarse_detached, fine_ids, coarse_ids, config.fine_margin, config.pair_chunk_rows)
+        terms["neg_fine_cross"] = negative_mean_cosine(
+            fine_features_coarse_detached, fine_ids, config.fine_margin, config.pair_chunk_rows, groups=coarse_ids)
     if config.negative_normalisation == "positive_pairs":
         for level, ids in (("coarse", coarse_ids), ("fine", fine_ids)):
             same, different = pair_counts(ids)
