@@ -250,3 +250,37 @@ def test_a_view_whose_masks_missed_everything_says_nothing_where_they_missed(tin
         assert torch.equal(labels[labels >= 0], first_view_labels[first_view_shows][labels >= 0]), \
             "the candidates' votes come from the first view alone"
     assert labelled[True] > 0.3 and labelled[False] < 0.02  # measured: 0.44 and 0.004
+
+
+def test_a_merged_candidate_is_confident_near_each_of_its_clusters(tiny_scene, tmp_path):
+    """Two objects' coarse clusters merged into one candidate: their mean is far from both (orthogonal features:
+    cosine 0.71), so by the mean no pixel of either is confident and a click on them selects nothing; near its
+    clusters (``confident_near_cluster``, the clusters passed by ``finish_labels``) both objects are labelled."""
+    from clickgs_ns.method.lifting import merge_candidates
+
+    pipeline = _pipeline(tiny_scene, tmp_path)
+    model = pipeline.model
+    objects = _ground_truth_features(tiny_scene, model)
+    cameras = pipeline.datamanager.train_dataset.cameras
+    merged = pipeline.update_global_candidates(step=9, merge=True)
+    model.config.labelling.min_visibility = 0.0
+    clusters = merged["coarse"].candidates
+    near = model.coarse_labels  # each Gaussian's nearest cluster: the ground-truth features are the clusters
+    first, second = int(torch.mode(near[objects == 0]).values), int(torch.mode(near[objects == 1]).values)
+    assert first != second
+    joined = clusters.clone()
+    joined[second] = clusters[first]  # the two clusters above any threshold: merged
+    pair = merge_candidates(joined, torch.ones(len(clusters)), min_cosine=0.999)
+    assert len(pair.candidates) == len(clusters) - 1
+    merged_label = int(pair.group[first])
+    candidates = pair.candidates.clone()
+    candidates[merged_label] = torch.nn.functional.normalize(clusters[first] + clusters[second], dim=-1)
+    both = merged | {"coarse": pair._replace(candidates=candidates, clusters=clusters)}  # a merge of the two objects
+    model.set_candidates(candidates, merged["fine"].candidates)
+    on_both = (objects == 0) | (objects == 1)
+    labelled = {}
+    for near_cluster in (False, True):
+        model.config.labelling.confident_near_cluster = near_cluster
+        model.lift_labels(cameras, pipeline.mask_ids, both)
+        labelled[near_cluster] = (model.coarse_labels[on_both] == merged_label).float().mean()
+    assert labelled[False] < 0.05 and labelled[True] > 0.5, labelled
