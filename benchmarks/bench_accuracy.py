@@ -371,6 +371,18 @@ def set_summary(records: Sequence[Dict[str, Any]], split: str) -> Tuple[List[str
     return lines, figures
 
 
+def chosen_scenes(scenes: List[Tuple[str, Any]], names: Optional[Sequence[str]]) -> List[Tuple[str, Any]]:
+    """The ``scenes`` (name, config) whose names start with one of ``names`` (all of them without ``names``); a name
+    that matches none is an error that lists the split's names."""
+    if not names:
+        return scenes
+    unknown = [name for name in names if not any(scene.startswith(name) for scene, _ in scenes)]
+    if unknown:
+        raise SystemExit(f"--scenes: no scene of the split starts with {', '.join(unknown)}; the split's scenes: "
+                         f"{', '.join(scene for scene, _ in scenes)}")
+    return [(scene, config) for scene, config in scenes if any(scene.startswith(name) for name in names)]
+
+
 def run_set(args: argparse.Namespace, codes: CodeKeys, env: Dict[str, str], started: float) -> None:
     """``--set dev|test``: every scene of that split through its own splat and one feature run (module doc)."""
     import gc
@@ -378,7 +390,9 @@ def run_set(args: argparse.Namespace, codes: CodeKeys, env: Dict[str, str], star
     from clickgs_ns.segment.evaluate import write_report
     from clickgs_ns.synth import test_set_configs
 
-    scenes = test_set_configs(args.scene_set)
+    every_scene = test_set_configs(args.scene_set)
+    scenes = chosen_scenes(every_scene, args.scenes)
+    split = args.scene_set if len(scenes) == len(every_scene) else f"{args.scene_set} ({len(scenes)} of {len(every_scene)} scenes)"
     outputs = args.work / "runs"
     feature_flags = ["--pipeline.model.feature-stage-steps", str(args.feature_steps),
                      "--pipeline.model.gfl.start-step", str(args.gfl_start),
@@ -404,8 +418,8 @@ def run_set(args: argparse.Namespace, codes: CodeKeys, env: Dict[str, str], star
         if len(records) == 1:
             print(SET_HEADER, flush=True)
         print("\n".join(set_scene_lines(record)), flush=True)
-    lines, figures = set_summary(records, args.scene_set)
-    report_path = args.work / f"set_{args.scene_set}.json"
+    lines, figures = set_summary(records, split)
+    report_path = args.work / (f"set_{args.scene_set}.json" if split == args.scene_set else f"set_{args.scene_set}_part.json")
     write_report({"summary": figures, "scenes": records}, report_path)  # JSON, NaN as null, atomically
     print(f"# figures in {report_path}; total {((time.perf_counter() - started) / 60):.1f} min", flush=True)
     print("\n".join(lines), flush=True)
@@ -430,6 +444,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="run every scene of this split of the synthetic test set (synth.test_set_configs) "
                              "instead of the room scenes; --noise, --seed, --scene-segments and --skip-ablations "
                              "do not apply")
+    parser.add_argument("--scenes", nargs="+", default=None, metavar="NAME",
+                        help="with --set: only these scenes of the split (names as the split lists them, or a prefix "
+                             "such as clutter09); the summary then covers these alone")
     return parser
 
 

@@ -503,3 +503,14 @@ def test_bench_accuracy_set_run_wiring(tmp_path, monkeypatch, capsys):
     assert out[-1].endswith("area ratio max 1.50")
     report = json.loads((tmp_path / "set_dev.json").read_text())
     assert report["summary"]["area_ratio"]["over"] == num_prompts and len(report["scenes"][0]["prompts"]) == num_prompts
+
+
+def test_bench_accuracy_runs_the_chosen_scenes_of_a_split():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import bench_accuracy
+
+    scenes = [("room04_neighbours_s1000", 1), ("garden06_touching_s1001", 2), ("clutter09_neighbours_s1002", 3)]
+    assert bench_accuracy.chosen_scenes(scenes, None) == scenes
+    assert bench_accuracy.chosen_scenes(scenes, ["clutter09", "room04_neighbours_s1000"]) == [scenes[0], scenes[2]]
+    with pytest.raises(SystemExit, match="clutter99.*room04_neighbours_s1000, garden06"):
+        bench_accuracy.chosen_scenes(scenes, ["clutter99"])
