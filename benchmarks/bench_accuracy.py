@@ -503,7 +503,8 @@ def main() -> None:
               "--pipeline.model.gfl.start-step", str(args.gfl_start),
               "--pipeline.model.gfl.update-every", str(args.gfl_every),
               "--pipeline.model.losses.num-sampled-pixels", str(args.pixels)]
-    no_merge = ["--pipeline.model.labelling.merge-cosine", "2.0"]
+    no_merge = ["--pipeline.model.labelling.merge-cosine", "2.0",
+                "--pipeline.model.labelling.coarse-merge-cosine", "2.0"]
     paper_loss = ["--pipeline.model.losses.negative-normalisation", "negative_pairs"]
     paper_fine_negatives = ["--pipeline.model.losses.cross-object-negative-weight", "0.1"]
     nearest = {"method": "nearest_feature"}

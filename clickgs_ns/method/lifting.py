@@ -98,8 +98,14 @@ class LabellingConfig:
     size-weighted mean) before labelling: HDBSCAN often splits one object into several near-identical clusters
     (cosine 0.99), which would split its selection. Values above 1 disable merging. Not applied during GFL: there
     a merge of two still-close objects would be trained in (measured: lower mIoU)."""
-    coarse_merge_cosine: Optional[float] = None
-    """``merge_cosine`` of the coarse level (None: ``merge_cosine``)."""
+    coarse_merge_cosine: Optional[float] = 0.75
+    """``merge_cosine`` of the coarse level (None: ``merge_cosine``). ``min_cosine``, the method's own "near a
+    candidate": at the coarse level the last clustering splits one object into several clusters far more often
+    than two objects share one (a real capture's brick: its main cluster and seven more at cosine 0.86-0.96, sharing
+    0.76-0.98 of their segments with it), and the segment test (``merge_min_shared``) keeps two objects apart. With
+    ``confident_near_cluster`` the merged candidate keeps each cluster's confident pixels. The fine level keeps
+    ``merge_cosine``: there the masks merge an object's parts in most views (a flower's stem and leaves: cosine
+    0.962, sharing 0.72). Development split: docs/benchmarks.md, "Near any cluster"."""
     merge_min_shared: float = 0.7
     """Two candidates above ``merge_cosine`` merge only where the training views show them in the same SAM segments:
     more than this share of their pixels (the smaller one's, view by view) lies in segments that hold both
