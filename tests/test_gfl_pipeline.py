@@ -98,7 +98,8 @@ def test_merging_joins_one_objects_duplicates_and_keeps_objects_that_the_masks_s
             f"{level}: the duplicate's pixels lie in the first one's segments")
         others = [group_sharing(level_pixels, member[a], member[b]) for a in range(count - 1) for b in range(a)]
         assert max(others) < 0.3, f"{level}: different objects (parts) lie in different segments"
-    pipeline.config.model.labelling.merge_cosine = -1.0  # every pair is close by cosine: the segments decide
+    labelling = pipeline.config.model.labelling
+    labelling.merge_cosine = labelling.coarse_merge_cosine = -1.0  # every pair is close by cosine: the segments decide
     merged = {level: m.candidates for level, m in pipeline.merged_candidates(candidates, sizes).items()}
     for level, level_merged in merged.items():
         assert level_merged.shape[0] == len(candidates[level]) - 1, f"{level}: one candidate per object (part)"

@@ -57,6 +57,15 @@ def test_merge_candidates_joins_near_duplicates_transitively_and_keeps_the_rest(
     assert empty.shape == (0, 3) and empty_sizes.shape == (0,)
 
 
+def test_each_level_merges_from_its_own_threshold():
+    from clickgs_ns.method.lifting import LabellingConfig
+
+    labelling = LabellingConfig()
+    assert (labelling.level_merge_cosine("coarse"), labelling.level_merge_cosine("fine")) == (0.75, 0.97)
+    labelling.coarse_merge_cosine = None
+    assert labelling.level_merge_cosine("coarse") == labelling.merge_cosine == 0.97
+
+
 def test_segment_label_pixels_counts_each_label_per_segment():
     labels = torch.tensor([[0, 0, 1, 2], [0, 1, 2, 3]])  # 3 = "none" of candidates 0..2
     ids = torch.tensor([[0, 0, 0, 1], [0, 0, 1, -1]], dtype=torch.int8)  # -1: no segment
