@@ -96,8 +96,9 @@ class LabellingConfig:
     merge_cosine: float = 0.97
     """At the end of training, global candidates of one level whose cosine exceeds this are merged into one (their
     size-weighted mean) before labelling: HDBSCAN often splits one object into several near-identical clusters
-    (cosine 0.99), which would split its selection. Values above 1 disable merging. Not applied during GFL: there
-    a merge of two still-close objects would be trained in (measured: lower mIoU)."""
+    (cosine 0.99), which would split its selection. Values above 1 disable merging (the fine level's; the coarse
+    level's: ``coarse_merge_cosine``). Not applied during GFL: there a merge of two still-close objects would be
+    trained in (measured: lower mIoU)."""
     coarse_merge_cosine: Optional[float] = 0.75
     """``merge_cosine`` of the coarse level (None: ``merge_cosine``). ``min_cosine``, the method's own "near a
     candidate": at the coarse level the last clustering splits one object into several clusters far more often
