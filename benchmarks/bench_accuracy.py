@@ -392,7 +392,8 @@ def run_set(args: argparse.Namespace, codes: CodeKeys, env: Dict[str, str], star
 
     every_scene = test_set_configs(args.scene_set)
     scenes = chosen_scenes(every_scene, args.scenes)
-    split = args.scene_set if len(scenes) == len(every_scene) else f"{args.scene_set} ({len(scenes)} of {len(every_scene)} scenes)"
+    whole = len(scenes) == len(every_scene)
+    split = args.scene_set if whole else f"{args.scene_set} ({len(scenes)} of {len(every_scene)} scenes)"
     outputs = args.work / "runs"
     feature_flags = ["--pipeline.model.feature-stage-steps", str(args.feature_steps),
                      "--pipeline.model.gfl.start-step", str(args.gfl_start),
@@ -419,7 +420,7 @@ def run_set(args: argparse.Namespace, codes: CodeKeys, env: Dict[str, str], star
             print(SET_HEADER, flush=True)
         print("\n".join(set_scene_lines(record)), flush=True)
     lines, figures = set_summary(records, split)
-    report_path = args.work / (f"set_{args.scene_set}.json" if split == args.scene_set else f"set_{args.scene_set}_part.json")
+    report_path = args.work / f"set_{args.scene_set}{'' if whole else '_part'}.json"
     write_report({"summary": figures, "scenes": records}, report_path)  # JSON, NaN as null, atomically
     print(f"# figures in {report_path}; total {((time.perf_counter() - started) / 60):.1f} min", flush=True)
     print("\n".join(lines), flush=True)

@@ -108,7 +108,8 @@ def test_merging_joins_one_objects_duplicates_and_keeps_objects_that_the_masks_s
         torch.testing.assert_close(level_merged[1:], unit[1:-1])  # the others as they were
     pipeline.config.model.labelling.merge_min_shared = 0.0
     by_cosine = pipeline.merged_candidates(candidates, sizes)
-    assert by_cosine["coarse"].candidates.shape[0] == by_cosine["fine"].candidates.shape[0] == 1, "by cosine alone, everything merges"
+    assert by_cosine["coarse"].candidates.shape[0] == by_cosine["fine"].candidates.shape[0] == 1, (
+        "by cosine alone, everything merges")
 
 
 def test_candidates_round_trip_through_a_checkpoint(tiny_scene, tmp_path):

@@ -298,8 +298,8 @@ class ClickGaussianPipeline(VanillaPipeline):
         for level, share in converged.items():
             writer.put_scalar(f"GFL/{level}_converged", share, step)
         merged_from = f" (merged from {clusters['coarse']} + {clusters['fine']} clusters)" if merge else ""
-        CONSOLE.log(f"GFL step {step}: {counts['coarse']} coarse and {counts['fine']} fine candidates{merged_from} from "
-                    f"{len(coarse_averages)} + {len(fine_averages)} mask averages in {seconds:.2f} s "
+        CONSOLE.log(f"GFL step {step}: {counts['coarse']} coarse and {counts['fine']} fine candidates{merged_from} "
+                    f"from {len(coarse_averages)} + {len(fine_averages)} mask averages in {seconds:.2f} s "
                     f"(rendering {rendered - started:.2f} s); converged (opacity-weighted share of Gaussians with "
                     f"cos > 0.9 to a candidate): coarse {converged['coarse']:.2f}, fine {converged['fine']:.2f}")
         return merged
