@@ -39,7 +39,11 @@ functions only the feature stage calls (``cache.FEATURE_STAGE_FUNCTIONS``: GFL, 
 lifting); that of a feature run is all of it. So a change to GFL, the losses or the lifting retrains the feature
 runs from the cached splats, and one to the selection or the scoring retrains nothing.
 ``# cache:`` lines say what was reused and what recomputed, with its key. ``--fresh``
-starts over. The last line reads
+starts over. ``--labelling NAME=VALUE ...`` labels every feature run with those ``LabellingConfig`` settings on
+top of the defaults (each run's own options win): they key the labels, not the runs, so the cached runs are
+relabelled in place by ``clickgs lift-labels`` (and relabelled back by a run without them), the summary lines name
+them, and a ``--set`` report goes to ``set_SPLIT_labelling-HASH.json``. Compare label settings this way on the dev
+split; the defaults are chosen there. The last line reads
 ``accuracy: coarse mIoU 0.NNN, fine mIoU 0.NNN (noisy masks, GFL on); oracle 0.NNN / 0.NNN``.
 """
 
@@ -59,8 +63,8 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from cache import (NS_TRAIN_FLAGS, CodeKeys, code_keys, environment, is_cached, lift_labels_stage,  # noqa: E402
-                   mark_cached, run_key)
+from cache import (NS_TRAIN_FLAGS, CodeKeys, code_keys, environment, is_cached, labelling_note,  # noqa: E402
+                   lift_labels_stage, mark_cached, parse_labelling, run_key, settings_fingerprint)
 
 VENV_BIN = Path(sys.executable).parent
 
@@ -101,14 +105,15 @@ def make_scene(work: Path, name: str, config, code_fp: str, env: Dict[str, str])
 
 
 def ns_train(data: Path, output_dir: Path, name: str, args: Sequence[str], log_dir: Path, code_fp: str,
-             inputs: Dict[str, object], init_checkpoint: Optional[Path] = None, labels_fp: Optional[str] = None
-             ) -> Tuple[Path, str]:
+             inputs: Dict[str, object], init_checkpoint: Optional[Path] = None, labels_fp: Optional[str] = None,
+             labelling: Optional[Dict[str, str]] = None) -> Tuple[Path, str]:
     """Run ``ns-train click-gaussian`` (CPU) as the run ``NAME_KEY`` unless that run finished (its last checkpoint,
     DONE and its cache key file exist); returns its config.yml and KEY. KEY hashes the code ``code_fp``, the flags
     (``NS_TRAIN_FLAGS`` and ``args``) and ``inputs``: the keys of the dataset ``data`` and of the run that wrote
     ``init_checkpoint``, and the environment; of the paths only ``init_checkpoint``'s below ``output_dir`` (its
     run's folder, named by that run's key, and its step). Its log: ``log_dir/NAME_KEY.log``. With ``labels_fp``
-    (a feature run), the labels saved in the run are those that code lifts (``cache.lift_labels_stage``)."""
+    (a feature run), the labels saved in the run are those that code lifts (``cache.lift_labels_stage``), with the
+    ``labelling`` settings (``--labelling``) on top of the defaults: they key the labels, not the run."""
     flags: Dict[str, object] = {"ns_train": ["click-gaussian", *NS_TRAIN_FLAGS, *args], "inputs": inputs}
     if init_checkpoint is not None:  # its path below output_dir names its run (and that run's key) and step
         below = init_checkpoint.is_relative_to(output_dir)
@@ -125,8 +130,8 @@ def ns_train(data: Path, output_dir: Path, name: str, args: Sequence[str], log_d
         mark_cached(run_dir, key, code_fp, flags)
     if labels_fp is not None:
         seconds, labels_reused = lift_labels_stage(run_dir, config, key, labels_fp, args, not reused,
-                                                   log_dir / f"{run_name}_labels.log")
-        if reused:  # a run trained just now lifted its labels at its end
+                                                   log_dir / f"{run_name}_labels.log", labelling)
+        if reused or labelling:  # a run trained just now lifted its labels at its end (with the defaults)
             how = "reused    " if labels_reused else f"relabelled by clickgs lift-labels in {seconds:.0f} s:"
             print(f"# cache: {how} labels of run {name} (labels code {labels_fp[:12]})", flush=True)
     return config, key
@@ -394,6 +399,7 @@ def run_set(args: argparse.Namespace, codes: CodeKeys, env: Dict[str, str], star
     scenes = chosen_scenes(every_scene, args.scenes)
     whole = len(scenes) == len(every_scene)
     split = args.scene_set if whole else f"{args.scene_set} ({len(scenes)} of {len(every_scene)} scenes)"
+    split += labelling_note(args.labelling)
     outputs = args.work / "runs"
     feature_flags = ["--pipeline.model.feature-stage-steps", str(args.feature_steps),
                      "--pipeline.model.gfl.start-step", str(args.gfl_start),
@@ -409,7 +415,7 @@ def run_set(args: argparse.Namespace, codes: CodeKeys, env: Dict[str, str], star
                                     args.work, codes.rgb_stage, {"data": scene_key, "environment": env})
         run, _ = ns_train(scene_dir, outputs, "gfl", feature_flags, args.work, codes.feature_stage,
                           {"data": scene_key, "init_checkpoint": splat_key, "environment": env},
-                          init_checkpoint=last_checkpoint(splat), labels_fp=codes.labels)
+                          init_checkpoint=last_checkpoint(splat), labels_fp=codes.labels, labelling=args.labelling)
         result = evaluate_run(run, scene_dir)
         oracle = oracle_prompt_scores(result["scene"], result["prompts"], scene_dir)
         record = scene_record(name, result, oracle, {"rgb": run_seconds(splat), "feature": run_seconds(run)})
@@ -420,7 +426,8 @@ def run_set(args: argparse.Namespace, codes: CodeKeys, env: Dict[str, str], star
             print(SET_HEADER, flush=True)
         print("\n".join(set_scene_lines(record)), flush=True)
     lines, figures = set_summary(records, split)
-    report_path = args.work / f"set_{args.scene_set}{'' if whole else '_part'}.json"
+    report_name = f"set_{args.scene_set}{'' if whole else '_part'}{labelling_suffix(args.labelling)}.json"
+    report_path = args.work / report_name
     write_report({"summary": figures, "scenes": records}, report_path)  # JSON, NaN as null, atomically
     print(f"# figures in {report_path}; total {((time.perf_counter() - started) / 60):.1f} min", flush=True)
     print("\n".join(lines), flush=True)
@@ -448,11 +455,22 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--scenes", nargs="+", default=None, metavar="NAME",
                         help="with --set: only these scenes of the split (names as the split lists them, or a prefix "
                              "such as clutter09); the summary then covers these alone")
+    parser.add_argument("--labelling", nargs="+", default=[], metavar="NAME=VALUE",
+                        help="label every feature run with these LabellingConfig settings instead of the defaults "
+                             "(e.g. coarse_merge_cosine=0.97): the cached runs are relabelled, not retrained, and "
+                             "the summary names the settings; choose them on the dev split only")
     return parser
+
+
+def labelling_suffix(labelling: Dict[str, str]) -> str:
+    """``_labelling-HASH`` for the report of a run with ``--labelling`` settings (none without), so that a variant
+    does not overwrite the defaults' figures."""
+    return f"_labelling-{settings_fingerprint(labelling)[:8]}" if labelling else ""
 
 
 def main() -> None:
     args = build_parser().parse_args()
+    args.labelling = parse_labelling(args.labelling)
     torch.set_num_threads(min(2, os.cpu_count() or 1))
     if args.fresh and args.work.exists():
         shutil.rmtree(args.work)
@@ -541,7 +559,7 @@ def main() -> None:
             configs[(run.scene, run.run_name)], _ = ns_train(
                 run.scene, outputs, run.run_name, common + run.flags, args.work, codes.feature_stage,
                 {"data": scene_keys[run.scene], "init_checkpoint": splat_key, "environment": env},
-                init_checkpoint=checkpoint, labels_fp=codes.labels)
+                init_checkpoint=checkpoint, labels_fp=codes.labels, labelling=args.labelling)
 
     print(f"{'run':<42} | coarse mIoU mBIoU | fine mIoU mBIoU | converged c/f | cands | train min", flush=True)
     results = {}
@@ -560,8 +578,8 @@ def main() -> None:
           f"{100 * main_run['segmented']:.1f}% of them; "
           f"total {((time.perf_counter() - started) / 60):.1f} min", flush=True)
     summary = main_run["summary"]
-    print(f"accuracy: coarse mIoU {summary['coarse']['mIoU']:.3f}, fine mIoU {summary['fine']['mIoU']:.3f} "
-          f"(noisy masks, GFL on); oracle {c['mIoU']:.3f} / {f['mIoU']:.3f}")
+    print(f"accuracy{labelling_note(args.labelling)}: coarse mIoU {summary['coarse']['mIoU']:.3f}, fine mIoU "
+          f"{summary['fine']['mIoU']:.3f} (noisy masks, GFL on); oracle {c['mIoU']:.3f} / {f['mIoU']:.3f}")
 
 
 if __name__ == "__main__":

@@ -29,7 +29,8 @@ fingerprint of what can change it (the photos and flags; for the masks also the 
 clickgs_ns/io, for each training stage the code it executes, ``cache.code_keys``); the labels
 saved at the end of training are keyed by all of that code (``cache.labels_fingerprint``), and a cached run whose
 labels other code lifted is relabelled by ``clickgs lift-labels``; prompts, scores and the oracle are recomputed
-on every run. A rerun after a change is a real rerun.
+on every run. A rerun after a change is a real rerun. ``--labelling NAME=VALUE ...`` lifts the labels with those
+``LabellingConfig`` settings (relabelling the cached run in place; the last line names them).
 
 Usage: python benchmarks/bench_real.py [--work bench_real_work] [--scenes dtu_scan37 spinnerf_1] [--checkpoint PATH]
 """
@@ -53,8 +54,8 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from cache import (NS_TRAIN_FLAGS, CodeKeys, code_fingerprint, code_keys, is_cached, lift_labels_stage,  # noqa: E402
-                   mark_cached, run_key)
+from cache import (NS_TRAIN_FLAGS, CodeKeys, code_fingerprint, code_keys, is_cached, labelling_note,  # noqa: E402
+                   lift_labels_stage, mark_cached, parse_labelling, run_key)
 from sam_weights import HOW_TO_SUPPLY, mobile_sam_checkpoint  # noqa: E402
 
 BIN = Path(sys.executable).parent
@@ -365,7 +366,7 @@ def bench_scene(name: str, args: argparse.Namespace, checkpoint: Path, codes: Co
     config = trained / "DATA" / "click-gaussian" / "run" / "config.yml"
     labels_s, labels_cached = lift_labels_stage(trained, config, train_key, codes.labels,
                                                 [str(f) for f in train_flags], not stages.cached,
-                                                trained / "lift_labels.log")
+                                                trained / "lift_labels.log", args.labelling)
 
     prompts_path = trained / "prompts.json"
     write_prompts(scene, names, dataset_split(config), config, args, prompts_path)
@@ -415,7 +416,12 @@ def main() -> None:
                         help="training views besides the clicked one that the user judges the selection in, spread "
                              "around the capture (look_views); 0: the clicked view only")
     parser.add_argument("--until", choices=["masks", "eval"], default="eval", help="stop after this stage")
+    parser.add_argument("--labelling", nargs="+", default=[], metavar="NAME=VALUE",
+                        help="lift the labels with these LabellingConfig settings instead of the defaults (e.g. "
+                             "coarse_merge_cosine=0.97): the cached run is relabelled, not retrained, and the last "
+                             "line names the settings")
     args = parser.parse_args()
+    args.labelling = parse_labelling(args.labelling)
     if not REAL.is_dir():
         raise SystemExit(f"bench_real: {REAL} is missing (the real captures; see its README)")
     if shutil.which("colmap") is None:
@@ -428,7 +434,7 @@ def main() -> None:
     print(f"# bench_real: code {codes.rgb_stage[:12]} (RGB stage), {codes.feature_stage[:12]} (feature stage), "
           f"{codes.labels[:12]} (labels), work {args.work}")
     results = {name: bench_scene(name, args, checkpoint, codes) for name in args.scenes}
-    print("real: " + ", ".join(f"{name} mIoU {miou:.3f} (oracle {oracle:.3f})"
+    print(f"real{labelling_note(args.labelling)}: " + ", ".join(f"{name} mIoU {miou:.3f} (oracle {oracle:.3f})"
                                for name, (miou, oracle) in results.items()))
 
 

@@ -35,6 +35,7 @@ import platform
 import subprocess
 import sys
 import time
+import typing
 from importlib import metadata
 from pathlib import Path, PurePath
 from typing import Any, Dict, Iterable, List, Mapping, NamedTuple, Optional, Sequence, Tuple
@@ -297,53 +298,111 @@ def mark_cached(directory: Path, key: str, code_fp: str, flags: Dict[str, Any], 
     atomic_write_text(Path(directory) / key_file, text + "\n")
 
 
+LABELLING_PREFIX = "--pipeline.model.labelling."
+"""The ns-train options that set ``LabellingConfig`` (``--pipeline.model.labelling.NAME VALUE``)."""
+
+
 def labelling_flags(ns_train_args: Sequence[str]) -> Dict[str, str]:
     """The ``--pipeline.model.labelling.NAME VALUE`` (or ``=VALUE``) options among ``ns_train_args``: {field: value}."""
-    prefix, flags = "--pipeline.model.labelling.", {}
+    flags = {}
     for index, arg in enumerate(ns_train_args):
-        if arg.startswith(prefix):
-            name, _, value = arg[len(prefix):].partition("=")
+        if arg.startswith(LABELLING_PREFIX):
+            name, _, value = arg[len(LABELLING_PREFIX):].partition("=")
             flags[name.replace("-", "_")] = value if value else ns_train_args[index + 1]
     return flags
+
+
+def labelling_value(current: Any, value: str) -> Any:
+    """``value`` (text) as the type of the setting whose default is ``current``; a bool takes True/False/true/false/1/0.
+    A value that the type does not take is a ValueError."""
+    if isinstance(current, bool):
+        if value not in ("True", "true", "1", "False", "false", "0"):
+            raise ValueError(f"{value!r} is not a bool (True or False)")
+        return value in ("True", "true", "1")
+    return type(current)(value)
+
+
+def parse_labelling(settings: Sequence[str]) -> Dict[str, str]:
+    """A benchmark's ``--labelling NAME=VALUE ...``: {field: value} (NAME as ``LabellingConfig`` names its field, with
+    dashes or underscores), checked against ``LabellingConfig``: an unknown name or a value its type does not take
+    is a SystemExit that names it and the way forward."""
+    from clickgs_ns.method.lifting import LabellingConfig
+
+    defaults, hints = LabellingConfig(), typing.get_type_hints(LabellingConfig)
+    names = sorted(field.name for field in dataclasses.fields(LabellingConfig))
+    parsed = {}
+    for setting in settings:
+        name, equals, value = setting.partition("=")
+        name = name.strip().replace("-", "_")
+        if not equals or not value:
+            raise SystemExit(f"--labelling {setting!r}: write NAME=VALUE, e.g. coarse_merge_cosine=0.97")
+        if name not in names:
+            raise SystemExit(f"--labelling {setting!r}: LabellingConfig has no setting {name!r}; its settings: "
+                             f"{', '.join(names)}")
+        try:
+            labelling_value(getattr(defaults, name), value)
+        except ValueError as error:
+            raise SystemExit(f"--labelling {setting!r}: {error}") from None
+        choices = typing.get_args(hints[name]) if typing.get_origin(hints[name]) is typing.Literal else ()
+        if choices and value not in choices:
+            raise SystemExit(f"--labelling {setting!r}: {name} is one of {', '.join(map(str, choices))}")
+        parsed[name] = value
+    return parsed
+
+
+def labelling_args(labelling: Mapping[str, str]) -> List[str]:
+    """The ns-train options that set ``labelling`` ({field: value}): the inverse of ``labelling_flags``."""
+    return [arg for name, value in labelling.items() for arg in (LABELLING_PREFIX + name.replace("_", "-"), value)]
+
+
+def labelling_note(labelling: Mapping[str, str]) -> str:
+    """`` [labelling NAME=VALUE, ...]`` for a benchmark's summary lines when ``labelling`` overrides the defaults."""
+    return f" [labelling {', '.join(f'{k}={v}' for k, v in sorted(labelling.items()))}]" if labelling else ""
 
 
 def with_current_labelling(config: Path, ns_train_args: Sequence[str]) -> None:
     """Rewrite the labelling settings in a run's ``config.yml`` to those ``ns-train click-gaussian ns_train_args``
     saves with this code: ``LabellingConfig``'s defaults, with the options ``ns_train_args`` sets
-    (``labelling_flags``). A run keeps the settings it was trained with, defaults included; relabelled for this
-    code, it must get this code's."""
+    (``labelling_flags``; of one setting given twice, the later). A run keeps the settings it was trained with,
+    defaults included; relabelled for this code, it must get this code's."""
     import yaml
 
     from clickgs_ns.method.lifting import LabellingConfig
 
     labelling = LabellingConfig()
     for name, value in labelling_flags(ns_train_args).items():
-        current = getattr(labelling, name)  # an unknown name is an AttributeError
-        parsed = value in ("True", "true", "1") if isinstance(current, bool) else type(current)(value)
-        setattr(labelling, name, parsed)
+        setattr(labelling, name, labelling_value(getattr(labelling, name), value))  # unknown: AttributeError
     run = yaml.load(Path(config).read_text(), Loader=yaml.Loader)
     run.pipeline.model.labelling = labelling
     atomic_write_text(Path(config), yaml.dump(run))
 
 
 def lift_labels_stage(run_dir: Path, config: Path, train_key: str, labels_fp: str, ns_train_args: Sequence[str],
-                      trained_now: bool, log: Path) -> Tuple[float, bool]:
+                      trained_now: bool, log: Path, labelling: Optional[Mapping[str, str]] = None
+                      ) -> Tuple[float, bool]:
     """Make the labels saved in the trained run ``run_dir`` (its ``config``, trained as ``train_key`` by ns-train
-    with ``ns_train_args``) those that the labels' code ``labels_fp`` lifts. A run trained just now lifted them at
-    its end with this code; an older one whose ``LABELS_KEY_FILE`` names other code gets this code's labelling
-    settings (``with_current_labelling``) and is relabelled in place by ``clickgs lift-labels`` (the user's command
-    for it; its output in ``log``). Returns the seconds spent and whether the saved labels were reused."""
-    key = run_key(labels_fp, {"run": train_key})
-    if trained_now or is_cached(run_dir, key, LABELS_KEY_FILE):
-        if trained_now:
-            mark_cached(run_dir, key, labels_fp, {"run": train_key}, LABELS_KEY_FILE)
-        return 0.0, not trained_now
+    with ``ns_train_args``) those that the labels' code ``labels_fp`` lifts, with the labelling settings
+    ``labelling`` ({field: value}, ``parse_labelling``) on top of the defaults where given (a benchmark's
+    ``--labelling``: a variant of the labels without retraining; the run's own options win over it). A run trained
+    just now without ``labelling`` lifted them at its end with this code; an older one whose ``LABELS_KEY_FILE``
+    names other code or other settings gets this code's labelling settings (``with_current_labelling``) and is
+    relabelled in place by ``clickgs lift-labels`` (the user's command for it; its output in ``log``). Returns the
+    seconds spent and whether the saved labels were reused."""
+    settings: Dict[str, Any] = {"run": train_key}
+    if labelling:  # the defaults' key is the one it always was
+        settings["labelling"] = dict(sorted(labelling.items()))
+    key = run_key(labels_fp, settings)
+    if trained_now and not labelling:
+        mark_cached(run_dir, key, labels_fp, settings, LABELS_KEY_FILE)
+        return 0.0, False
+    if not trained_now and is_cached(run_dir, key, LABELS_KEY_FILE):
+        return 0.0, True
     started = time.perf_counter()
-    with_current_labelling(config, ns_train_args)
+    with_current_labelling(config, [*labelling_args(labelling or {}), *ns_train_args])
     with open(log, "w") as out:
         code = subprocess.call([str(Path(sys.executable).parent / "clickgs"), "lift-labels", "--load-config",
                                 str(config)], stdout=out, stderr=subprocess.STDOUT)
     if code != 0:
         raise SystemExit(f"clickgs lift-labels failed ({code}); see {log}")
-    mark_cached(run_dir, key, labels_fp, {"run": train_key}, LABELS_KEY_FILE)
+    mark_cached(run_dir, key, labels_fp, settings, LABELS_KEY_FILE)
     return time.perf_counter() - started, False

@@ -309,6 +309,7 @@ def test_training_calls_no_label_stage_function_before_its_end_and_relabelling_g
     relabels it with ``clickgs lift-labels`` as a cached run whose labels' code changed, gives the labels that the
     end of training saved: relabelling a cached run is the same as training it anew."""
     import torch
+    import yaml
 
     from cache import FEATURE_STAGE_FUNCTIONS, LABEL_STAGE_DEFINITIONS, LABELS_KEY_FILE, is_cached, lift_labels_stage
     from clickgs_ns.method.gfl import GFLConfig
@@ -341,6 +342,40 @@ def test_training_calls_no_label_stage_function_before_its_end_and_relabelling_g
         assert torch.equal(relabelled[name], trained[name]), name
     assert lift_labels_stage(run_dir, config_path[0], "trained", "other labels code", [], False,
                              tmp_path / "again.log") == (0.0, True)
+
+    # a benchmark's --labelling: other settings key other labels, relabel in place, and back without them
+    variant = {"method": "nearest_feature"}
+    seconds, reused = lift_labels_stage(run_dir, config_path[0], "trained", "other labels code", [], False,
+                                        tmp_path / "variant.log", variant)
+    assert not reused and seconds > 0
+    saved = yaml.load(config_path[0].read_text(), Loader=yaml.Loader)
+    assert saved.pipeline.model.labelling.method == "nearest_feature"
+    varied = torch.load(checkpoint, map_location="cpu", weights_only=True)["pipeline"]
+    assert not all(torch.equal(varied[name], trained[name]) for name in names)
+    assert lift_labels_stage(run_dir, config_path[0], "trained", "other labels code", [], False,
+                             tmp_path / "variant_again.log", variant) == (0.0, True)
+    seconds, reused = lift_labels_stage(run_dir, config_path[0], "trained", "other labels code", [], False,
+                                        tmp_path / "back.log")
+    assert not reused and is_cached(run_dir, cache_run_key("other labels code"), LABELS_KEY_FILE)
+    back = torch.load(checkpoint, map_location="cpu", weights_only=True)["pipeline"]
+    for name in names:
+        assert torch.equal(back[name], trained[name]), name
+
+
+def test_a_benchmarks_labelling_settings_are_checked_and_become_ns_train_options():
+    from cache import labelling_args, labelling_flags, labelling_note, parse_labelling
+
+    settings = parse_labelling(["coarse-merge-cosine=0.97", "method=nearest_feature", "confident_near_cluster=False"])
+    assert settings == {"coarse_merge_cosine": "0.97", "method": "nearest_feature", "confident_near_cluster": "False"}
+    assert labelling_args({"coarse_merge_cosine": "0.97"}) == ["--pipeline.model.labelling.coarse-merge-cosine", "0.97"]
+    assert labelling_flags(labelling_args(settings)) == settings
+    assert labelling_note(settings) == (" [labelling coarse_merge_cosine=0.97, confident_near_cluster=False, "
+                                        "method=nearest_feature]") and labelling_note({}) == ""
+    for bad, says in [("no_such=1", "coarse_merge_cosine"), ("method=nearest", "view_vote, nearest_feature"),
+                      ("min_cosine=high", "min_cosine=high"), ("confident_near_cluster=yes", "True or False"),
+                      ("merge_cosine", "NAME=VALUE")]:
+        with pytest.raises(SystemExit, match=says):
+            parse_labelling([bad])
 
 
 def test_labelling_settings_are_read_only_at_the_end_of_training():
