@@ -24,7 +24,7 @@ setup: $(STAMP)
 
 test: setup
 	$(VENV)/bin/lint-imports
-	$(PY) -m pytest -q -p no:cacheprovider
+	$(PY) -m pytest -q -p no:cacheprovider --durations=15
 
 demo: setup
 	$(VENV)/bin/clickgs synth $(DEMO_DIR)/scene
