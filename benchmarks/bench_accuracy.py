@@ -113,7 +113,8 @@ def ns_train(data: Path, output_dir: Path, name: str, args: Sequence[str], log_d
     ``init_checkpoint``, and the environment; of the paths only ``init_checkpoint``'s below ``output_dir`` (its
     run's folder, named by that run's key, and its step). Its log: ``log_dir/NAME_KEY.log``. With ``labels_fp``
     (a feature run), the labels saved in the run are those that code lifts (``cache.lift_labels_stage``), with the
-    ``labelling`` settings (``--labelling``) on top of the defaults: they key the labels, not the run."""
+    ``labelling`` settings (``--labelling``) on top of the defaults (the run's own labelling options in ``args``
+    win): they key the labels, not the run."""
     flags: Dict[str, object] = {"ns_train": ["click-gaussian", *NS_TRAIN_FLAGS, *args], "inputs": inputs}
     if init_checkpoint is not None:  # its path below output_dir names its run (and that run's key) and step
         below = init_checkpoint.is_relative_to(output_dir)
@@ -456,9 +457,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="with --set: only these scenes of the split (names as the split lists them, or a prefix "
                              "such as clutter09); the summary then covers these alone")
     parser.add_argument("--labelling", nargs="+", default=[], metavar="NAME=VALUE",
-                        help="label every feature run with these LabellingConfig settings instead of the defaults "
-                             "(e.g. coarse_merge_cosine=0.97): the cached runs are relabelled, not retrained, and "
-                             "the summary names the settings; choose them on the dev split only")
+                        help="label every feature run with these LabellingConfig settings on top of the defaults "
+                             "(e.g. coarse_merge_cosine=0.97; a run's own labelling options win): the cached runs "
+                             "are relabelled, not retrained, and the summary names the settings; choose them on the "
+                             "dev split only")
     return parser
 
 

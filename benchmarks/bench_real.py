@@ -417,7 +417,7 @@ def main() -> None:
                              "around the capture (look_views); 0: the clicked view only")
     parser.add_argument("--until", choices=["masks", "eval"], default="eval", help="stop after this stage")
     parser.add_argument("--labelling", nargs="+", default=[], metavar="NAME=VALUE",
-                        help="lift the labels with these LabellingConfig settings instead of the defaults (e.g. "
+                        help="lift the labels with these LabellingConfig settings on top of the defaults (e.g. "
                              "coarse_merge_cosine=0.97): the cached run is relabelled, not retrained, and the last "
                              "line names the settings")
     args = parser.parse_args()
@@ -434,8 +434,8 @@ def main() -> None:
     print(f"# bench_real: code {codes.rgb_stage[:12]} (RGB stage), {codes.feature_stage[:12]} (feature stage), "
           f"{codes.labels[:12]} (labels), work {args.work}")
     results = {name: bench_scene(name, args, checkpoint, codes) for name in args.scenes}
-    print(f"real{labelling_note(args.labelling)}: " + ", ".join(f"{name} mIoU {miou:.3f} (oracle {oracle:.3f})"
-                               for name, (miou, oracle) in results.items()))
+    scores = ", ".join(f"{name} mIoU {miou:.3f} (oracle {oracle:.3f})" for name, (miou, oracle) in results.items())
+    print(f"real{labelling_note(args.labelling)}: {scores}")
 
 
 if __name__ == "__main__":

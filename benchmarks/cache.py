@@ -312,25 +312,41 @@ def labelling_flags(ns_train_args: Sequence[str]) -> Dict[str, str]:
     return flags
 
 
-def labelling_value(current: Any, value: str) -> Any:
-    """``value`` (text) as the type of the setting whose default is ``current``; a bool takes True/False/true/false/1/0.
-    A value that the type does not take is a ValueError."""
-    if isinstance(current, bool):
+def labelling_value(name: str, value: str) -> Any:
+    """``value`` (text) as ``LabellingConfig``'s field ``name`` takes it: a bool from True/False/true/false/1/0, a
+    Literal one of its choices, "None" where the field may be None, else its type's. An unknown ``name`` is an
+    AttributeError; a value the field does not take, a ValueError."""
+    from clickgs_ns.method.lifting import LabellingConfig
+
+    hints = typing.get_type_hints(LabellingConfig)
+    if name not in hints:
+        raise AttributeError(f"LabellingConfig has no setting {name!r}")
+    hint, default = hints[name], getattr(LabellingConfig(), name)
+    choices = typing.get_args(hint)
+    if value == "None" and type(None) in choices:
+        return None
+    if typing.get_origin(hint) is typing.Literal:
+        if value not in choices:
+            raise ValueError(f"{name} is one of {', '.join(map(str, choices))}")
+        return value
+    if isinstance(default, bool):
         if value not in ("True", "true", "1", "False", "false", "0"):
             raise ValueError(f"{value!r} is not a bool (True or False)")
         return value in ("True", "true", "1")
-    return type(current)(value)
+    kind = type(default) if default is not None else next(c for c in choices if c is not type(None))
+    return kind(value)
 
 
 def parse_labelling(settings: Sequence[str]) -> Dict[str, str]:
     """A benchmark's ``--labelling NAME=VALUE ...``: {field: value} (NAME as ``LabellingConfig`` names its field, with
-    dashes or underscores), checked against ``LabellingConfig``: an unknown name or a value its type does not take
-    is a SystemExit that names it and the way forward."""
+    dashes or underscores), each value written as its parsed value prints (``.97`` -> ``0.97``, ``true`` ->
+    ``True``), settings equal to their default left out, so that one variant has one key. An unknown name, a name
+    given twice or a value the field does not take is a SystemExit that names it and the way forward."""
     from clickgs_ns.method.lifting import LabellingConfig
 
-    defaults, hints = LabellingConfig(), typing.get_type_hints(LabellingConfig)
+    defaults = LabellingConfig()
     names = sorted(field.name for field in dataclasses.fields(LabellingConfig))
-    parsed = {}
+    parsed, seen = {}, set()
     for setting in settings:
         name, equals, value = setting.partition("=")
         name = name.strip().replace("-", "_")
@@ -339,14 +355,15 @@ def parse_labelling(settings: Sequence[str]) -> Dict[str, str]:
         if name not in names:
             raise SystemExit(f"--labelling {setting!r}: LabellingConfig has no setting {name!r}; its settings: "
                              f"{', '.join(names)}")
+        if name in seen:
+            raise SystemExit(f"--labelling {setting!r}: {name} is given twice; give it once")
+        seen.add(name)
         try:
-            labelling_value(getattr(defaults, name), value)
+            typed = labelling_value(name, value)
         except ValueError as error:
             raise SystemExit(f"--labelling {setting!r}: {error}") from None
-        choices = typing.get_args(hints[name]) if typing.get_origin(hints[name]) is typing.Literal else ()
-        if choices and value not in choices:
-            raise SystemExit(f"--labelling {setting!r}: {name} is one of {', '.join(map(str, choices))}")
-        parsed[name] = value
+        if typed != getattr(defaults, name):
+            parsed[name] = str(typed)
     return parsed
 
 
@@ -371,7 +388,7 @@ def with_current_labelling(config: Path, ns_train_args: Sequence[str]) -> None:
 
     labelling = LabellingConfig()
     for name, value in labelling_flags(ns_train_args).items():
-        setattr(labelling, name, labelling_value(getattr(labelling, name), value))  # unknown: AttributeError
+        setattr(labelling, name, labelling_value(name, value))  # an unknown name: AttributeError
     run = yaml.load(Path(config).read_text(), Loader=yaml.Loader)
     run.pipeline.model.labelling = labelling
     atomic_write_text(Path(config), yaml.dump(run))
@@ -398,6 +415,7 @@ def lift_labels_stage(run_dir: Path, config: Path, train_key: str, labels_fp: st
     if not trained_now and is_cached(run_dir, key, LABELS_KEY_FILE):
         return 0.0, True
     started = time.perf_counter()
+    (Path(run_dir) / LABELS_KEY_FILE).unlink(missing_ok=True)  # until relabelled: neither the old labels nor these
     with_current_labelling(config, [*labelling_args(labelling or {}), *ns_train_args])
     with open(log, "w") as out:
         code = subprocess.call([str(Path(sys.executable).parent / "clickgs"), "lift-labels", "--load-config",

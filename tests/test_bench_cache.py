@@ -360,22 +360,47 @@ def test_training_calls_no_label_stage_function_before_its_end_and_relabelling_g
     back = torch.load(checkpoint, map_location="cpu", weights_only=True)["pipeline"]
     for name in names:
         assert torch.equal(back[name], trained[name]), name
+    # trained just now, its end lifted the defaults' labels: a variant relabels it all the same
+    seconds, reused = lift_labels_stage(run_dir, config_path[0], "trained", "other labels code", [], True,
+                                        tmp_path / "fresh.log", variant)
+    assert not reused and seconds > 0
+    variant_key = run_key("other labels code", {"run": "trained", "labelling": variant})
+    assert is_cached(run_dir, variant_key, LABELS_KEY_FILE)
 
 
-def test_a_benchmarks_labelling_settings_are_checked_and_become_ns_train_options():
-    from cache import labelling_args, labelling_flags, labelling_note, parse_labelling
+def test_a_benchmarks_labelling_settings_are_checked_and_written_one_way(tmp_path):
+    """``cache.parse_labelling`` (a benchmark's ``--labelling``): each value as its field takes it, written one way
+    (one variant, one labels key), defaults left out; the ns-train options it becomes, under a run's own."""
+    import yaml
 
-    settings = parse_labelling(["coarse-merge-cosine=0.97", "method=nearest_feature", "confident_near_cluster=False"])
+    from cache import labelling_args, labelling_flags, labelling_note, parse_labelling, with_current_labelling
+    from clickgs_ns.method.lifting import LabellingConfig
+    from conftest import make_trainer_config
+
+    settings = parse_labelling(["coarse-merge-cosine=.97", "method=nearest_feature", "confident_near_cluster=false",
+                                "min_cosine=0.75"])  # min_cosine's default
     assert settings == {"coarse_merge_cosine": "0.97", "method": "nearest_feature", "confident_near_cluster": "False"}
+    assert parse_labelling(["coarse_merge_cosine=None"]) == {"coarse_merge_cosine": "None"}
     assert labelling_args({"coarse_merge_cosine": "0.97"}) == ["--pipeline.model.labelling.coarse-merge-cosine", "0.97"]
     assert labelling_flags(labelling_args(settings)) == settings
     assert labelling_note(settings) == (" [labelling coarse_merge_cosine=0.97, confident_near_cluster=False, "
                                         "method=nearest_feature]") and labelling_note({}) == ""
     for bad, says in [("no_such=1", "coarse_merge_cosine"), ("method=nearest", "view_vote, nearest_feature"),
                       ("min_cosine=high", "min_cosine=high"), ("confident_near_cluster=yes", "True or False"),
-                      ("merge_cosine", "NAME=VALUE")]:
+                      ("merge_cosine", "NAME=VALUE"), ("min_cosine=None", "None")]:
         with pytest.raises(SystemExit, match=says):
             parse_labelling([bad])
+    with pytest.raises(SystemExit, match="twice"):
+        parse_labelling(["min_cosine=0.5", "min-cosine=0.6"])
+
+    path = tmp_path / "config.yml"
+    path.write_text(yaml.dump(make_trainer_config(tmp_path / "data", tmp_path / "out")))
+    own = ["--pipeline.model.labelling.method", "view_vote"]  # the run's own option wins over the variant's
+    with_current_labelling(path, [*labelling_args(settings), *own])
+    saved = yaml.load(path.read_text(), Loader=yaml.Loader).pipeline.model.labelling
+    assert saved == LabellingConfig(coarse_merge_cosine=0.97, confident_near_cluster=False, method="view_vote")
+    with_current_labelling(path, labelling_args({"coarse_merge_cosine": "None"}))
+    assert yaml.load(path.read_text(), Loader=yaml.Loader).pipeline.model.labelling.coarse_merge_cosine is None
 
 
 def test_labelling_settings_are_read_only_at_the_end_of_training():
