@@ -453,7 +453,8 @@ def test_bench_accuracy_set_report():
 
 def test_bench_accuracy_set_run_wiring(tmp_path, monkeypatch, capsys):
     """``--set``'s loop on one tiny scene with training and scoring replaced by stand-ins: the scene is generated
-    and cached, each stage gets the scene's key, every prompt is reported, the figures go to set_SPLIT.json."""
+    and cached, each stage gets the scene's key, every prompt is reported, the figures go to set_SPLIT.json; with
+    ``--labelling`` the feature run's labels get the settings, and the summary and the report name the variant."""
     import time
 
     sys.path.insert(0, str(ROOT / "benchmarks"))
@@ -463,15 +464,17 @@ def test_bench_accuracy_set_run_wiring(tmp_path, monkeypatch, capsys):
     tiny = family_config("garden", num_objects=3, num_small_objects=1, num_views=8, image_width=80, image_height=60,
                          num_gaussians=2000, num_seed_points=200, prompt_train_fraction=0.75)
     monkeypatch.setattr(synth, "test_set_configs", lambda split, **overrides: [("garden03_touching_s7", tiny)])
-    trained, keys = [], []
+    trained, keys, variants = [], [], []
 
-    def fake_train(data, output_dir, name, args, log_dir, code_fp, inputs, init_checkpoint=None, labels_fp=None):
+    def fake_train(data, output_dir, name, args, log_dir, code_fp, inputs, init_checkpoint=None, labels_fp=None,
+                   labelling=None):
         run = output_dir / data.name / name
         (run / "nerfstudio_models").mkdir(parents=True, exist_ok=True)
         (run / "nerfstudio_models" / "step-000000001.ckpt").write_text("")
         (run / "DONE").write_text("60.0\n")
         trained.append((name, inputs, init_checkpoint))
         keys.append((code_fp, labels_fp))
+        variants.append(labelling)
         return run / "config.yml", f"key_{name}"
 
     def fake_evaluate(config, scene_dir, relabel=None):
@@ -486,6 +489,7 @@ def test_bench_accuracy_set_run_wiring(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(bench_accuracy, "oracle_prompt_scores", lambda scene, prompts, scene_dir: [
         {"level": p.level, "iou": 0.95, "biou": 0.9, "area_ratio": 1.0} for p in prompts])
     args = bench_accuracy.build_parser().parse_args(["--set", "dev", "--work", str(tmp_path)])
+    args.labelling = bench_accuracy.parse_labelling(args.labelling)  # as main does
     codes = bench_accuracy.CodeKeys(rgb_stage="r" * 40, feature_stage="f" * 40, labels="l" * 40)
     bench_accuracy.run_set(args, codes, {"python": "test"}, time.perf_counter())
 
@@ -503,6 +507,14 @@ def test_bench_accuracy_set_run_wiring(tmp_path, monkeypatch, capsys):
     assert out[-1].endswith("area ratio max 1.50")
     report = json.loads((tmp_path / "set_dev.json").read_text())
     assert report["summary"]["area_ratio"]["over"] == num_prompts and len(report["scenes"][0]["prompts"]) == num_prompts
+    assert not any(variants)
+
+    args.labelling = bench_accuracy.parse_labelling(["coarse_merge_cosine=0.97"])
+    bench_accuracy.run_set(args, codes, {"python": "test"}, time.perf_counter())
+    assert variants[-1] == {"coarse_merge_cosine": "0.97"} and variants[-1] is args.labelling
+    out = capsys.readouterr().out.splitlines()
+    assert out[-1].startswith("accuracy dev [labelling coarse_merge_cosine=0.97]: coarse mean 0.900")
+    assert len(list(tmp_path.glob("set_dev_labelling-*.json"))) == 1 and (tmp_path / "set_dev.json").exists()
 
 
 def test_bench_accuracy_runs_the_chosen_scenes_of_a_split():
