@@ -31,6 +31,7 @@ from clickgs_ns.segment.selection import (
     select_by_feature,
     shown_candidate,
     selection_mask,
+    unclaimed_pixel_feature,
 )
 
 COARSE_DIM = 12
@@ -186,6 +187,44 @@ def test_a_click_selects_the_matching_candidate_that_its_pixel_shows():
     fallback = select_by_feature(weak_feature, labels, candidates, features, pixel_shares=nothing)
     assert fallback.used_fallback and fallback.candidate is None
     assert select_by_feature(blended, labels, candidates, features, pixel_shares=lambda: None).candidate == 0
+
+
+def test_unclaimed_pixel_feature_is_the_weighted_mean_of_the_unlabelled_gaussians_under_it():
+    features = unit(torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0], [0.0, 1.0, 1.0]]))
+    labels = torch.tensor([0, -1, -1, 2])
+    gaussians, weights = torch.tensor([0, 1, 2, 3]), torch.tensor([0.5, 0.3, 0.1, 0.1])
+    # Gaussians 1 and 2 have no candidate: 0.3 * e_y + 0.1 * e_z, normalised; the labelled 0 and 3 are left out
+    expected = unit(torch.tensor([0.0, 0.3, 0.1]))
+    assert torch.allclose(unclaimed_pixel_feature(labels, gaussians, weights, features), expected, atol=1e-6)
+    assert unclaimed_pixel_feature(labels, torch.tensor([0, 3]), torch.tensor([0.5, 0.5]), features) is None
+    assert unclaimed_pixel_feature(labels, torch.tensor([], dtype=torch.long), torch.tensor([]), features) is None
+
+
+def test_a_best_match_that_renders_none_of_an_unclaimed_pixel_is_not_what_was_clicked():
+    """A small object without a candidate, on the ground: its pixel blends it with the ground, so the rendered
+    feature matches the ground's candidate (cos 0.80), which renders none of the pixel. The click takes the
+    feature of what does render it (no candidate's Gaussians) and selects what is like that, not the ground."""
+    candidates = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])  # ground, another object
+    labels = torch.tensor([0, 0, 0, 1, -1, -1])
+    features = unit(torch.tensor([[1.0, 0, 0], [1.0, 0, 0], [1.0, 0, 0], [0, 1.0, 0], [0.2, 0, 1.0], [0.1, 0, 1.0]]))
+    blended = unit(torch.tensor([1.0, 0.0, 0.75]))  # cos 0.80 with the ground
+    under_pixel = (torch.tensor([4, 5]), torch.tensor([0.6, 0.3]))  # only the two unlabelled Gaussians render it
+    shares = lambda: candidate_shares(labels, *under_pixel, 2)  # noqa: E731: zeros, nothing labelled under it
+    unclaimed = lambda: unclaimed_pixel_feature(labels, *under_pixel, features)  # noqa: E731
+
+    paper = select_by_feature(blended, labels, candidates, features, pixel_shares=shares)
+    assert paper.candidate == 0 and paper.num_selected == 3, "without the unclaimed feature: the ground"
+    result = select_by_feature(blended, labels, candidates, features, pixel_shares=shares, unclaimed_feature=unclaimed)
+    assert result.used_fallback and result.mask.tolist() == [False] * 4 + [True, True]
+    assert "renders none of the clicked pixel" in result.message
+    # where the best match renders some of the pixel, or nothing says what renders it, the feature decides as before
+    some = lambda: torch.tensor([0.1, 0.0], dtype=torch.float64)  # noqa: E731
+    assert select_by_feature(blended, labels, candidates, features, pixel_shares=some,
+                             unclaimed_feature=unclaimed).candidate == 0
+    assert select_by_feature(blended, labels, candidates, features, pixel_shares=lambda: None,
+                             unclaimed_feature=unclaimed).candidate == 0
+    assert select_by_feature(blended, labels, candidates, features, pixel_shares=shares,
+                             unclaimed_feature=lambda: None).candidate == 0
 
 
 def test_pixel_camera_sees_one_pixel_of_the_camera():

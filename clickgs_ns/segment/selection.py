@@ -4,7 +4,10 @@ docs/method.md, section 6: a click at pixel p of a view takes the rendered featu
 global candidate c* = argmax_c cos(F^l_p, g_c^l) and selects the Gaussians whose own candidate is c*
 (c_i^l == c*). Each Gaussian's candidate id is precomputed (``assign_candidates``), so a click costs one pixel's
 feature plus one comparison over N labels. Where the click matches no candidate well (or there are none), the
-fallback selects the Gaussians whose own feature is close to F^l_p, and the result says so.
+fallback selects the Gaussians whose own feature is close to F^l_p, and the result says so. What renders the
+clicked pixel (a 1 x 1 render) refines this: it picks among the matching candidates, and where the best match
+renders none of the pixel and Gaussians of no candidate do, the fallback's query is their feature
+(``select_by_feature``).
 
 Layers, from the bottom:
 
@@ -204,6 +207,7 @@ def select_by_feature(
     level_features: Tensor,
     config: SelectionConfig = SelectionConfig(),
     pixel_shares: Optional[Callable[[], Optional[Tensor]]] = None,
+    unclaimed_feature: Optional[Callable[[], Optional[Tensor]]] = None,
 ) -> ClickResult:
     """Select the Gaussians that a pixel feature ``query`` points at.
 
@@ -213,10 +217,13 @@ def select_by_feature(
     (``min_labelled_share``), the pixel decides which matching candidate it shows: the one that renders most of it
     (a pixel's feature blends the features of what renders it, and can match a candidate that is not there at
     all), or, when no matching candidate renders it, the candidate that renders most of it (``shown_candidate``).
-    Otherwise c* = argmax_c cos(query, g_c) as in the paper, if it matches; a feature that matches nothing takes
-    the candidate that renders most of the pixel. Failing all of that, when C == 0, or when no Gaussian carries
-    c* (a candidate that no view's vote gave a Gaussian), it falls back to cos(level_features, query) >
-    ``fallback_min_cosine`` and the message says so.
+    Otherwise c* = argmax_c cos(query, g_c) as in the paper, if it matches and it renders some of the pixel (or
+    nothing says what renders it); a feature that matches nothing takes the candidate that renders most of the
+    pixel. Failing all of that, when C == 0, or when no Gaussian carries c* (a candidate that no view's vote gave a
+    Gaussian), it falls back to cos(level_features, query) > ``fallback_min_cosine`` and the message says so. Where
+    the best match renders none of the pixel and Gaussians of no candidate render most of it (an object that no
+    candidate holds, whose blend with its surroundings matches the surroundings), the fallback's query is the
+    feature of those Gaussians (``unclaimed_feature``), not the blend.
 
     Args:
         query: [D] rendered feature of the clicked pixel (any length; normalised here).
@@ -225,6 +232,8 @@ def select_by_feature(
         level_features: [N, D] unit per-Gaussian features (used only by the fallback).
         pixel_shares: optional, called once when C > 0: [C] each candidate's share of the clicked pixel's
             rendering weight (``candidate_shares``), or None when the model cannot say.
+        unclaimed_feature: optional, called at most once: [D] the feature of the Gaussians of no candidate that
+            render the clicked pixel (``unclaimed_pixel_feature``), or None when none does or the model cannot say.
     """
     query = query.detach().float().reshape(-1).to(level_features.device)
     norm = float(query.norm())
@@ -236,7 +245,10 @@ def select_by_feature(
     if candidates.shape[0] == 0:
         reason = "There are no global candidates at this level (GFL has not run)"
         return select_similar_features(query, level_features, config, reason, math.nan)
-    result, reason, best_cos = select_candidate(query, gaussian_labels, candidates, config, pixel_shares)
+    result, reason, best_cos = select_candidate(query, gaussian_labels, candidates, config, pixel_shares,
+                                                unclaimed_feature)
+    if isinstance(result, Tensor):  # the feature of what renders the pixel, which no candidate claims
+        return select_similar_features(result, level_features, config, reason, best_cos)
     if result is not None:
         return result
     return select_similar_features(query, level_features, config, reason, best_cos)
@@ -258,12 +270,15 @@ def select_candidate(
     candidates: Tensor,
     config: SelectionConfig,
     pixel_shares: Optional[Callable[[], Optional[Tensor]]] = None,
-) -> Tuple[Optional[ClickResult], str, float]:
+    unclaimed_feature: Optional[Callable[[], Optional[Tensor]]] = None,
+) -> Tuple[Union[ClickResult, Tensor, None], str, float]:
     """The Gaussians of the candidate a unit ``query`` [D] points at (``select_by_feature`` without its fallback):
     among the candidates it matches (cos >= ``candidate_min_cosine``) the one the clicked pixel shows
     (``shown_candidate``, when ``pixel_shares`` says what renders most of the pixel: ``min_labelled_share``), else
-    the best match; a feature that matches nothing takes the candidate that renders most of the pixel. Returns (the
-    result, or None when nothing is selected; why not, in words; the best cosine).
+    the best match, unless it renders none of the pixel while Gaussians of no candidate render most of it; a
+    feature that matches nothing takes the candidate that renders most of the pixel. Returns (the result; or the
+    unit feature [D] of those unclaimed Gaussians (``unclaimed_feature``) to fall back on instead of the blend; or
+    None when nothing is selected; why not, in words; the best cosine).
 
     Args:
         gaussian_labels: [N] long candidate ids; candidates: [C, D], C >= 1.
@@ -278,6 +293,11 @@ def select_candidate(
         share = f"whose Gaussians render {100 * float(shares[candidate]):.0f}% of the clicked pixel"
     elif matches:
         candidate, share = int(best_id), ""
+        if shares is not None and float(shares[candidate]) == 0 and unclaimed_feature is not None:
+            unclaimed = unclaimed_feature()
+            if unclaimed is not None:  # what renders most of the pixel is none of the candidates
+                return unclaimed, (f"The best match (global candidate {candidate}, cos {best_cos:.2f}) renders none "
+                                   "of the clicked pixel, which Gaussians of no candidate render"), best_cos
     else:
         return None, (f"The click matches no global candidate well (best: {int(best_id)}, cos {best_cos:.2f} < "
                       f"{config.candidate_min_cosine:g})"), best_cos
@@ -332,6 +352,22 @@ def candidate_shares(gaussian_labels: Tensor, gaussians: Tensor, weights: Tensor
         0, labels + 1, weights.to(labels.device).double())  # [C + 1]: "none" first
     total = float(per_label.sum())
     return per_label[1:] / total if total > 0 else per_label[1:]
+
+
+def unclaimed_pixel_feature(gaussian_labels: Tensor, gaussians: Tensor, weights: Tensor,
+                            level_features: Tensor) -> Optional[Tensor]:
+    """The unit feature [D] of what renders a pixel without a candidate: the mean of the unit features
+    ``level_features`` [N, D] of the Gaussians labelled -1 in ``gaussian_labels`` [N] among ``gaussians`` [M] that
+    render it, weighted by their ``weights`` [M] (alpha_i T_i); None when none of them renders it. Unlike the
+    rendered feature it leaves out the labelled Gaussians that the pixel blends in."""
+    gaussians = gaussians.to(gaussian_labels.device)
+    unclaimed = gaussian_labels[gaussians] < 0  # [M]
+    unclaimed_weights = weights.to(level_features)[unclaimed.to(weights.device)]  # [U]
+    if unclaimed_weights.numel() == 0 or float(unclaimed_weights.sum()) <= 0:
+        return None
+    feature = unclaimed_weights @ level_features[gaussians[unclaimed]]  # [D]
+    norm = float(feature.norm())
+    return feature / norm if norm > 1e-8 else None
 
 
 def leader_clusters(features: Tensor, min_cosine: float, max_samples: int, min_size: int) -> Tensor:
@@ -704,13 +740,25 @@ class Segmenter:
         if query.reshape(-1).shape[0] != data.features.shape[1]:
             raise ValueError(f"A {level} query has {data.features.shape[1]} channels, got {query.reshape(-1).shape[0]}")
 
-        def pixel_shares() -> Optional[Tensor]:
-            rendered = pixel_weights() if pixel_weights is not None and self.config.pixel_decides else None
-            if rendered is None:
-                return None
-            return candidate_shares(data.segment_labels, *rendered, data.candidates.shape[0])
+        rendered: List[Optional[Tuple[Tensor, Tensor]]] = []  # the pixel's 1 x 1 render, made once when asked
 
-        result = select_by_feature(query, data.labels, data.candidates, data.features, self.config, pixel_shares)
+        def under_pixel() -> Optional[Tuple[Tensor, Tensor]]:
+            if not rendered:
+                ask = pixel_weights is not None and self.config.pixel_decides
+                rendered.append(pixel_weights() if ask else None)  # type: ignore[misc]
+            return rendered[0]
+
+        def pixel_shares() -> Optional[Tensor]:
+            weights = under_pixel()
+            return None if weights is None else candidate_shares(data.segment_labels, *weights,
+                                                                 data.candidates.shape[0])
+
+        def unclaimed_feature() -> Optional[Tensor]:
+            weights = under_pixel()
+            return None if weights is None else unclaimed_pixel_feature(data.segment_labels, *weights, data.features)
+
+        result = select_by_feature(query, data.labels, data.candidates, data.features, self.config, pixel_shares,
+                                   unclaimed_feature)
         if data.convergence < self.config.min_convergence:
             result.message += (f" Warning: the {level} features have not converged ({100 * data.convergence:.0f}% of "
                                f"the Gaussians, weighted by opacity, lie within cos {self.config.converged_cosine:g} "
