@@ -20,6 +20,7 @@ Layers, from the bottom:
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from dataclasses import dataclass
@@ -245,13 +246,11 @@ def select_by_feature(
     if candidates.shape[0] == 0:
         reason = "There are no global candidates at this level (GFL has not run)"
         return select_similar_features(query, level_features, config, reason, math.nan)
-    result, reason, best_cos = select_candidate(query, gaussian_labels, candidates, config, pixel_shares,
-                                                unclaimed_feature)
-    if isinstance(result, Tensor):  # the feature of what renders the pixel, which no candidate claims
-        return select_similar_features(result, level_features, config, reason, best_cos)
+    result, reason, best_cos, fallback_query = select_candidate(query, gaussian_labels, candidates, config,
+                                                                pixel_shares, unclaimed_feature)
     if result is not None:
         return result
-    return select_similar_features(query, level_features, config, reason, best_cos)
+    return select_similar_features(fallback_query, level_features, config, reason, best_cos)
 
 
 def shown_candidate(cosines: Tensor, shares: Tensor, min_cosine: float) -> Tuple[int, bool]:
@@ -271,14 +270,14 @@ def select_candidate(
     config: SelectionConfig,
     pixel_shares: Optional[Callable[[], Optional[Tensor]]] = None,
     unclaimed_feature: Optional[Callable[[], Optional[Tensor]]] = None,
-) -> Tuple[Union[ClickResult, Tensor, None], str, float]:
+) -> Tuple[Optional[ClickResult], str, float, Tensor]:
     """The Gaussians of the candidate a unit ``query`` [D] points at (``select_by_feature`` without its fallback):
     among the candidates it matches (cos >= ``candidate_min_cosine``) the one the clicked pixel shows
     (``shown_candidate``, when ``pixel_shares`` says what renders most of the pixel: ``min_labelled_share``), else
     the best match, unless it renders none of the pixel while Gaussians of no candidate render most of it; a
-    feature that matches nothing takes the candidate that renders most of the pixel. Returns (the result; or the
-    unit feature [D] of those unclaimed Gaussians (``unclaimed_feature``) to fall back on instead of the blend; or
-    None when nothing is selected; why not, in words; the best cosine).
+    feature that matches nothing takes the candidate that renders most of the pixel. Returns (the result, or None
+    when nothing is selected; why not, in words; the best cosine; the unit query [D] to fall back on: ``query``, or
+    the feature of those unclaimed Gaussians (``unclaimed_feature``) instead of the blend).
 
     Args:
         gaussian_labels: [N] long candidate ids; candidates: [C, D], C >= 1.
@@ -296,11 +295,11 @@ def select_candidate(
         if shares is not None and float(shares[candidate]) == 0 and unclaimed_feature is not None:
             unclaimed = unclaimed_feature()
             if unclaimed is not None:  # what renders most of the pixel is none of the candidates
-                return unclaimed, (f"The best match (global candidate {candidate}, cos {best_cos:.2f}) renders none "
-                                   "of the clicked pixel, which Gaussians of no candidate render"), best_cos
+                return None, (f"The best match (global candidate {candidate}, cos {best_cos:.2f}) renders none of "
+                              "the clicked pixel, which Gaussians of no candidate render"), best_cos, unclaimed
     else:
         return None, (f"The click matches no global candidate well (best: {int(best_id)}, cos {best_cos:.2f} < "
-                      f"{config.candidate_min_cosine:g})"), best_cos
+                      f"{config.candidate_min_cosine:g})"), best_cos, query
     reason = "" if matches else (
         f"The click matches no global candidate that renders the clicked pixel (best match: {int(best_id)}, "
         f"cos {best_cos:.2f}; matching needs cos >= {config.candidate_min_cosine:g})")
@@ -308,7 +307,7 @@ def select_candidate(
     if result is None:
         reason = f"The click points at global candidate {candidate} (cos {float(cos[candidate]):.2f}), which no " \
                  "Gaussian carries"
-    return result, reason, best_cos
+    return result, reason, best_cos, query
 
 
 def _candidate_result(gaussian_labels: Tensor, candidate: int, cosine: float, why: str = "",
@@ -740,13 +739,10 @@ class Segmenter:
         if query.reshape(-1).shape[0] != data.features.shape[1]:
             raise ValueError(f"A {level} query has {data.features.shape[1]} channels, got {query.reshape(-1).shape[0]}")
 
-        rendered: List[Optional[Tuple[Tensor, Tensor]]] = []  # the pixel's 1 x 1 render, made once when asked
-
+        @functools.cache  # the pixel's 1 x 1 render, made once when asked
         def under_pixel() -> Optional[Tuple[Tensor, Tensor]]:
-            if not rendered:
-                ask = pixel_weights is not None and self.config.pixel_decides
-                rendered.append(pixel_weights() if ask else None)  # type: ignore[misc]
-            return rendered[0]
+            ask = pixel_weights is not None and self.config.pixel_decides
+            return pixel_weights() if ask else None  # type: ignore[misc]
 
         def pixel_shares() -> Optional[Tensor]:
             weights = under_pixel()
