@@ -63,8 +63,8 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from cache import (NS_TRAIN_FLAGS, CodeKeys, code_keys, environment, is_cached, labelling_note,  # noqa: E402
-                   lift_labels_stage, mark_cached, parse_labelling, run_key, settings_fingerprint)
+from cache import (NS_TRAIN_FLAGS, CodeKeys, check_checkout_unchanged, code_keys, environment, is_cached,  # noqa: E402
+                   labelling_note, lift_labels_stage, mark_cached, parse_labelling, run_key, settings_fingerprint)
 
 VENV_BIN = Path(sys.executable).parent
 
@@ -427,6 +427,7 @@ def run_set(args: argparse.Namespace, codes: CodeKeys, env: Dict[str, str], star
             print(SET_HEADER, flush=True)
         print("\n".join(set_scene_lines(record)), flush=True)
     lines, figures = set_summary(records, split)
+    check_checkout_unchanged("the figures above")
     report_name = f"set_{args.scene_set}{'' if whole else '_part'}{labelling_suffix(args.labelling)}.json"
     report_path = args.work / report_name
     write_report({"summary": figures, "scenes": records}, report_path)  # JSON, NaN as null, atomically
@@ -580,6 +581,7 @@ def main() -> None:
           f"{100 * main_run['segmented']:.1f}% of them; "
           f"total {((time.perf_counter() - started) / 60):.1f} min", flush=True)
     summary = main_run["summary"]
+    check_checkout_unchanged("the figures above")
     print(f"accuracy{labelling_note(args.labelling)}: coarse mIoU {summary['coarse']['mIoU']:.3f}, fine mIoU "
           f"{summary['fine']['mIoU']:.3f} (noisy masks, GFL on); oracle {c['mIoU']:.3f} / {f['mIoU']:.3f}")
 

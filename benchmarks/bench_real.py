@@ -54,8 +54,8 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from cache import (NS_TRAIN_FLAGS, CodeKeys, code_fingerprint, code_keys, is_cached, labelling_note,  # noqa: E402
-                   lift_labels_stage, mark_cached, parse_labelling, run_key)
+from cache import (NS_TRAIN_FLAGS, CodeKeys, check_checkout_unchanged, code_fingerprint, code_keys,  # noqa: E402
+                   is_cached, labelling_note, lift_labels_stage, mark_cached, parse_labelling, run_key)
 from sam_weights import HOW_TO_SUPPLY, mobile_sam_checkpoint  # noqa: E402
 
 BIN = Path(sys.executable).parent
@@ -435,6 +435,7 @@ def main() -> None:
           f"{codes.labels[:12]} (labels), work {args.work}")
     results = {name: bench_scene(name, args, checkpoint, codes) for name in args.scenes}
     scores = ", ".join(f"{name} mIoU {miou:.3f} (oracle {oracle:.3f})" for name, (miou, oracle) in results.items())
+    check_checkout_unchanged("the figures above")
     print(f"real{labelling_note(args.labelling)}: {scores}")
 
 

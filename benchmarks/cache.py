@@ -291,9 +291,35 @@ def is_cached(directory: Path, key: str, key_file: str = KEY_FILE) -> bool:
     return isinstance(stored, dict) and stored.get("key") == key
 
 
+CHECKOUT_SOURCES = [PROJECT_ROOT / "clickgs_ns", PROJECT_ROOT / "method_configs", PROJECT_ROOT / "benchmarks",
+                    PROJECT_ROOT / "pyproject.toml"]
+"""Every source that a benchmark and the commands it starts execute (trained or not)."""
+
+
+def checkout_digest() -> str:
+    """sha1 (hex) of the bytes of ``CHECKOUT_SOURCES``: any edit changes it, comments included."""
+    return settings_fingerprint({path.as_posix(): file_sha1(path) for path in source_files(CHECKOUT_SOURCES)})
+
+
+CHECKOUT_AT_START = checkout_digest()
+"""The sources when this process started (imported this module): the code its artefacts and figures come from."""
+
+
+def check_checkout_unchanged(what: str) -> None:
+    """A RuntimeError when a source of the checkout changed since this process started: ``what`` (an artefact about
+    to be filed under its key, or figures about to be printed) would then come from two versions of the code (the
+    commands a benchmark starts import the sources as they are when they start)."""
+    if checkout_digest() != CHECKOUT_AT_START:
+        raise RuntimeError(f"The project's sources changed while this benchmark ran, so {what} would not come from "
+                           "the code its key names. Run it again on a checkout that nobody edits meanwhile (e.g. one "
+                           "made by `git worktree add`); what it finished before the change stays cached.")
+
+
 def mark_cached(directory: Path, key: str, code_fp: str, flags: Dict[str, Any], key_file: str = KEY_FILE) -> None:
     """Write ``directory``'s ``key_file`` (atomically, once the artefact is complete): the key, and the code
-    fingerprint and flags it was made from, so that the folder says how it was made."""
+    fingerprint and flags it was made from, so that the folder says how it was made. Refused when the checkout's
+    sources changed while the artefact was being made (``check_checkout_unchanged``)."""
+    check_checkout_unchanged(f"{directory} (key {key})")
     text = json.dumps({"key": key, "code": code_fp, "flags": _canonical(flags)}, indent=1, sort_keys=True)
     atomic_write_text(Path(directory) / key_file, text + "\n")
 

@@ -141,6 +141,21 @@ def test_key_file_marks_a_finished_artefact(tmp_path):
     assert not is_cached(tmp_path, key)
 
 
+def test_an_artefact_made_while_the_sources_changed_is_not_filed_under_a_key(tmp_path, monkeypatch):
+    """The commands a benchmark starts import the sources as they are then: an artefact finished after an edit
+    is not marked (it is made again on the next run), and no figure is printed."""
+    import cache
+
+    assert cache.checkout_digest() == cache.CHECKOUT_AT_START, "nothing edited the sources since the import"
+    key = run_key("f" * 40, FLAGS)
+    monkeypatch.setattr(cache, "CHECKOUT_AT_START", "the sources before an edit")
+    with pytest.raises(RuntimeError, match=rf"sources changed while this benchmark ran, so {tmp_path} \(key {key}\)"):
+        mark_cached(tmp_path, key, "f" * 40, FLAGS)
+    assert not is_cached(tmp_path, key) and not (tmp_path / "cache_key.json").exists()
+    with pytest.raises(RuntimeError, match="so the figures above would not come from the code its key names"):
+        cache.check_checkout_unchanged("the figures above")
+
+
 MODULE = """import functools
 
 STEPS = 3000

@@ -324,9 +324,20 @@ def test_eval_errors_name_the_prompt_and_the_missing_image(loaded, tiny_scene, t
             target["mask"] = str(tiny_scene.root / target["mask"])
     path = tmp_path / "bad.json"
     path.write_text(json.dumps(prompts))
-    with pytest.raises(PromptError, match=r"bad\.json, prompt 1: target 0: image images/frame_00099\.png is not a "
+    with pytest.raises(PromptError, match=r"bad\.json, prompt 1: target 0: images/frame_00099\.png is not a "
                                           r"view of the run .*12 views"):
         evaluate_prompts(loaded, load_prompts(path), path)
+
+    # images named as `clickgs segment --click` takes them (file name, or name without extension) work as well
+    prompts = prompts[:1]
+    path.write_text(json.dumps(prompts))
+    by_path = evaluate_prompts(loaded, load_prompts(path), path)["prompts"]
+    prompts[0]["click"]["image"] = Path(prompts[0]["click"]["image"]).name
+    for target in prompts[0]["targets"]:
+        target["image"] = Path(target["image"]).stem
+    path.write_text(json.dumps(prompts))
+    by_name = evaluate_prompts(loaded, load_prompts(path), path)["prompts"]
+    assert [r["iou"] for r in by_name] == [r["iou"] for r in by_path] and by_path[0]["targets"]
 
 
 def test_bench_real_user_clicks_where_the_selection_fits_worst(loaded, tiny_scene):
@@ -360,6 +371,32 @@ def test_bench_real_user_clicks_where_the_selection_fits_worst(loaded, tiny_scen
     assert mean_iou == pytest.approx(float(np.mean(ious))), "the mean IoU of the views, after every click"
     one_view_clicks, _ = level_clicks(loaded, views[:1], "coarse", 3, 0.999)
     assert {click["image"] for click in one_view_clicks} == {views[0][0]}, "one view: every click in it"
+
+
+def test_a_click_renders_at_most_a_window_of_the_photo(loaded, tiny_scene):
+    """``click_view`` (clickgs segment, the API, clickgs eval): a photo within the window renders whole and is
+    remembered for the next click; a larger one renders only a window around the pixel, selecting the same."""
+    from clickgs_ns.render.cameras import camera_size
+    from clickgs_ns.segment.views import CLICK_WINDOW, click_view
+
+    view = loaded.views.train_views[0]
+    assert max(view.full_size) <= CLICK_WINDOW
+    gt = np.load(tiny_scene.root / "gt" / f"{Path(view.key).stem}.npz")["coarse"]
+    objects = np.argwhere(gt > 0)  # [K, 2] rows and columns of the objects' pixels
+    row, column = objects[len(objects) // 2]
+    segmenter = loaded.segmenter
+    segmenter.refresh()
+    segmenter.clear()
+    whole = click_view(segmenter, view, column + 0.5, row + 0.5, "coarse")
+    assert segmenter.remembered_size() == camera_size(view.camera), "the whole photo, remembered"
+    selected = segmenter.selection.clone()
+    assert whole.num_selected > 0
+    segmenter.refresh()
+    segmenter.clear()
+    click_view(segmenter, view, column + 0.5, row + 0.5, "coarse", window=32)
+    assert segmenter.remembered_size() is None, "a window of the photo only"
+    assert torch.equal(segmenter.selection, selected)
+    segmenter.clear()
 
 
 def test_segment_and_export_round_trip(trained, loaded, tiny_scene, tmp_path: Path, monkeypatch):
@@ -458,6 +495,24 @@ def test_export_for_editing_inverse_and_single_labelled_file(trained, loaded, tm
     np.testing.assert_array_equal(vertices["label"], expected)
     assert loaded.export(tmp_path / "api_rest.ply", selection=selection, invert=True).num_exported == len(indices) - \
         int(selection[indices].sum())
+
+
+def test_export_of_a_selection_that_is_not_one_or_of_everything_but_nothing(trained, loaded, tmp_path: Path, capsys):
+    """A file that is not a selection .npy is refused with its name; --invert of an empty selection is the whole
+    splat (as the API exports it)."""
+    np.savez(tmp_path / "masks.npz", mask=np.ones(loaded.num_gaussians, dtype=bool))
+    (tmp_path / "masks.npz").rename(tmp_path / "saved_as_npz.npy")
+    np.save(tmp_path / "objects.npy", np.array([{"a": 1}], dtype=object))
+    for name in ("saved_as_npz.npy", "objects.npy"):
+        with pytest.raises(SystemExit):
+            clickgs("export", "--load-config", trained, "--selection", tmp_path / name, "--output", tmp_path / "x.ply")
+        flat = "".join(capsys.readouterr().out.split())  # the console wraps long lines
+        assert f"--selection{tmp_path / name}cannotbereadasaselection.npy" in flat, flat
+    np.save(tmp_path / "nothing.npy", np.zeros(loaded.num_gaussians, dtype=bool))
+    clickgs("export", "--load-config", trained, "--selection", tmp_path / "nothing.npy", "--invert",
+            "--output", tmp_path / "everything.ply")
+    assert PlyData.read(str(tmp_path / "everything.ply"))["vertex"].count == \
+        loaded.export(tmp_path / "whole.ply", selection=torch.ones(loaded.num_gaussians, dtype=torch.bool)).num_exported
 
 
 def test_ns_export_whole_splat_and_a_saved_selection(trained, loaded, tmp_path: Path, monkeypatch):

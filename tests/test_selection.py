@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import json
 import math
 from pathlib import Path
@@ -600,6 +602,9 @@ def test_api_click_maps_full_resolution_pixels_and_exports(tmp_path: Path):
 
     export = scene.export(tmp_path / "sel.ply")
     assert export.indices.tolist() == torch.nonzero(model.groups == 1).squeeze(-1).tolist()
+    assert scene.export(tmp_path / "object").path == tmp_path / "object.ply"  # the suffix added, as for selections
+    with pytest.raises(ValueError, match=r"sel\.npy: a splat is exported as a \.ply file"):
+        scene.export(tmp_path / "sel.npy")
     vertices = PlyData.read(str(tmp_path / "sel.ply"))["vertex"].data
     np.testing.assert_allclose(vertices["x"], model.gauss_params["means"][model.groups == 1, 0].numpy() / 0.5,
                                atol=1e-5)
@@ -618,6 +623,31 @@ def test_api_click_maps_full_resolution_pixels_and_exports(tmp_path: Path):
     scene.clear()
     scene.load_selection(tmp_path / "sel.npy")
     assert torch.equal(scene.selection, model.groups == 1)
+
+
+def test_clickgs_segment_checks_every_click_before_rendering_and_an_index_that_names_a_photo(tmp_path: Path,
+                                                                                                capsys):
+    """``clickgs segment``: a click outside its photo stops the command before any click renders; an integer that
+    is both a training view's index and another photo's name is refused with both readings."""
+    from clickgs_ns.app.cli import apply_click, click_target, parse_click_args
+
+    model = FakeModel()
+    scene = ClickGaussianScene(fake_scene(model, tmp_path / "data"))  # one training view: images_2/frame.png
+    good, outside = parse_click_args([["0", "9", "3", "coarse"], ["frame.png", "16", "0", "coarse"]])
+    assert click_target(scene, good).key == "images/frame.png"
+    with pytest.raises(SystemExit):
+        click_target(scene, outside)
+    assert "lies outside images/frame.png (16x12)" in capsys.readouterr().out
+    assert not bool(scene.selection.any()), "nothing was clicked"
+    (zero,) = parse_click_args([["0", "9", "3", "coarse"]])
+    scene.views.views["images/0.png"] = dataclasses.replace(scene.views.views["images/frame.png"], key="images/0.png",
+                                                            split="eval")  # a held-out photo named 0.png
+    with pytest.raises(SystemExit):
+        click_target(scene, zero)
+    printed = " ".join(capsys.readouterr().out.split())
+    assert "0 names the photo images/0.png and is the index of training view 0 (images/frame.png)" in printed, printed
+    del scene.views.views["images/0.png"]
+    assert apply_click(scene, zero).candidate == 1
 
 
 def test_api_clicks_a_photo_by_name(tmp_path: Path):
@@ -733,6 +763,11 @@ def test_segmenter_on_the_real_model_and_renderer():
     # (as gsplat does), and a small window leaves more of them outside
     small = segmenter.pixel_sample(camera, 24, 16, window=8)
     torch.testing.assert_close(small.fine_features, whole.fine_features, atol=0.02, rtol=0)
+    segmenter.refresh()
+    holds_the_view = segmenter.pixel_sample(camera, 24, 16, window=48)
+    assert holds_the_view.source == "render" and segmenter.remembered_size() == (32, 48), \
+        "a window that holds the whole view renders the view itself, and remembers it"
+    torch.testing.assert_close(holds_the_view.fine_features, whole.fine_features, atol=0, rtol=0)
     outputs = {name: torch.zeros(32, 48, dim) for name, dim in
                (("coarse_features", COARSE_DIM), ("fine_features", FEATURE_DIM), ("accumulation", 1))}
     segmenter.remember_render(camera, outputs)

@@ -153,7 +153,13 @@ class ClickGaussianScene:
         everything but the selection (the scene with the object removed).
 
         Each Gaussian's ``label`` is its "segment everything" id at ``level`` unless ``labels`` [N] is given.
+        ``path`` without a suffix gets ".ply" (as ``save_selection`` adds ".npy"); another suffix is refused.
         """
+        path = Path(path)
+        if not path.suffix:
+            path = path.with_name(path.name + ".ply")
+        if path.suffix != ".ply":
+            raise ValueError(f"{path}: a splat is exported as a .ply file (e.g. object.ply)")
         selection = self.segmenter.selection if selection is None else selection
         try:
             exported, _ = exported_gaussians(selection.cpu(), "inverse" if invert else "selection")

@@ -190,6 +190,8 @@ class ClickSpec:
     mode: str = "add"
     camera_index: Optional[int] = None
     image: Optional[str] = None
+    token: Optional[str] = field(default=None, compare=False)
+    """The view as --click gave it (an integer token may also be a photo's name)."""
 
     @property
     def where(self) -> str:
@@ -219,7 +221,7 @@ def parse_click_args(clicks: List[List[str]]) -> List[ClickSpec]:
         except ValueError:
             camera_index, image = None, tokens[0]
         spec = ClickSpec((x, y), tokens[3], tokens[4] if len(tokens) == 5 else "add", camera_index=camera_index,
-                         image=image)
+                         image=image, token=tokens[0])
         check_click(spec, f"--click {shown}")
         specs.append(spec)
     return specs
@@ -257,7 +259,7 @@ def load_clicks_file(path: Path) -> List[ClickSpec]:
         has_image, has_index = "image" in entry, "camera_index" in entry
         if has_image == has_index:
             fail(f"{where}: give exactly one of 'image' (a path as in transforms.json) and 'camera_index'")
-        if has_index and not isinstance(entry["camera_index"], int):
+        if has_index and (not isinstance(entry["camera_index"], int) or isinstance(entry["camera_index"], bool)):
             fail(f"{where}: 'camera_index' must be an integer, got {entry['camera_index']!r}")
         if has_image and not isinstance(entry["image"], str):
             fail(f"{where}: 'image' must be a string, got {entry['image']!r}")
@@ -268,9 +270,9 @@ def load_clicks_file(path: Path) -> List[ClickSpec]:
     return specs
 
 
-def apply_click(scene: Any, spec: ClickSpec) -> Any:
-    """Make one click on a loaded scene (``ClickGaussianScene``); errors name the click."""
-    from clickgs_ns.segment.views import click_view
+def click_target(scene: Any, spec: ClickSpec) -> Any:
+    """The view (``View``) that a click names, its pixel checked; errors name the click and the way forward."""
+    from clickgs_ns.segment.views import check_pixel
 
     views = scene.views
     if spec.image is not None:
@@ -284,6 +286,31 @@ def apply_click(scene: Any, spec: ClickSpec) -> Any:
             fail(f"Click {spec.where}: camera_index out of range, the run has {scene.num_views} training views "
                  "(0 .. {})".format(scene.num_views - 1))
         view = scene.train_view(spec.camera_index)
+        named = photo_named(views, spec.token) if spec.token is not None else None
+        if named is not None and named.key != view.key:
+            fail(f"Click {spec.where}: {spec.token} names the photo {named.key} and is the index of training view "
+                 f"{spec.camera_index} ({view.key}): give the photo's name instead ({named.key} or {view.key}).")
+    try:
+        check_pixel(view, *spec.xy)
+    except ValueError as err:
+        fail(f"Click {spec.where}: {err}")
+    return view
+
+
+def photo_named(views: Any, name: str) -> Any:
+    """The view whose photo ``name`` names (``ViewIndex.find``), None when none does (or several)."""
+    try:
+        return views.find(name)
+    except ValueError:
+        return None
+
+
+def apply_click(scene: Any, spec: ClickSpec, view: Any = None) -> Any:
+    """Make one click on a loaded scene (``ClickGaussianScene``) in ``view`` (default: ``click_target``'s); errors
+    name the click."""
+    from clickgs_ns.segment.views import click_view
+
+    view = click_target(scene, spec) if view is None else view
     try:
         return click_view(scene.segmenter, view, spec.xy[0], spec.xy[1], spec.level, spec.mode)
     except ValueError as err:
@@ -317,8 +344,9 @@ class Segment:
         if self.output.suffix != ".npy":
             fail(f"--output {self.output}: a selection is saved as a .npy file (e.g. selection.npy)")
         scene = load_scene(self.load_config)
-        for spec in specs:
-            result = apply_click(scene, spec)
+        targets = [click_target(scene, spec) for spec in specs]  # every click checked before the first renders
+        for spec, view in zip(specs, targets):
+            result = apply_click(scene, spec, view)
             CONSOLE.print(f"{spec.where}: {result.message} Selection: {result.total_selected} Gaussians. "
                           f"[dim]({1000 * result.seconds:.1f} ms, of which rendering {1000 * result.render_seconds:.1f}"
                           " ms)[/]")
@@ -456,13 +484,13 @@ class Export:
         if self.selection is not None:
             try:
                 mask = scene.load_selection(self.selection)
-            except ValueError as err:
-                fail(str(err))
-            except (OSError, EOFError) as err:  # an empty, truncated or non-.npy file
-                fail(f"--selection {self.selection} cannot be read as a selection .npy ({err}); save it again with "
-                     "`clickgs segment` or the viewer's Export button.")
+            except (ValueError, AttributeError, OSError, EOFError) as err:  # e.g. a .npz, a pickle, a truncated file
+                if str(self.selection) in str(err):  # it fits another model, or holds neither a mask nor indices
+                    fail(str(err))
+                fail(f"--selection {self.selection} cannot be read as a selection .npy ({type(err).__name__}: {err}); "
+                     "save it again with `clickgs segment` or the viewer's Export button.")
             what = f"{'everything but ' if self.invert else ''}the selection {self.selection}"
-            if not bool(mask.any()):
+            if not self.invert and not bool(mask.any()):
                 fail(f"{self.selection} selects no Gaussian: nothing to export.")
         else:
             mask = torch.ones(scene.num_gaussians, dtype=torch.bool)
@@ -511,7 +539,7 @@ class Eval:
             fail(str(err))
         report["load_config"] = str(self.load_config)
         report["seconds"] = time.perf_counter() - start
-        output = self.output or Path(self.load_config).parent / f"eval_{self.prompts.stem}.json"
+        output = self.output or scene.run.config_path.parent / f"eval_{self.prompts.stem}.json"
         write_report(report, output)
         CONSOLE.print(report_table(report))
         CONSOLE.print(f"[bold green]Wrote {output}[/] ({len(prompts)} prompts in {report['seconds']:.1f} s)")
@@ -532,7 +560,7 @@ class LiftLabels:
         start = time.perf_counter()
         try:
             checkpoint, labelled = lift_saved_labels(self.load_config)
-        except (FileNotFoundError, TypeError) as err:
+        except (FileNotFoundError, TypeError, ValueError) as err:  # ValueError: masks missing or made for other photos
             fail(str(err))
         CONSOLE.print(f"[bold green]Labels lifted and saved in {checkpoint}[/]: {labelled['coarse']} (coarse) and "
                       f"{labelled['fine']} (fine) Gaussians labelled for clicks ({time.perf_counter() - start:.1f} s).")

@@ -240,18 +240,19 @@ def check_prompts(prompts: Sequence[Prompt], views: ViewIndex, prompts_path: Pat
     prompt index and the image."""
     for prompt in prompts:
         for click in prompt.clicks:
-            view = views.get(click.image)
-            if view is None:
-                raise _fail(prompts_path, prompt.index, f"clicked image {click.image} is not a view of the run "
-                                                        f"(train or eval split; {views.describe()})")
+            try:
+                view = views.find(click.image)
+            except ValueError as err:
+                raise _fail(prompts_path, prompt.index, f"clicked image: {err}") from err
             height, width = view.full_size
             if not (0 <= click.xy[0] < width and 0 <= click.xy[1] < height):
                 raise _fail(prompts_path, prompt.index, f"click {list(click.xy)} lies outside {click.image} "
                                                         f"({width}x{height})")
         for t, target in enumerate(prompt.targets):
-            if views.get(target.image) is None:
-                raise _fail(prompts_path, prompt.index, f"target {t}: image {target.image} is not a view of the "
-                                                        f"run (train or eval split; {views.describe()})")
+            try:
+                views.find(target.image)
+            except ValueError as err:
+                raise _fail(prompts_path, prompt.index, f"target {t}: {err}") from err
 
 
 # ------------------------------------------------------------------------------------------------ evaluation
@@ -275,8 +276,7 @@ def score_target(scene: Any, selection: Any, target: Target, prompts_path: Path,
     Raises ``ValueError`` (naming the prompts file, the prompt and the target) where the mask's size is not the
     image's.
     """
-    target_view = scene.views.get(target.image)
-    assert target_view is not None  # check_prompts
+    target_view = scene.views.find(target.image)  # there: check_prompts
     try:
         gt = read_mask_png(target.mask)
     except (OSError, ValueError, SyntaxError) as err:  # PIL's errors for damaged or non-image files
@@ -307,7 +307,7 @@ def run_prompt(scene: Any, prompt: Prompt, prompts_path: Path, config: EvalConfi
     results = []
     for number, click in enumerate(prompt.clicks):
         try:
-            results.append(click_view(segmenter, scene.views.get(click.image), click.xy[0], click.xy[1],
+            results.append(click_view(segmenter, scene.views.find(click.image), click.xy[0], click.xy[1],
                                       prompt.level, click.mode))
         except ValueError as err:  # e.g. a pixel the lens model maps outside the rendered view
             raise _fail(prompts_path, prompt.index, f"click {number}: {err}") from err
@@ -317,7 +317,7 @@ def run_prompt(scene: Any, prompt: Prompt, prompts_path: Path, config: EvalConfi
     first = results[0]
     return {
         "index": prompt.index, "level": prompt.level, **prompt.extra,
-        "click": {"image": prompt.image, "xy": list(prompt.xy), "split": scene.views.get(prompt.image).split},
+        "click": {"image": prompt.image, "xy": list(prompt.xy), "split": scene.views.find(prompt.image).split},
         "clicks": [{"image": c.image, "xy": list(c.xy), "mode": c.mode, "message": r.message}
                    for c, r in zip(prompt.clicks, results)],
         "num_selected": int(selection.sum()), "candidate": first.candidate,

@@ -665,10 +665,13 @@ class Segmenter:
 
     def pixel_sample(self, camera: "Cameras", column: int, row: int, window: Optional[int] = None) -> PixelSample:
         """What ``camera`` [1] shows at pixel (``column``, ``row``): from the remembered render of this camera,
-        else from a render of the whole view (remembered), or, with ``window``, of a ``window`` x ``window`` crop
-        around the pixel only (``crop_camera``; its cost does not grow with the view's size; not remembered)."""
+        else from a render of the whole view (remembered), or, with a ``window`` smaller than the view, of a
+        ``window`` x ``window`` crop around the pixel only (``crop_camera``; its cost does not grow with the view's
+        size; not remembered)."""
         outputs, x, y, seconds = self.remembered_render(camera), column, row, 0.0
         source = "cached view"
+        if window is not None and window >= max(camera_size(camera)):
+            window = None  # the window holds the whole view: render the view itself, and remember it
         if outputs is None and window is None:
             (outputs, seconds), source = self.render(camera), "render"
         elif outputs is None:
@@ -686,11 +689,15 @@ class Segmenter:
                            float(depth[y, x].reshape(-1)[0]) if depth is not None else math.nan, column, row, camera,
                            source, seconds)
 
-    def click(self, camera: "Cameras", x: float, y: float, level: Level = "coarse", mode: Mode = "add") -> ClickResult:
-        """Click pixel (x right, y down; pixel i covers [i, i + 1)) of ``camera`` [1] and update the selection."""
+    def click(self, camera: "Cameras", x: float, y: float, level: Level = "coarse", mode: Mode = "add",
+              window: Optional[int] = None) -> ClickResult:
+        """Click pixel (x right, y down; pixel i covers [i, i + 1)) of ``camera`` [1] and update the selection; the
+        pixel is read as ``pixel_sample`` reads it (``window``: the side of the crop rendered when no render of the
+        camera is remembered; None renders the whole view)."""
         start = time.perf_counter()
         check_level(level)
-        result = self.click_sample(self.pixel_sample(camera, int(math.floor(x)), int(math.floor(y))), level, mode)
+        sample = self.pixel_sample(camera, int(math.floor(x)), int(math.floor(y)), window)
+        result = self.click_sample(sample, level, mode)
         result.seconds = time.perf_counter() - start
         return result
 

@@ -1,6 +1,7 @@
 """The views of a loaded run and clicks on them: every camera of the train and eval splits, found by image path
 as in transforms.json, with the size of its full-resolution image. Users click full-resolution pixels (those of
-``DATA/images/``); a click is mapped to the camera's (training) resolution here, and only here.
+``DATA/images/``); a click is mapped to the camera's resolution here, and only here (a run loaded for clicks,
+``load_run``, has its cameras at the photos' own size: nerfstudio does not downscale in inference mode).
 
 A camera with lens distortion is rendered as the pinhole camera of its own intrinsics (the rasterizer has no lens
 model), and a pixel of its photo is moved through the lens model into that pinhole image (``undistort_pixels``);
@@ -24,6 +25,13 @@ from clickgs_ns.render.cameras import camera_size, camera_with_intrinsics
 from clickgs_ns.lens import has_distortion, undistort_pixels
 from clickgs_ns.segment.selection import ClickResult, Segmenter, selection_mask
 
+CLICK_WINDOW = 1024
+"""Side of the window that a click on a photo renders around its pixel when no render of the view is remembered
+(``Segmenter.pixel_sample``): a photo up to this size renders whole, exactly what it shows; a larger one (12 MP:
+4032 x 3024) only the window, so that a click's memory does not grow with the photo. A Gaussian centred far
+outside the window is projected with a clamped Jacobian (as gsplat does), so through such Gaussians, hundreds of
+pixels away, the pixel can differ slightly from a render of the whole photo."""
+
 
 def image_key(name: str) -> str:
     """A transforms.json-style image path normalised for matching ("./images/a.png" -> "images/a.png")."""
@@ -41,7 +49,8 @@ class View:
     index: int
     """Index within its split's dataset (for "train": the API's ``camera_index``)."""
     camera: Any
-    """nerfstudio Cameras [1] in the training frame, at the training resolution."""
+    """nerfstudio Cameras [1] in the training frame, at the loaded dataset's resolution (the photo's own for a run
+    loaded for clicks)."""
     full_size: Tuple[int, int]
     """(H, W) of the full-resolution image."""
     distortion: Optional[Tensor] = None
@@ -231,12 +240,19 @@ def camera_pixel(x: float, y: float, full_size: Tuple[int, int], size: Tuple[int
     return column + 0.5, row + 0.5
 
 
-def click_view(segmenter: Segmenter, view: View, x: float, y: float, level: str, mode: str = "add") -> ClickResult:
-    """Click full-resolution pixel (x, y) of ``view`` (either split) through ``segmenter``; returns the
-    ``ClickResult``. Errors name the image when the pixel lies outside it."""
+def check_pixel(view: View, x: float, y: float) -> None:
+    """A ValueError naming the image when full-resolution pixel (x, y) lies outside ``view``'s photo."""
     height, width = view.full_size
     if not (0 <= x < width and 0 <= y < height):
         raise ValueError(f"Pixel ({x:g}, {y:g}) lies outside {view.key} ({width}x{height})")
+
+
+def click_view(segmenter: Segmenter, view: View, x: float, y: float, level: str, mode: str = "add",
+               window: int = CLICK_WINDOW) -> ClickResult:
+    """Click full-resolution pixel (x, y) of ``view`` (either split) through ``segmenter``, rendering at most a
+    ``window`` x ``window`` crop around it; returns the ``ClickResult``. Errors name the image when the pixel lies
+    outside it."""
+    check_pixel(view, x, y)
     camera, size = view.camera, camera_size(view.camera)
     column, row = camera_pixel(x, y, view.full_size, size)
     if view.distortion is not None:  # the photo's pixel, through the lens model, in the pinhole render
@@ -248,4 +264,4 @@ def click_view(segmenter: Segmenter, view: View, x: float, y: float, level: str,
             raise ValueError(f"Pixel ({x:g}, {y:g}) of {view.key} lies outside what its lens model can undistort")
         if left or top or right or bottom:  # barrel distortion: the photo's border lies outside the pinhole frame
             camera, column, row = grown_camera(camera, left, top, right, bottom), column + left, row + top
-    return segmenter.click(camera, column, row, level, mode)  # type: ignore[arg-type]
+    return segmenter.click(camera, column, row, level, mode, window)  # type: ignore[arg-type]
